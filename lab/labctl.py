@@ -1,0 +1,413 @@
+#!/usr/bin/env python3
+"""labctl: the tiering.pmem QEMU lab.
+
+Builds Debian guest images from Debian's packages (cached by a hash of their recipe), boots
+guests with emulated persistent memory under QEMU, and stops them by their own pid file.
+
+    labctl.py image [--release trixie]
+    labctl.py up NAME [--release trixie] [--flavour nvdimm|legacy|grub|plain] [--pmem-size 1G]
+    labctl.py ssh NAME [COMMAND...]
+    labctl.py down NAME... | --all
+    labctl.py list
+
+Everything listens on 127.0.0.1 only; the guests' user network is restricted (no outside access).
+"""
+
+import argparse
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+LAB_DIR = os.path.dirname(os.path.abspath(__file__))
+IMAGE_RECIPE_DIR = os.path.join(LAB_DIR, "image")
+RELEASES = ("trixie", "bookworm")
+FLAVOURS = ("nvdimm", "legacy", "grub", "plain")
+# QEMU needs the NVDIMM size minus its label area aligned to 16 MiB (LAB-NOTES).
+NVDIMM_LABEL_BYTES = 128 * 1024
+MIB = 1024 * 1024
+DEFAULT_BOOT_ATTEMPTS = 3
+
+
+class LabError(Exception):
+    pass
+
+
+def cache_dir():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "tiering-pmem")
+
+
+def instances_dir():
+    return os.environ.get("LAB_INSTANCES_DIR") or os.path.join(cache_dir(), "instances")
+
+
+def log(msg):
+    print("labctl: %s" % msg, file=sys.stderr, flush=True)
+
+
+def parse_size(text):
+    """'512M', '1G', '1536M' or bytes -> bytes."""
+    match = re.fullmatch(r"(\d+)([KMGT]?)i?B?", text.strip(), re.IGNORECASE)
+    if not match:
+        raise LabError("bad size %r: use a number with an optional K/M/G/T suffix, e.g. 512M or 1G" % text)
+    number, unit = match.groups()
+    return int(number) * 1024 ** " KMGT".index(unit.upper() or " ")
+
+
+# ---------------------------------------------------------------- SSH key and images
+
+def ensure_key():
+    key = os.path.join(cache_dir(), "key", "id_ed25519")
+    if not os.path.exists(key):
+        os.makedirs(os.path.dirname(key), mode=0o700, exist_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tiering-pmem-lab",
+                        "-f", key], check=True)
+    return key
+
+
+def recipe_hash(release, public_key):
+    digest = hashlib.sha256()
+    digest.update(release.encode())
+    digest.update(public_key.encode())
+    for top, dirs, files in os.walk(IMAGE_RECIPE_DIR):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(top, name)
+            digest.update(os.path.relpath(path, IMAGE_RECIPE_DIR).encode())
+            with open(path, "rb") as handle:
+                digest.update(handle.read())
+    return digest.hexdigest()[:12]
+
+
+def ensure_image(release):
+    if release not in RELEASES:
+        raise LabError("unknown release %r: choose one of %s" % (release, ", ".join(RELEASES)))
+    key = ensure_key()
+    with open(key + ".pub") as handle:
+        public_key = handle.read()
+    images = os.path.join(cache_dir(), "images")
+    os.makedirs(images, exist_ok=True)
+    image = os.path.join(images, "%s-%s" % (release, recipe_hash(release, public_key)))
+    with open(image + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(os.path.join(image, "manifest.env")):
+            return image
+        log("building %s image (recipe changed or cache empty): %s" % (release, image))
+        started = time.monotonic()
+        subprocess.run(["bash", os.path.join(IMAGE_RECIPE_DIR, "build.sh"), release, image, key + ".pub"],
+                       check=True, stdout=sys.stderr)
+        log("phase image-build %s: %.0f s" % (release, time.monotonic() - started))
+        for entry in os.listdir(images):
+            stale = os.path.join(images, entry)
+            if entry.startswith(release + "-") and stale != image and os.path.isdir(stale):
+                shutil.rmtree(stale, ignore_errors=True)
+                log("removed stale image %s" % stale)
+    return image
+
+
+# ---------------------------------------------------------------- QEMU command line
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pmem_options(flavour, mem_bytes, pmem_bytes, memmap_offset):
+    """Return (machine, memory/NUMA/device options, extra kernel args) of a flavour."""
+    mem_mib = mem_bytes // MIB
+    if flavour == "nvdimm":
+        if pmem_bytes % (16 * MIB):
+            raise LabError("nvdimm pmem size %d MiB is not a multiple of 16 MiB" % (pmem_bytes // MIB))
+        backing = pmem_bytes + NVDIMM_LABEL_BYTES
+        maxmem_mib = mem_mib + pmem_bytes // MIB + 1024
+        options = [
+            "-m", "%dM,slots=4,maxmem=%dM" % (mem_mib, maxmem_mib),
+            "-object", "memory-backend-ram,id=dram0,size=%dM" % mem_mib,
+            "-numa", "node,nodeid=0,cpus=0-1,memdev=dram0,initiator=0",
+            "-numa", "node,nodeid=1,initiator=0",
+            # HMAT: the CPU-less pmem node is 10x slower and 5x narrower, as Optane is.
+            "-numa", "hmat-lb,initiator=0,target=0,hierarchy=memory,data-type=access-latency,latency=10",
+            "-numa", "hmat-lb,initiator=0,target=0,hierarchy=memory,data-type=access-bandwidth,bandwidth=10G",
+            "-numa", "hmat-lb,initiator=0,target=1,hierarchy=memory,data-type=access-latency,latency=100",
+            "-numa", "hmat-lb,initiator=0,target=1,hierarchy=memory,data-type=access-bandwidth,bandwidth=2G",
+            # memory-backend-ram: a shared file backend would write guest memory into the file.
+            "-object", "memory-backend-ram,id=nvmem0,size=%d" % backing,
+            "-device", "nvdimm,id=nvdimm0,memdev=nvmem0,label-size=%d,node=1" % NVDIMM_LABEL_BYTES,
+        ]
+        return "pc,nvdimm=on,hmat=on", options, []
+    if flavour == "legacy":
+        if memmap_offset + pmem_bytes > mem_bytes:
+            raise LabError("memmap range 0x%x+%d MiB does not fit in %d MiB of guest RAM"
+                           % (memmap_offset, pmem_bytes // MIB, mem_mib))
+        return "pc", ["-m", "%dM" % mem_mib], ["memmap=%dM!0x%x" % (pmem_bytes // MIB, memmap_offset)]
+    return "pc", ["-m", "%dM" % mem_mib], []
+
+
+def qemu_argv(inst, image):
+    accel = os.environ.get("LAB_ACCEL", "tcg")
+    if accel == "kvm":
+        accel_opts = ["-accel", "kvm", "-cpu", "host"]
+    elif accel == "tcg":
+        accel_opts = ["-accel", "tcg,thread=multi", "-cpu", "max"]
+    else:
+        raise LabError("LAB_ACCEL=%r: use tcg (default) or kvm" % accel)
+    flavour = inst["flavour"] if inst["pmem_device"] else "plain"
+    machine, mem_opts, kernel_args = pmem_options(
+        flavour, inst["mem_bytes"], inst["pmem_bytes"], inst["memmap_offset"])
+    d = inst["dir"]
+    argv = [
+        "qemu-system-x86_64", "-name", "lab-" + inst["name"],
+        "-machine", machine, *accel_opts, "-smp", str(inst["cpus"]), *mem_opts,
+        "-nodefaults", "-display", "none", "-vga", "none",
+        "-drive", "file=%s,if=virtio,format=qcow2,cache=unsafe" % os.path.join(d, "overlay.qcow2"),
+        # restrict=on: the guest reaches nothing outside; only the forwarded SSH port comes in.
+        "-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22" % inst["port"],
+        "-device", "virtio-net-pci,netdev=net0",
+        "-device", "virtio-rng-pci",
+        "-chardev", "socket,id=ser0,path=%s,server=on,wait=off,logfile=%s"
+        % (os.path.join(d, "console.sock"), os.path.join(d, "serial.log")),
+        "-serial", "chardev:ser0",
+        "-monitor", "unix:%s,server=on,wait=off" % os.path.join(d, "monitor.sock"),
+        "-pidfile", os.path.join(d, "qemu.pid"), "-daemonize",
+    ]
+    if inst["flavour"] != "grub":
+        append = ["root=/dev/vda", "rw", "console=ttyS0,115200", "net.ifnames=0"] + kernel_args
+        argv += ["-kernel", os.path.join(image, "vmlinuz"), "-initrd", os.path.join(image, "initrd.img"),
+                 "-append", " ".join(append + inst["append"])]
+    return argv
+
+
+# ---------------------------------------------------------------- instances
+
+def instance_path(name):
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,40}", name):
+        raise LabError("bad instance name %r: use letters, digits, '.', '_' or '-' (at most 41)" % name)
+    return os.path.join(instances_dir(), name)
+
+
+def load_instance(name):
+    path = os.path.join(instance_path(name), "instance.json")
+    if not os.path.exists(path):
+        raise LabError("no lab instance named %r (see 'labctl.py list')" % name)
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def save_instance(inst):
+    path = os.path.join(inst["dir"], "instance.json")
+    with open(path + ".tmp", "w") as handle:
+        json.dump(inst, handle, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def ssh_argv(inst, command=None, connect_timeout=10):
+    argv = ["ssh", "-q", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            "-o", "ConnectTimeout=%d" % connect_timeout, "-o", "ServerAliveInterval=15",
+            "-i", inst["identity_file"], "-p", str(inst["port"]), "%s@%s" % (inst["user"], inst["address"])]
+    if command:
+        # Like ssh itself: the words are joined and the remote shell parses them.
+        argv.append(command if isinstance(command, str) else " ".join(command))
+    return argv
+
+
+def qemu_pid(inst):
+    """The instance's QEMU pid, only if that process is still the QEMU we started."""
+    try:
+        with open(os.path.join(inst["dir"], "qemu.pid")) as handle:
+            pid = int(handle.read().strip())
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            cmdline = handle.read().decode(errors="replace")
+    except (OSError, ValueError):
+        return None
+    return pid if os.path.join(inst["dir"], "overlay.qcow2") in cmdline else None
+
+
+def serial_tail(inst, lines=25):
+    try:
+        with open(os.path.join(inst["dir"], "serial.log"), errors="replace") as handle:
+            return "".join(handle.readlines()[-lines:])
+    except OSError:
+        return "(no serial log)"
+
+
+def wait_for_ssh(inst, deadline):
+    while time.monotonic() < deadline:
+        if qemu_pid(inst) is None:
+            raise LabError("QEMU of %s exited during boot" % inst["name"])
+        probe = subprocess.run(ssh_argv(inst, "cat /proc/sys/kernel/random/boot_id", connect_timeout=5),
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        if probe.returncode == 0 and probe.stdout.strip():
+            return probe.stdout.strip()
+        time.sleep(1)
+    raise LabError("no SSH from %s within the boot deadline" % inst["name"])
+
+
+def kill_qemu(inst, grace=15):
+    pid = qemu_pid(inst)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    end = time.monotonic() + grace
+    while time.monotonic() < end and qemu_pid(inst) == pid:
+        time.sleep(0.2)
+    if qemu_pid(inst) == pid:
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+    return True
+
+
+def cmd_up(args):
+    image = ensure_image(args.release)
+    d = instance_path(args.name)
+    if os.path.exists(os.path.join(d, "instance.json")):
+        existing = load_instance(args.name)
+        if qemu_pid(existing):
+            raise LabError("instance %r is already running (labctl.py down %s)" % (args.name, args.name))
+        shutil.rmtree(d)
+    os.makedirs(d)
+    mem = args.mem or ("2G" if args.flavour == "nvdimm" else "3G")
+    no_pmem = args.no_pmem or os.environ.get("LAB_NO_PMEM") == "1"
+    inst = {
+        "name": args.name, "dir": d, "release": args.release, "flavour": args.flavour,
+        "image": image, "mem_bytes": parse_size(mem), "pmem_bytes": parse_size(args.pmem_size),
+        "memmap_offset": int(args.memmap_offset, 0), "cpus": args.cpus, "append": args.append or [],
+        "pmem_device": not no_pmem, "address": "127.0.0.1", "user": "root",
+        "identity_file": ensure_key(), "port": None,
+    }
+    base = os.path.join(image, "disk-grub.img" if args.flavour == "grub" else "rootfs.img")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw",
+                    os.path.join(d, "overlay.qcow2")], check=True)
+    if no_pmem:
+        log("%s: booting WITHOUT its pmem device (LAB_NO_PMEM / --no-pmem)" % args.name)
+    attempts = int(os.environ.get("LAB_BOOT_ATTEMPTS", DEFAULT_BOOT_ATTEMPTS))
+    boot_timeout = float(os.environ.get("LAB_BOOT_TIMEOUT", "300"))
+    for attempt in range(1, attempts + 1):
+        inst["port"] = free_port()
+        inst["argv"] = qemu_argv(inst, image)
+        save_instance(inst)
+        started = time.monotonic()
+        try:
+            subprocess.run(inst["argv"], check=True, capture_output=True, text=True)
+        except subprocess.CalledProcessError as exc:
+            raise LabError("QEMU refused to start %s: %s" % (args.name, exc.stderr.strip()))
+        try:
+            inst["boot_id"] = wait_for_ssh(inst, started + boot_timeout)
+        except LabError as exc:
+            log("boot attempt %d/%d of %s failed: %s\n--- serial log tail ---\n%s"
+                % (attempt, attempts, args.name, exc, serial_tail(inst)))
+            kill_qemu(inst)
+            os.replace(os.path.join(d, "serial.log"), os.path.join(d, "serial.attempt%d.log" % attempt)) \
+                if os.path.exists(os.path.join(d, "serial.log")) else None
+            continue
+        inst["boot_seconds"] = round(time.monotonic() - started, 1)
+        inst["boot_attempts"] = attempt
+        save_instance(inst)
+        log("phase boot %s (%s, %s): %.1f s to SSH on 127.0.0.1:%d"
+            % (args.name, args.release, args.flavour, inst["boot_seconds"], inst["port"]))
+        print(json.dumps({k: inst[k] for k in ("name", "address", "port", "user", "identity_file",
+                                                "release", "flavour", "boot_seconds", "dir")}))
+        return 0
+    raise LabError("%s did not boot in %d attempts; serial logs in %s" % (args.name, attempts, d))
+
+
+def cmd_down(args):
+    names = sorted(os.listdir(instances_dir())) if args.all and os.path.isdir(instances_dir()) else args.names
+    for name in names:
+        d = instance_path(name)
+        if not os.path.exists(os.path.join(d, "instance.json")):
+            log("%s: not present" % name)
+            shutil.rmtree(d, ignore_errors=True)
+            continue
+        inst = load_instance(name)
+        stopped = kill_qemu(inst)
+        if args.keep_dir:
+            log("%s: %s; kept %s" % (name, "stopped" if stopped else "was not running", d))
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+            log("%s: %s and removed" % (name, "stopped" if stopped else "was not running"))
+    return 0
+
+
+def cmd_ssh(args):
+    inst = load_instance(args.name)
+    argv = ssh_argv(inst, args.command or None)
+    if not args.command:
+        argv.insert(1, "-t")
+    return subprocess.call(argv)
+
+
+def cmd_list(_args):
+    root = instances_dir()
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        try:
+            inst = load_instance(name)
+        except LabError:
+            continue
+        state = "running" if qemu_pid(inst) else "stopped"
+        print("%-20s %-8s %-9s %-7s 127.0.0.1:%s" % (name, inst["release"], inst["flavour"], state, inst["port"]))
+    return 0
+
+
+def cmd_image(args):
+    print(ensure_image(args.release))
+    return 0
+
+
+def cmd_info(args):
+    inst = load_instance(args.name)
+    inst["running"] = qemu_pid(inst) is not None
+    print(json.dumps(inst, indent=2))
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="labctl.py", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("image", help="build (or reuse) the cached guest image")
+    p.add_argument("--release", default="trixie", choices=RELEASES)
+    p.set_defaults(func=cmd_image)
+    p = sub.add_parser("up", help="boot a guest and wait for SSH; prints its connection as JSON")
+    p.add_argument("name")
+    p.add_argument("--release", default="trixie", choices=RELEASES)
+    p.add_argument("--flavour", default="nvdimm", choices=FLAVOURS)
+    p.add_argument("--pmem-size", default="1G", help="emulated pmem size (default 1G)")
+    p.add_argument("--mem", help="guest DRAM (default 2G for nvdimm, 3G otherwise)")
+    p.add_argument("--memmap-offset", default="0x80000000", help="legacy flavour: memmap= offset")
+    p.add_argument("--cpus", type=int, default=2)
+    p.add_argument("--append", action="append", help="extra kernel argument (-kernel flavours)")
+    p.add_argument("--no-pmem", action="store_true", help="leave the pmem device off (negative tests)")
+    p.set_defaults(func=cmd_up)
+    p = sub.add_parser("down", help="stop guests by their pid file and remove their overlays")
+    p.add_argument("names", nargs="*")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--keep-dir", action="store_true", help="keep overlay and logs")
+    p.set_defaults(func=cmd_down)
+    p = sub.add_parser("ssh", help="SSH into a guest")
+    p.add_argument("name")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_ssh)
+    p = sub.add_parser("list", help="list lab instances")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("info", help="an instance's recorded details as JSON")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_info)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except LabError as exc:
+        log("error: %s" % exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
