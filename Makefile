@@ -1,0 +1,62 @@
+# tiering.pmem — the two commands that matter: `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# The collection is used by its FQCN from this tree through a collections path of its own.
+COLL_ROOT  := $(CURDIR)/.cache/collections
+export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
+export ANSIBLE_FORCE_COLOR ?= 0
+LAB        := python3 lab/labctl.py
+# Molecule scenarios run by `make test`, in order.
+SCENARIOS  ?= nvdimm legacy
+APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap fdisk e2fsprogs openssh-client python3-venv
+TIMED       = bash lab/timed.sh
+
+.PHONY: help deps venv collection-link unit molecule test demo lab-image clean-lab build
+
+help:
+	@echo "make demo   - boot a lab guest with emulated pmem and run the collection against it"
+	@echo "make test   - unit tests and the Molecule lab scenarios ($(SCENARIOS))"
+	@echo "make build  - build the collection tarball"
+
+deps:  ## Debian packages the lab needs (installed only when missing)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	fi
+
+$(VENV)/.stamp: requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.stamp
+
+collection-link:
+	@mkdir -p $(COLL_ROOT)/ansible_collections/tiering
+	@ln -sfn $(CURDIR) $(COLL_ROOT)/ansible_collections/tiering/pmem
+
+unit: venv collection-link
+	$(TIMED) unit $(PY) -m pytest -q tests/unit
+
+molecule: deps venv collection-link
+	@for s in $(SCENARIOS); do $(TIMED) "molecule-$$s" molecule test -s $$s || exit 1; done
+
+test: deps venv
+	$(TIMED) total $(MAKE) --no-print-directory unit molecule
+
+lab-image: deps
+	$(TIMED) image-trixie $(LAB) image --release trixie
+
+demo: deps venv collection-link
+	$(TIMED) demo bash lab/demo.sh
+
+build: venv
+	ansible-galaxy collection build --force --output-path build/
+
+clean-lab:
+	$(LAB) down --all
