@@ -11,10 +11,25 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import os
+import re
 
 MEMORY_DIR = "sys/devices/system/memory"
 NODE_DIR = "sys/devices/system/node"
+TIERING_DIR = "sys/devices/virtual/memory_tiering"
+DAX_DEVICES_DIR = "sys/bus/dax/devices"
+DEMOTION_PATH = "/sys/kernel/mm/numa/demotion_enabled"
+NUMA_BALANCING_PATH = "/proc/sys/kernel/numa_balancing"
+PROMOTE_RATE_PATH = "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps"
+
+# What can be written to memoryN/state, and to auto_online_blocks (Documentation/admin-guide/mm/memory-hotplug.rst).
+BLOCK_STATES = ("online", "online_kernel", "online_movable", "offline")
+AUTO_ONLINE_POLICIES = ("offline", "online", "online_kernel", "online_movable")
+
+_MEMORY_ENTRY = re.compile(r"^memory(\d+)$")
+_NODE_ENTRY = re.compile(r"^node(\d+)$")
+_TIER_ENTRY = re.compile(r"^memory_tier(\d+)$")
 
 
 def host_path(root, path):
@@ -33,6 +48,274 @@ def read_text(path, root="/", default=None):
         raise
 
 
+def write_text(path, value, root="/"):
+    """Write one value to a sysfs/procfs file. Returns None, or the kernel's refusal as text."""
+    try:
+        with open(host_path(root, path), "w") as handle:
+            handle.write(value)
+    except (IOError, OSError) as exc:
+        return "%s (errno %s: %s)" % (os.strerror(exc.errno) if exc.errno else exc,
+                                      errno.errorcode.get(exc.errno, exc.errno), path)
+    return None
+
+
+def exists(path, root="/"):
+    return os.path.exists(host_path(root, path))
+
+
 def memory_block_size(root="/"):
     """Bytes per memory block (``block_size_bytes`` is hex without a 0x prefix)."""
     return int(read_text(os.path.join("/", MEMORY_DIR, "block_size_bytes"), root), 16)
+
+
+def parse_list(text):
+    """A kernel cpu/node list such as ``0-2,5`` -> [0, 1, 2, 5]; empty text -> []."""
+    result = []
+    for part in text.strip().split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            low, high = part.split("-", 1)
+            result.extend(range(int(low), int(high) + 1))
+        else:
+            result.append(int(part))
+    return result
+
+
+def _numbered_entries(directory, pattern, root):
+    try:
+        names = os.listdir(host_path(root, directory))
+    except OSError:
+        return []
+    return sorted(int(m.group(1)) for m in (pattern.match(name) for name in names) if m)
+
+
+# ---------------------------------------------------------------- memory blocks
+
+def block_dir(index):
+    return "/%s/memory%d" % (MEMORY_DIR, index)
+
+
+def memory_block_ids(root="/"):
+    """Indexes of every memory block the kernel knows (present blocks, online or not)."""
+    return _numbered_entries("/" + MEMORY_DIR, _MEMORY_ENTRY, root)
+
+
+def auto_online_blocks(root="/"):
+    return read_text("/%s/auto_online_blocks" % MEMORY_DIR, root, default="")
+
+
+def set_auto_online_blocks(policy, root="/"):
+    return write_text("/%s/auto_online_blocks" % MEMORY_DIR, policy, root)
+
+
+def block_zone(valid_zones, state):
+    """The zone of an online block: its ``valid_zones`` then names only the zone it is in."""
+    if state != "online" or not valid_zones:
+        return None
+    return valid_zones.split()[0]
+
+
+def read_blocks(indexes, root="/"):
+    """{index: {"state": ..., "zone": ... or None}} for the given blocks, one pass."""
+    blocks = {}
+    for index in indexes:
+        base = block_dir(index)
+        state = read_text(base + "/state", root, default="")
+        zone = None
+        if state == "online":
+            zone = block_zone(read_text(base + "/valid_zones", root, default=""), state)
+        blocks[index] = {"state": state, "zone": zone}
+    return blocks
+
+
+def blocks_in_range(start, end, root="/", block_size=None):
+    """Indexes of existing blocks wholly inside the physical byte range [start, end)."""
+    size = block_size or memory_block_size(root)
+    first = (start + size - 1) // size
+    last = end // size  # exclusive
+    present = set(memory_block_ids(root))
+    return [index for index in range(first, last) if index in present]
+
+
+def set_block_state(index, state, root="/"):
+    """Online/offline one block. Returns None, or the kernel's refusal as text."""
+    return write_text(block_dir(index) + "/state", state, root)
+
+
+def set_blocks_state(indexes, state, root="/"):
+    """Write ``state`` to every block in one pass; a refusal of one block does not stop the rest.
+
+    Returns {index: refusal text} for the blocks the kernel refused.
+    """
+    refused = {}
+    for index in indexes:
+        error = set_block_state(index, state, root)
+        if error:
+            refused[index] = error
+    return refused
+
+
+# ---------------------------------------------------------------- NUMA nodes and tiers
+
+def node_ids(root="/", which="online"):
+    """Nodes from /sys/devices/system/node/<which> (online, possible, has_cpu, has_memory, ...)."""
+    return parse_list(read_text("/%s/%s" % (NODE_DIR, which), root, default=""))
+
+
+def node_memory_block_ids(node, root="/"):
+    return _numbered_entries("/%s/node%d" % (NODE_DIR, node), _MEMORY_ENTRY, root)
+
+
+def node_meminfo(node, root="/"):
+    """nodeN/meminfo as {"MemTotal": bytes, ...} (the file counts kB)."""
+    info = {}
+    text = read_text("/%s/node%d/meminfo" % (NODE_DIR, node), root, default="")
+    for line in text.splitlines():
+        # "Node 1 MemTotal:        917504 kB"
+        match = re.match(r"^Node\s+\d+\s+(\w+(?:\(\w+\))?):\s+(\d+)(\s+kB)?", line)
+        if match:
+            info[match.group(1)] = int(match.group(2)) * (1024 if match.group(3) else 1)
+    return info
+
+
+def node_info(node, root="/"):
+    base = "/%s/node%d" % (NODE_DIR, node)
+    meminfo = node_meminfo(node, root)
+    distances = [int(d) for d in read_text(base + "/distance", root, default="").split()]
+    return {
+        "cpus": parse_list(read_text(base + "/cpulist", root, default="")),
+        "mem_total": meminfo.get("MemTotal", 0),
+        "mem_free": meminfo.get("MemFree", 0),
+        "distances": distances,
+        "memory_blocks": len(node_memory_block_ids(node, root)),
+    }
+
+
+def memory_tiers(root="/"):
+    """[{"tier": N, "nodes": [...]}] from /sys/devices/virtual/memory_tiering (kernel >= 6.1)."""
+    tiers = []
+    for tier in _numbered_entries("/" + TIERING_DIR, _TIER_ENTRY, root):
+        nodes = parse_list(read_text("/%s/memory_tier%d/nodelist" % (TIERING_DIR, tier), root, default=""))
+        tiers.append({"tier": tier, "nodes": nodes})
+    return tiers
+
+
+def demotion_enabled(root="/"):
+    """True/False, or None when the kernel has no demotion knob."""
+    text = read_text(DEMOTION_PATH, root, default="")
+    if not text:
+        return None
+    return text.lower() in ("true", "1", "y")
+
+
+def numa_balancing(root="/"):
+    text = read_text(NUMA_BALANCING_PATH, root, default="")
+    return int(text) if text.isdigit() else None
+
+
+# ---------------------------------------------------------------- dax devices
+
+def dax_device(name, root="/"):
+    """sysfs facts of a dax device, or None when it does not exist.
+
+    {"name", "start", "size", "end" (exclusive), "target_node", "driver" (kmem, device_dax or None)}
+    """
+    base = "/%s/%s" % (DAX_DEVICES_DIR, name)
+    if not exists(base, root):
+        return None
+    start = read_text(base + "/resource", root, default="")
+    size = read_text(base + "/size", root, default="0")
+    target = read_text(base + "/target_node", root, default="")
+    try:
+        driver = os.path.basename(os.readlink(host_path(root, base + "/driver")))
+    except OSError:
+        driver = None
+    start_int = int(start, 16) if start else None
+    return {
+        "name": name,
+        "start": start_int,
+        "size": int(size),
+        "end": start_int + int(size) if start_int is not None else None,
+        "target_node": int(target) if target.lstrip("-").isdigit() else None,
+        "driver": driver,
+    }
+
+
+def dax_memory_block_ids(name, root="/"):
+    """Blocks the kernel made of a system-ram dax device: those inside its physical range."""
+    device = dax_device(name, root)
+    if device is None or device["start"] is None:
+        return []
+    return blocks_in_range(device["start"], device["end"], root)
+
+
+# ---------------------------------------------------------------- /proc
+
+def mounts(root="/"):
+    """[(device, mountpoint, fstype)] from /proc/mounts."""
+    result = []
+    for line in read_text("/proc/mounts", root, default="").splitlines():
+        fields = line.split()
+        if len(fields) >= 3:
+            result.append((fields[0], fields[1].replace("\\040", " "), fields[2]))
+    return result
+
+
+def iomem_ranges(label, root="/"):
+    """[(start, end_inclusive)] of the /proc/iomem entries named ``label`` (any depth)."""
+    ranges = []
+    for line in read_text("/proc/iomem", root, default="").splitlines():
+        span, _sep, name = line.strip().partition(" : ")
+        if name.strip() == label and "-" in span:
+            low, high = span.split("-", 1)
+            ranges.append((int(low, 16), int(high, 16)))
+    return ranges
+
+
+def meminfo(root="/"):
+    """/proc/meminfo as {"MemTotal": bytes, ...}."""
+    info = {}
+    for line in read_text("/proc/meminfo", root, default="").splitlines():
+        match = re.match(r"^(\w+(?:\(\w+\))?):\s+(\d+)(\s+kB)?", line)
+        if match:
+            info[match.group(1)] = int(match.group(2)) * (1024 if match.group(3) else 1)
+    return info
+
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_MEMMAP_KINDS = {"!": "pmem", "@": "ram", "#": "acpi", "$": "reserved", "%": "type"}
+
+
+def parse_kernel_size(text):
+    """A kernel command-line size such as ``512M``, ``0x80000000`` or ``4G`` -> bytes (memparse)."""
+    match = re.match(r"^(0[xX][0-9a-fA-F]+|\d+)([KMGTkmgt]?)$", text.strip())
+    if not match:
+        raise ValueError("not a size: %r (use a number with an optional K/M/G/T suffix)" % text)
+    number = int(match.group(1), 0) if match.group(1).lower().startswith("0x") else int(match.group(1))
+    return number * _SIZE_UNITS[match.group(2).upper()]
+
+
+def cmdline_memmap(root="/"):
+    """``memmap=`` entries of the running kernel's command line.
+
+    [{"raw": "512M!0x80000000", "kind": "pmem", "size": bytes, "offset": bytes}] (size/offset
+    None when they do not parse).
+    """
+    entries = []
+    for word in read_text("/proc/cmdline", root, default="").split():
+        if not word.startswith("memmap="):
+            continue
+        for raw in word[len("memmap="):].split(","):
+            match = re.match(r"^([^!@#$%]+)([!@#$%])(.*)$", raw)
+            entry = {"raw": raw, "kind": None, "size": None, "offset": None}
+            if match:
+                entry["kind"] = _MEMMAP_KINDS[match.group(2)]
+                try:
+                    entry["size"] = parse_kernel_size(match.group(1))
+                    entry["offset"] = parse_kernel_size(match.group(3))
+                except ValueError:
+                    pass
+            entries.append(entry)
+    return entries

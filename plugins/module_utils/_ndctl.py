@@ -1,0 +1,165 @@
+# -*- coding: utf-8 -*-
+# Copyright: tiering.pmem contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one place that knows the ndctl and daxctl command lines.
+
+Every command runs through ``module.run_command`` with a list of arguments and the C locale; the
+return code is always checked and a failure carries the tool's stderr.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+
+ENVIRON_UPDATE = {"LANGUAGE": "C", "LC_ALL": "C"}
+
+NAMESPACE_MODES = ("devdax", "fsdax", "raw", "sector")
+DAX_MODES = ("devdax", "system-ram")
+
+# daxctl's refusal when the kernel would online hot-added memory by itself (daxctl issues #246/#291).
+AUTO_ONLINE_REFUSAL = "kernel policy will auto-online memory"
+
+
+class PmemToolError(Exception):
+    def __init__(self, msg, argv=None, rc=None, stdout="", stderr=""):
+        super(PmemToolError, self).__init__(msg)
+        self.msg = msg
+        self.argv = argv
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def fail_kwargs(self):
+        return dict(msg=self.msg, cmd=self.argv, rc=self.rc, stdout=self.stdout, stderr=self.stderr)
+
+
+def parse_json_output(text):
+    """ndctl/daxctl print nothing at all when there is nothing to list."""
+    text = (text or "").strip()
+    return json.loads(text) if text else None
+
+
+def normalise_ndctl_list(data):
+    """``ndctl list -RNDi`` output -> {"dimms": [...], "regions": [...]} whatever shape it took.
+
+    ndctl prints an object with "dimms"/"regions" keys when it lists several kinds, a bare array
+    when it lists one kind only, and nothing when there is nothing.
+    """
+    result = {"dimms": [], "regions": []}
+    if data is None:
+        return result
+    if isinstance(data, dict):
+        if "regions" in data or "dimms" in data:
+            result["dimms"] = list(data.get("dimms", []))
+            result["regions"] = list(data.get("regions", []))
+            return result
+        data = [data]
+    for item in data:
+        dev = item.get("dev", "")
+        if dev.startswith("region"):
+            result["regions"].append(item)
+        elif dev.startswith("nmem"):
+            result["dimms"].append(item)
+    return result
+
+
+def normalise_daxctl_list(data):
+    if data is None:
+        return []
+    if isinstance(data, dict):
+        return [data]
+    return list(data)
+
+
+def namespaces_of(ndctl_inventory):
+    """Every namespace, flattened, each with its "region"."""
+    result = []
+    for region in ndctl_inventory["regions"]:
+        for namespace in region.get("namespaces", []):
+            item = dict(namespace)
+            item["region"] = region.get("dev")
+            result.append(item)
+    return result
+
+
+class PmemTools:
+    """ndctl/daxctl through one AnsibleModule."""
+
+    def __init__(self, module):
+        self.module = module
+        self._paths = {}
+
+    def bin(self, name):
+        if name not in self._paths:
+            self._paths[name] = self.module.get_bin_path(name, required=True)
+        return self._paths[name]
+
+    def run(self, argv, check=True):
+        rc, out, err = self.module.run_command(argv, environ_update=ENVIRON_UPDATE)
+        if check and rc != 0:
+            raise PmemToolError(
+                "'%s' failed (rc %s): %s" % (" ".join(argv), rc, (err or out).strip() or "no output"),
+                argv=argv, rc=rc, stdout=out, stderr=err)
+        return rc, out, err
+
+    # ------------------------------------------------------------ read-only
+
+    def ndctl_list(self):
+        """Regions, namespaces (idle ones too) and dimms: one ndctl call."""
+        argv = [self.bin("ndctl"), "list", "-RNDi"]
+        _rc, out, _err = self.run(argv)
+        try:
+            return normalise_ndctl_list(parse_json_output(out))
+        except ValueError as exc:
+            raise PmemToolError("cannot parse the output of '%s': %s" % (" ".join(argv), exc), argv=argv, stdout=out)
+
+    def daxctl_list(self):
+        """Dax devices with mode, target_node and memory block counts: one daxctl call."""
+        argv = [self.bin("daxctl"), "list"]
+        _rc, out, _err = self.run(argv)
+        try:
+            return normalise_daxctl_list(parse_json_output(out))
+        except ValueError as exc:
+            raise PmemToolError("cannot parse the output of '%s': %s" % (" ".join(argv), exc), argv=argv, stdout=out)
+
+    # ------------------------------------------------------------ ndctl: namespaces
+
+    def create_namespace_argv(self, mode, reconfigure=None, region=None, size=None, align=None, name=None):
+        """``ndctl create-namespace``: reconfigure an existing namespace (-fe) or create one in a region."""
+        argv = [self.bin("ndctl"), "create-namespace", "--mode=%s" % mode]
+        if reconfigure:
+            argv += ["--force", "--reconfig=%s" % reconfigure]
+        elif region:
+            argv += ["--region=%s" % region]
+        if size:
+            argv += ["--size=%s" % size]
+        if align:
+            argv += ["--align=%s" % align]
+        if name:
+            argv += ["--name=%s" % name]
+        return argv
+
+    def destroy_namespace_argv(self, namespace):
+        return [self.bin("ndctl"), "destroy-namespace", "--force", namespace]
+
+    # ------------------------------------------------------------ daxctl: dax devices
+
+    def reconfigure_argv(self, device, mode, online=True, movable=True, force=False):
+        argv = [self.bin("daxctl"), "reconfigure-device", "--mode=%s" % mode]
+        if mode == "system-ram":
+            if not online:
+                argv.append("--no-online")
+            elif not movable:
+                argv.append("--no-movable")
+        if force:
+            argv.append("--force")
+        argv.append(device)
+        return argv
+
+    def online_memory_argv(self, device, movable=True):
+        return [self.bin("daxctl"), "online-memory", "--movable" if movable else "--no-movable", device]
+
+    def offline_memory_argv(self, device):
+        return [self.bin("daxctl"), "offline-memory", device]

@@ -1,0 +1,138 @@
+# -*- coding: utf-8 -*-
+# Copyright: tiering.pmem contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The pmem inventory: one ndctl list, one daxctl list, and sysfs/procfs reads, joined."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.tiering.pmem.plugins.module_utils import _sysfs
+from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import namespaces_of
+
+NAMESPACE_KEYS = ("dev", "region", "mode", "size", "uuid", "name", "blockdev", "chardev", "align", "map",
+                  "sector_size", "state")
+
+
+def namespace_record(namespace):
+    record = dict((key, namespace.get(key)) for key in NAMESPACE_KEYS)
+    record["state"] = namespace.get("state", "enabled")
+    if not record["chardev"] and namespace.get("daxregion"):
+        devices = namespace["daxregion"].get("devices") or []
+        if devices:
+            record["chardev"] = devices[0].get("chardev")
+    return record
+
+
+def region_record(region):
+    return {
+        "dev": region.get("dev"),
+        "size": region.get("size"),
+        "available_size": region.get("available_size"),
+        "max_available_extent": region.get("max_available_extent"),
+        "type": region.get("type"),
+        "align": region.get("align"),
+        "numa_node": region.get("numa_node"),
+        "persistence_domain": region.get("persistence_domain"),
+        "namespaces": [ns.get("dev") for ns in region.get("namespaces", []) if ns.get("size")],
+    }
+
+
+def dax_record(device, namespaces, root):
+    name = device.get("chardev")
+    sysfs = _sysfs.dax_device(name, root) or {}
+    owner = next((ns for ns in namespaces if ns.get("chardev") == name), {})
+    record = {
+        "name": name,
+        "mode": device.get("mode"),
+        "size": device.get("size"),
+        "target_node": device.get("target_node"),
+        "align": device.get("align"),
+        "namespace": owner.get("dev"),
+        "region": owner.get("region"),
+        "movable": device.get("movable"),
+        "online_memblocks": device.get("online_memblocks", 0),
+        "total_memblocks": device.get("total_memblocks", 0),
+        "start": sysfs.get("start"),
+        "end": sysfs.get("end"),
+        "driver": sysfs.get("driver"),
+        "zones": {},
+        "memory_nodes": [],
+    }
+    if device.get("mode") == "system-ram" and sysfs.get("start") is not None:
+        blocks = _sysfs.blocks_in_range(sysfs["start"], sysfs["end"], root)
+        for block in _sysfs.read_blocks(blocks, root).values():
+            if block["zone"]:
+                record["zones"][block["zone"]] = record["zones"].get(block["zone"], 0) + 1
+        nodes = set()
+        for node in _sysfs.node_ids(root, "online"):
+            if set(_sysfs.node_memory_block_ids(node, root)) & set(blocks):
+                nodes.add(node)
+        record["memory_nodes"] = sorted(nodes)
+    return record
+
+
+def block_counts(root):
+    ids = _sysfs.memory_block_ids(root)
+    counts = {"total": len(ids), "online": 0, "offline": 0, "zones": {}}
+    for block in _sysfs.read_blocks(ids, root).values():
+        if block["state"] in ("online", "offline"):
+            counts[block["state"]] += 1
+        if block["zone"]:
+            counts["zones"][block["zone"]] = counts["zones"].get(block["zone"], 0) + 1
+    return counts
+
+
+def numa_nodes(root, tiers):
+    tier_of = {}
+    for tier in tiers:
+        for node in tier["nodes"]:
+            tier_of[node] = tier["tier"]
+    with_cpu = set(_sysfs.node_ids(root, "has_cpu"))
+    with_memory = set(_sysfs.node_ids(root, "has_memory"))
+    nodes = []
+    online = _sysfs.node_ids(root, "online")
+    for node in online:
+        info = _sysfs.node_info(node, root)
+        # nodeN/distance has one entry per online node, in node order.
+        distances = dict((str(other), dist) for other, dist in zip(online, info["distances"]))
+        nodes.append({
+            "node": node,
+            "cpus": info["cpus"],
+            "has_cpu": node in with_cpu,
+            "has_memory": node in with_memory,
+            "mem_total": info["mem_total"],
+            "mem_free": info["mem_free"],
+            "distances": distances,
+            "memory_blocks": info["memory_blocks"],
+            "tier": tier_of.get(node),
+        })
+    return nodes
+
+
+def gather(tools, root="/"):
+    """The whole inventory (see pmem_info's RETURN)."""
+    ndctl = tools.ndctl_list()
+    daxctl = tools.daxctl_list()
+    namespaces = [namespace_record(ns) for ns in namespaces_of(ndctl) if ns.get("size")]
+    tiers = _sysfs.memory_tiers(root)
+    rate = _sysfs.read_text(_sysfs.PROMOTE_RATE_PATH, root, default="")
+    return {
+        "regions": [region_record(region) for region in ndctl["regions"]],
+        "namespaces": namespaces,
+        "dax_devices": [dax_record(device, namespaces, root) for device in daxctl],
+        "numa_nodes": numa_nodes(root, tiers),
+        "memory_tiers": tiers,
+        "memory_block_size": _sysfs.memory_block_size(root),
+        "memory_blocks": block_counts(root),
+        "auto_online_blocks": _sysfs.auto_online_blocks(root),
+        "demotion_enabled": _sysfs.demotion_enabled(root),
+        "numa_balancing": _sysfs.numa_balancing(root),
+        "numa_balancing_promote_rate_limit_mbps": int(rate) if rate.isdigit() else None,
+        "memmap": {
+            "cmdline": _sysfs.cmdline_memmap(root),
+            "iomem": [{"start": start, "end": end + 1, "size": end + 1 - start}
+                      for start, end in _sysfs.iomem_ranges("Persistent Memory (legacy)", root)],
+        },
+        "mem_total": _sysfs.meminfo(root).get("MemTotal"),
+    }

@@ -1,0 +1,163 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: tiering.pmem contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: pmem_info
+short_description: Inventory of persistent memory, dax devices, NUMA nodes and memory tiers
+description:
+  - Reports NVDIMM regions and namespaces, dax devices (devdax or system-ram, target node, memory
+    blocks online and their zones), NUMA nodes (memory, CPUs, distances), memory tiers, the memory
+    block size, the hotplug auto-online policy, kernel tiering knobs, and C(memmap=) reservations
+    of legacy pmem from C(/proc/cmdline) and C(/proc/iomem).
+  - Runs one C(ndctl list) and one C(daxctl list) in total, whatever the number of devices; the
+    rest is read from sysfs and procfs.
+  - Changes nothing.
+version_added: "0.1.0"
+author:
+  - tiering.pmem contributors
+options: {}
+requirements:
+  - ndctl and daxctl on the managed host
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+notes:
+  - A machine without pmem returns empty C(regions), C(namespaces) and C(dax_devices), not a failure.
+"""
+
+EXAMPLES = r"""
+- name: Read the pmem inventory
+  tiering.pmem.pmem_info:
+  register: pmem
+
+- name: Show where pmem-backed system RAM lives
+  ansible.builtin.debug:
+    msg: "{{ pmem.dax_devices | selectattr('mode', 'equalto', 'system-ram') | map(attribute='target_node') | list }}"
+"""
+
+RETURN = r"""
+regions:
+  description: NVDIMM / legacy pmem regions from C(ndctl list -RNDi).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {dev: region0, size: 1073741824, available_size: 0, type: pmem, align: 16777216,
+       persistence_domain: unknown, numa_node: 1, namespaces: [namespace0.0]}
+namespaces:
+  description: Namespaces of every region (idle seeds of size 0 left out).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {dev: namespace0.0, region: region0, mode: devdax, size: 1054867456,
+       uuid: abf69d97-c6ba-4460-bf4f-372918ec992e, name: null, blockdev: null, chardev: dax0.0,
+       align: 2097152, map: dev, sector_size: null, state: enabled}
+dax_devices:
+  description: Dax devices from C(daxctl list) joined with their sysfs range and memory blocks.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {name: dax0.0, mode: system-ram, size: 1054867456, target_node: 1, align: 2097152,
+       namespace: namespace0.0, region: region0, movable: true, online_memblocks: 7,
+       total_memblocks: 7, start: 4313841664, end: 5368709120, driver: kmem,
+       zones: {Movable: 7}, memory_nodes: [1]}
+numa_nodes:
+  description: Online NUMA nodes.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {node: 1, cpus: [], has_cpu: false, has_memory: true, mem_total: 939524096,
+       mem_free: 939524096, distances: {"0": 20, "1": 10}, memory_blocks: 7, tier: 225}
+memory_tiers:
+  description: Memory tiers of C(/sys/devices/virtual/memory_tiering) (empty on kernels without them).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {tier: 4, nodes: [0]}
+    - {tier: 225, nodes: [1]}
+memory_block_size:
+  description: Bytes per memory block.
+  returned: always
+  type: int
+  sample: 134217728
+memory_blocks:
+  description: Number of memory blocks per state (and per zone of the online ones).
+  returned: always
+  type: dict
+  sample: {total: 23, online: 23, offline: 0, zones: {DMA32: 1, Normal: 15, Movable: 7}}
+auto_online_blocks:
+  description: The hotplug policy in C(/sys/devices/system/memory/auto_online_blocks).
+  returned: always
+  type: str
+  sample: online
+demotion_enabled:
+  description: C(/sys/kernel/mm/numa/demotion_enabled); null when the kernel has no such knob.
+  returned: always
+  type: bool
+  sample: false
+numa_balancing:
+  description: C(kernel.numa_balancing) (0 off, 1 NUMA balancing, 2 memory tiering); null when absent.
+  returned: always
+  type: int
+  sample: 0
+numa_balancing_promote_rate_limit_mbps:
+  description: C(kernel.numa_balancing_promote_rate_limit_MBps); null when absent.
+  returned: always
+  type: int
+  sample: 65536
+memmap:
+  description: Legacy pmem reservations.
+  returned: always
+  type: dict
+  contains:
+    cmdline:
+      description: C(memmap=) entries of the running kernel command line.
+      type: list
+      elements: dict
+    iomem:
+      description: C(Persistent Memory (legacy)) ranges of C(/proc/iomem) (end exclusive).
+      type: list
+      elements: dict
+  sample:
+    cmdline: [{raw: "512M!0x80000000", kind: pmem, size: 536870912, offset: 2147483648}]
+    iomem: [{start: 2147483648, end: 2684354560, size: 536870912}]
+mem_total:
+  description: MemTotal of C(/proc/meminfo) in bytes.
+  returned: always
+  type: int
+  sample: 2979643392
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import PmemTools, PmemToolError
+from ansible_collections.tiering.pmem.plugins.module_utils._pmem_inventory import gather
+
+# Tests point this at a fixture tree captured from a lab guest.
+ROOT = "/"
+
+
+def main():
+    module = AnsibleModule(argument_spec={}, supports_check_mode=True)
+    try:
+        inventory = gather(PmemTools(module), ROOT)
+    except PmemToolError as exc:
+        module.fail_json(**exc.fail_kwargs())
+    module.exit_json(changed=False, **inventory)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+import pytest
+
+from ansible_collections.tiering.pmem.plugins.modules import pmem_info
+
+
+def test_system_ram_movable_inventory(fake_host, run_module):
+    host = fake_host("trixie-nvdimm-system-ram-movable")
+    result = run_module(pmem_info, {}, host)
+    assert not result.failed, result.msg
+    data = result.data
+    assert data["changed"] is False
+    assert host.commands() == ["ndctl list -RNDi", "daxctl list"]
+    assert [r["dev"] for r in data["regions"]] == ["region0"]
+    assert data["regions"][0]["namespaces"] == ["namespace0.0"]
+    (namespace,) = data["namespaces"]
+    assert namespace["mode"] == "devdax" and namespace["chardev"] == "dax0.0" and namespace["uuid"]
+    (dax,) = data["dax_devices"]
+    assert dax["mode"] == "system-ram" and dax["target_node"] == 1
+    assert dax["namespace"] == "namespace0.0" and dax["driver"] == "kmem"
+    assert dax["zones"] == {"Movable": 7} and dax["memory_nodes"] == [1]
+    node1 = [n for n in data["numa_nodes"] if n["node"] == 1][0]
+    assert node1["cpus"] == [] and node1["has_cpu"] is False and node1["has_memory"] is True
+    assert node1["mem_total"] == 7 * 128 * 1024 * 1024
+    assert node1["distances"] == {"0": 20, "1": 10}
+    assert node1["tier"] == data["memory_tiers"][-1]["tier"] and node1["tier"] > 4
+    assert data["memory_block_size"] == 128 * 1024 * 1024
+    assert data["memory_blocks"]["zones"]["Movable"] == 7
+    assert data["demotion_enabled"] is False
+    assert data["numa_balancing"] in (0, 1, 2)
+    assert data["memmap"] == {"cmdline": [], "iomem": []}
+
+
+def test_raw_namespace_has_no_dax_device(fake_host, run_module):
+    host = fake_host("trixie-nvdimm-raw")
+    data = run_module(pmem_info, {}, host).data
+    assert data["dax_devices"] == []
+    assert [(n["dev"], n["mode"], n["blockdev"]) for n in data["namespaces"]] == [("namespace0.0", "raw", "pmem0")]
+    assert [n["node"] for n in data["numa_nodes"]] == [0]
+    assert data["auto_online_blocks"] == "online"
+
+
+def test_offline_system_ram_counts(fake_host, run_module):
+    data = run_module(pmem_info, {}, fake_host("trixie-nvdimm-system-ram-offline")).data
+    (dax,) = data["dax_devices"]
+    assert dax["online_memblocks"] == 0 and dax["total_memblocks"] == 7 and dax["zones"] == {}
+    assert data["memory_blocks"]["offline"] == 7
+
+
+def test_check_mode_reads_the_same(fake_host, run_module):
+    host = fake_host("trixie-nvdimm-devdax")
+    normal = run_module(pmem_info, {}, host).data
+    checked = run_module(pmem_info, {}, host, check_mode=True).data
+    assert normal == checked
+    assert host.changed_files() == {}
+
+
+def test_ndctl_failure_is_reported_with_stderr(fake_host, run_module):
+    host = fake_host("trixie-nvdimm-raw")
+    host.responses["ndctl list -RNDi"] = (1, "", "libndctl: ndctl_new: cannot open /dev/ndctl")
+    result = run_module(pmem_info, {}, host)
+    assert result.failed
+    assert "ndctl list -RNDi" in result.msg and "cannot open" in result.msg
+    assert result.data["rc"] == 1
+
+
+def test_unknown_option_is_refused(fake_host, run_module):
+    host = fake_host("trixie-nvdimm-raw")
+    result = run_module(pmem_info, {"device": "dax0.0"}, host)
+    assert result.failed and "device" in result.msg
+    assert host.calls == []
+
+
+@pytest.mark.parametrize("garbage", ["{not json", "[1, 2"])
+def test_unparsable_tool_output(fake_host, run_module, garbage):
+    host = fake_host("trixie-nvdimm-raw")
+    host.responses["daxctl list"] = (0, garbage, "")
+    result = run_module(pmem_info, {}, host)
+    assert result.failed and "cannot parse the output of" in result.msg and "daxctl list'" in result.msg
