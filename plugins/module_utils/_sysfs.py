@@ -110,23 +110,22 @@ def set_auto_online_blocks(policy, root="/"):
     return write_text("/%s/auto_online_blocks" % MEMORY_DIR, policy, root)
 
 
-def block_zone(valid_zones, state):
-    """The zone of an online block: its ``valid_zones`` then names only the zone it is in."""
-    if state != "online" or not valid_zones:
-        return None
-    return valid_zones.split()[0]
-
-
 def read_blocks(indexes, root="/"):
-    """{index: {"state": ..., "zone": ... or None}} for the given blocks, one pass."""
+    """{index: {"state", "zone", "default_zone"}} for the given blocks, one pass.
+
+    ``zone`` is the zone of an online block; ``default_zone`` the zone a plain ``online`` would
+    pick for an offline block (the first entry of its valid_zones, per the kernel's docs).
+    """
     blocks = {}
     for index in indexes:
         base = block_dir(index)
         state = read_text(base + "/state", root, default="")
-        zone = None
-        if state == "online":
-            zone = block_zone(read_text(base + "/valid_zones", root, default=""), state)
-        blocks[index] = {"state": state, "zone": zone}
+        zones = read_text(base + "/valid_zones", root, default="").split()
+        blocks[index] = {
+            "state": state,
+            "zone": zones[0] if state == "online" and zones else None,
+            "default_zone": zones[0] if state == "offline" and zones else None,
+        }
     return blocks
 
 
