@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+"""Lab workload for tierd: anonymous memory bound to one NUMA node, a known hot part kept busy.
+
+    workload.py --size-mib 256 --hot-percent 20 --node 1 --info /run/wl1.json
+
+Allocates SIZE MiB with one anonymous private mmap, binds it to NODE with mbind(2) (ctypes; the
+guests have no compiler), fills every page with random bytes, then reads one byte of
+every page of the hot part (the first HOT-PERCENT) in a loop while the rest stays untouched.
+The info file records pid, address, sizes and the SHA-256 of the contents; SIGUSR1 recomputes
+the checksum into the info file (it reads every page, so the test sends it only at the end).
+"""
+
+import argparse
+import ctypes
+import hashlib
+import json
+import mmap
+import os
+import signal
+import time
+
+PAGE = mmap.PAGESIZE
+MPOL_BIND = 2
+MBIND_SYSCALL = {"x86_64": 237, "aarch64": 235}
+
+
+def mbind(address, length, node):
+    libc = ctypes.CDLL(None, use_errno=True)
+    mask = ctypes.c_ulong(1 << node)
+    number = MBIND_SYSCALL[os.uname().machine]
+    rc = libc.syscall(ctypes.c_long(number), ctypes.c_void_p(address), ctypes.c_ulong(length),
+                      ctypes.c_int(MPOL_BIND), ctypes.byref(mask), ctypes.c_ulong(64), ctypes.c_uint(0))
+    if rc != 0:
+        raise OSError(ctypes.get_errno(), "mbind to node %d failed" % node)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--hot-percent", type=float, default=20.0)
+    parser.add_argument("--node", type=int, default=1)
+    parser.add_argument("--info", required=True)
+    parser.add_argument("--pause", type=float, default=0.05, help="seconds between sweeps of the hot part")
+    parser.add_argument("--write", action="store_true", help="write to the hot pages instead of only reading")
+    args = parser.parse_args()
+
+    length = args.size_mib << 20
+    region = mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    anchor = ctypes.c_char.from_buffer(region)
+    address = ctypes.addressof(anchor)
+    mbind(address, length, args.node)
+    chunk = 1 << 20
+    for offset in range(0, length, chunk):
+        region[offset:offset + chunk] = os.urandom(min(chunk, length - offset))
+    hot_pages = int(length // PAGE * args.hot_percent / 100)
+    info = {"pid": os.getpid(), "address": address, "length": length, "page_size": PAGE,
+            "hot_pages": hot_pages, "node": args.node, "sha256": hashlib.sha256(region).hexdigest(),
+            "checks": 0}
+
+    def write_info():
+        tmp = args.info + ".tmp"
+        with open(tmp, "w") as out:
+            json.dump(info, out)
+        os.rename(tmp, args.info)
+
+    def on_usr1(_signum, _frame):
+        info["sha256_now"] = hashlib.sha256(region).hexdigest()
+        info["checks"] += 1
+        write_info()
+
+    signal.signal(signal.SIGUSR1, on_usr1)
+    write_info()
+    hot_end = hot_pages * PAGE
+    sweeps = 0
+    while True:
+        if args.write:
+            for offset in range(0, hot_end, PAGE):
+                region[offset + 8] = (sweeps & 0xFF) | 1
+        else:
+            total = 0
+            for offset in range(0, hot_end, PAGE):
+                total += region[offset]
+        sweeps += 1
+        time.sleep(args.pause)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""The one place that touches /proc, /sys and the move_pages(2) system call.
+
+Every path is resolved under ``root`` so unit tests point a Kernel at a tree of files recorded
+in a lab guest (tests/unit/tierd/fixtures/...). System calls only run against the live root.
+"""
+
+import ctypes
+import errno
+import os
+import platform
+import struct
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+NODE_DIR = "/sys/devices/system/node"
+MEMORY_TIERING_DIR = "/sys/devices/virtual/memory_tiering"
+DAMON_ADMIN = "/sys/kernel/mm/damon/admin"
+PAGE_IDLE_BITMAP = "/sys/kernel/mm/page_idle/bitmap"
+CGROUP2_ROOT = "/sys/fs/cgroup"
+
+PAGEMAP_PRESENT = 1 << 63
+PAGEMAP_SOFT_DIRTY = 1 << 55
+PAGEMAP_PFN_MASK = (1 << 55) - 1
+
+MPOL_MF_MOVE = 1 << 1
+# move_pages(2) numbers: x86_64 has its own table, arm64/riscv64 use the generic one.
+MOVE_PAGES_SYSCALL = {"x86_64": 279, "aarch64": 239, "riscv64": 239, "ppc64le": 301, "s390x": 310}
+
+
+class KernelError(Exception):
+    """A kernel interface that tierd needs is missing or refused an operation."""
+
+
+class Kernel:
+    def __init__(self, root="/"):
+        self.root = root
+        self.live = os.path.realpath(root) == "/"
+        self._syscall = None
+
+    # --- plain files -------------------------------------------------------------------------
+    def path(self, path):
+        return os.path.join(self.root, path.lstrip("/"))
+
+    def exists(self, path):
+        return os.path.exists(self.path(path))
+
+    def read_text(self, path, default=None):
+        """Stripped content; ``default`` (when given) if the file is gone or unreadable."""
+        try:
+            with open(self.path(path)) as handle:
+                return handle.read().strip()
+        except OSError:
+            if default is not None:
+                return default
+            raise
+
+    def write_text(self, path, value):
+        with open(self.path(path), "w") as handle:
+            handle.write(str(value))
+
+    def listdir(self, path):
+        try:
+            return sorted(os.listdir(self.path(path)))
+        except OSError:
+            return []
+
+    # --- processes -----------------------------------------------------------------------------
+    def pids(self):
+        return sorted(int(name) for name in self.listdir("/proc") if name.isdigit())
+
+    def proc_text(self, pid, name):
+        """A /proc/PID file, or None when the process vanished or hides it (handled quietly)."""
+        try:
+            with open(self.path("/proc/%d/%s" % (pid, name)), "rb") as handle:
+                return handle.read().decode("utf-8", "replace")
+        except OSError:
+            return None
+
+    def cgroup_procs(self, cgroup_path):
+        """PIDs in a cgroup v2 directory and all its descendants."""
+        base = self.path(os.path.join(CGROUP2_ROOT, cgroup_path.lstrip("/")))
+        pids = set()
+        for dirpath, _dirs, files in os.walk(base):
+            if "cgroup.procs" not in files:
+                continue
+            try:
+                with open(os.path.join(dirpath, "cgroup.procs")) as handle:
+                    pids.update(int(line) for line in handle if line.strip())
+            except OSError:
+                continue
+        return sorted(pids)
+
+    def read_pagemap(self, pid, start, npages):
+        """``npages`` 64-bit pagemap entries from virtual address ``start``; None if gone."""
+        try:
+            with open(self.path("/proc/%d/pagemap" % pid), "rb") as handle:
+                handle.seek((start // PAGE_SIZE) * 8)
+                data = handle.read(npages * 8)
+        except OSError:
+            return None
+        count = len(data) // 8
+        return struct.unpack("<%dQ" % count, data[: count * 8])
+
+    def clear_soft_dirty(self, pid):
+        try:
+            self.write_text("/proc/%d/clear_refs" % pid, "4")
+            return True
+        except OSError:
+            return False
+
+    # --- page_idle -----------------------------------------------------------------------------
+    def page_idle_available(self):
+        return self.exists(PAGE_IDLE_BITMAP)
+
+    def read_idle_words(self, word_indexes):
+        """{word index: 64-bit idle word} for the bitmap words covering some PFNs."""
+        words = {}
+        with open(self.path(PAGE_IDLE_BITMAP), "rb") as handle:
+            for index in word_indexes:
+                handle.seek(index * 8)
+                data = handle.read(8)
+                if len(data) == 8:
+                    words[index] = struct.unpack("<Q", data)[0]
+        return words
+
+    def write_idle_words(self, words):
+        """Mark pages idle: each 8-byte write sets the idle flag of the PFNs whose bits are 1."""
+        with open(self.path(PAGE_IDLE_BITMAP), "r+b", buffering=0) as handle:
+            for index, bits in sorted(words.items()):
+                handle.seek(index * 8)
+                try:
+                    handle.write(struct.pack("<Q", bits))
+                except OSError:
+                    continue
+
+    # --- NUMA ------------------------------------------------------------------------------------
+    def online_nodes(self):
+        return parse_cpulist(self.read_text(NODE_DIR + "/online", default=""))
+
+    def node_cpus(self, node):
+        return parse_cpulist(self.read_text("%s/node%d/cpulist" % (NODE_DIR, node), default=""))
+
+    def node_meminfo(self, node):
+        """{'MemTotal': bytes, 'MemFree': bytes, ...} from nodeN/meminfo."""
+        info = {}
+        for line in self.read_text("%s/node%d/meminfo" % (NODE_DIR, node), default="").splitlines():
+            parts = line.split()
+            # "Node 1 MemTotal:  917504 kB"
+            if len(parts) >= 4 and parts[0] == "Node":
+                value = int(parts[3])
+                if len(parts) >= 5 and parts[4] == "kB":
+                    value *= 1024
+                info[parts[2].rstrip(":")] = value
+        return info
+
+    def memory_tiers(self):
+        """{tier number: [nodes]} from memory_tiering; lower numbers are faster tiers."""
+        tiers = {}
+        for name in self.listdir(MEMORY_TIERING_DIR):
+            if name.startswith("memory_tier") and name[len("memory_tier"):].isdigit():
+                nodes = parse_cpulist(self.read_text("%s/%s/nodelist" % (MEMORY_TIERING_DIR, name), default=""))
+                if nodes:
+                    tiers[int(name[len("memory_tier"):])] = nodes
+        return tiers
+
+    def move_pages(self, pid, addresses, nodes=None):
+        """move_pages(2): with ``nodes`` None, only query; returns the status list (node or -errno).
+
+        Raises KernelError for whole-call failures other than a vanished process (ESRCH → None).
+        """
+        if not self.live:
+            raise KernelError("move_pages needs the live root, not %s" % self.root)
+        count = len(addresses)
+        if count == 0:
+            return []
+        pages = (ctypes.c_void_p * count)(*addresses)
+        status = (ctypes.c_int * count)()
+        if nodes is None:
+            node_array = None
+            flags = 0
+        else:
+            node_array = (ctypes.c_int * count)(*nodes)
+            flags = MPOL_MF_MOVE
+        result = self._move_pages_call()(pid, ctypes.c_ulong(count), pages, node_array, status, flags)
+        if result < 0:
+            err = ctypes.get_errno()
+            if err == errno.ESRCH:
+                return None
+            raise KernelError("move_pages(pid=%d, %d pages) failed: %s" % (pid, count, os.strerror(err)))
+        return list(status)
+
+    def _move_pages_call(self):
+        if self._syscall is None:
+            machine = platform.machine()
+            if machine not in MOVE_PAGES_SYSCALL:
+                raise KernelError("move_pages syscall number unknown for %s" % machine)
+            libc = ctypes.CDLL(None, use_errno=True)
+            number = MOVE_PAGES_SYSCALL[machine]
+            syscall = libc.syscall
+            syscall.restype = ctypes.c_long
+            syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p,
+                                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+            self._syscall = lambda *args: syscall(number, *args)
+        return self._syscall
+
+
+def parse_cpulist(text):
+    """'0-2,5' → [0, 1, 2, 5]; '' → []."""
+    result = []
+    for part in text.strip().split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            low, high = part.split("-", 1)
+            result.extend(range(int(low), int(high) + 1))
+        else:
+            result.append(int(part))
+    return result
+
+
+def parse_maps(text):
+    """/proc/PID/maps text → list of dicts (start, end, perms, offset, inode, name)."""
+    vmas = []
+    for line in text.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) < 5:
+            continue
+        start, end = parts[0].split("-")
+        vmas.append({
+            "start": int(start, 16),
+            "end": int(end, 16),
+            "perms": parts[1],
+            "offset": int(parts[2], 16),
+            "inode": int(parts[4]),
+            "name": parts[5].strip() if len(parts) > 5 else "",
+        })
+    return vmas
+
+
+def parse_numa_maps(text):
+    """/proc/PID/numa_maps → {start address: {'policy': ..., 'anon': n, 'N0': n, ...}}."""
+    result = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 2:
+            continue
+        entry = {"policy": parts[1]}
+        for token in parts[2:]:
+            key, sep, value = token.partition("=")
+            if sep and value.isdigit():
+                entry[key] = int(value)
+            elif sep:
+                entry[key] = value
+            else:
+                entry[key] = True
+        result[int(parts[0], 16)] = entry
+    return result

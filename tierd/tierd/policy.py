@@ -1,0 +1,146 @@
+"""Quota arithmetic: how many pages each workload promotes or demotes this interval.
+
+Pure functions over counts and sorted candidate lists, so every rule is unit-tested.
+
+Rules, in order:
+1. A workload's PMEM limit is the tightest of pmem_max_percent, pmem_max_bytes and what
+   dram_min_percent / dram_min_bytes leave; pages above it are promoted (hottest first) even if
+   not hot. That is the contract ("at most 30 % on PMEM"); direction=demote opts out of it.
+2. Hot PMEM pages (heat >= hot_threshold) are promoted (direction promote/both); cold DRAM pages
+   (heat <= cold_threshold) are demoted (direction demote/both) as long as the PMEM limit holds.
+3. A global DRAM budget is shared by priority: first every workload's mandatory DRAM (rule 1),
+   highest priority first, then the wanted extra, highest priority first. A workload holding
+   more DRAM than it was granted demotes its coldest pages (unless its direction is promote).
+4. Promotions never take DRAM below the free-memory reserve.
+"""
+
+import math
+
+from .kernel import PAGE_SIZE
+
+
+class WorkloadView:
+    """What the planner needs to know about one workload in one interval."""
+
+    def __init__(self, name, policy, resident, dram, pmem, promote_candidates=(), demote_candidates=()):
+        self.name = name
+        self.priority = policy["priority"]
+        self.direction = policy["direction"]
+        self.policy = policy
+        self.resident = resident
+        self.dram = dram
+        self.pmem = pmem
+        # [(heat, key)] sorted hottest first / coldest first; pages in their residency period are left out.
+        self.promote_candidates = list(promote_candidates)
+        self.demote_candidates = list(demote_candidates)
+
+
+class Decision:
+    def __init__(self, name):
+        self.name = name
+        self.promote = []
+        self.demote = []
+        self.pmem_limit = None
+        self.dram_granted = None
+
+    def __repr__(self):
+        return "Decision(%s, promote=%d, demote=%d, pmem_limit=%s)" % (
+            self.name, len(self.promote), len(self.demote), self.pmem_limit)
+
+
+def pmem_limit_pages(policy, resident):
+    """Most pages this workload may keep on PMEM, or None when the policy sets no limit."""
+    limits = []
+    if policy.get("pmem_max_percent") is not None:
+        limits.append(int(math.floor(resident * policy["pmem_max_percent"] / 100.0)))
+    if policy.get("pmem_max_bytes") is not None:
+        limits.append(policy["pmem_max_bytes"] // PAGE_SIZE)
+    if policy.get("dram_min_percent") is not None:
+        limits.append(resident - int(math.ceil(resident * policy["dram_min_percent"] / 100.0)))
+    if policy.get("dram_min_bytes") is not None:
+        limits.append(resident - min(resident, policy["dram_min_bytes"] // PAGE_SIZE))
+    if not limits:
+        return None
+    return max(0, min(limits))
+
+
+def _count_at_least(candidates, threshold):
+    count = 0
+    for heat, _key in candidates:
+        if heat < threshold:
+            break
+        count += 1
+    return count
+
+
+def _count_at_most(candidates, threshold):
+    count = 0
+    for heat, _key in candidates:
+        if heat > threshold:
+            break
+        count += 1
+    return count
+
+
+def plan(views, hot_threshold, cold_threshold, budget_pages=None, free_dram_pages=None):
+    """{workload name: Decision}."""
+    wants = {}
+    for view in views:
+        limit = pmem_limit_pages(view.policy, view.resident)
+        promotes = view.direction in ("promote", "both")
+        demotes = view.direction in ("demote", "both")
+        forced = 0
+        if limit is not None and view.direction != "demote":
+            forced = max(0, view.pmem - limit)
+        hot = _count_at_least(view.promote_candidates, hot_threshold) if promotes else 0
+        promote = min(max(forced, hot), len(view.promote_candidates))
+        demote = 0
+        if demotes:
+            room = None if limit is None else max(0, limit - (view.pmem - promote))
+            demote = _count_at_most(view.demote_candidates, cold_threshold)
+            if room is not None:
+                demote = min(demote, room)
+        mandatory = 0 if limit is None else max(0, view.resident - limit)
+        wants[view.name] = {"limit": limit, "promote": promote, "forced": min(forced, promote), "demote": demote,
+                            "mandatory": mandatory, "wanted": view.dram - demote + promote}
+
+    order = sorted(views, key=lambda v: (-v.priority, v.name))
+    granted = {}
+    if budget_pages is None:
+        for view in views:
+            granted[view.name] = wants[view.name]["wanted"]
+    else:
+        remaining = budget_pages
+        for view in order:
+            grant = min(wants[view.name]["mandatory"], wants[view.name]["wanted"], remaining)
+            granted[view.name] = grant
+            remaining -= grant
+        for view in order:
+            extra = min(wants[view.name]["wanted"] - granted[view.name], remaining)
+            if extra > 0:
+                granted[view.name] += extra
+                remaining -= extra
+
+    free = None if free_dram_pages is None else max(0, free_dram_pages)
+    decisions = {}
+    for view in order:
+        want = wants[view.name]
+        decision = Decision(view.name)
+        decision.pmem_limit = want["limit"]
+        decision.dram_granted = granted[view.name]
+        promote = want["promote"]
+        demote = want["demote"]
+        after_demote = view.dram - demote
+        if granted[view.name] >= after_demote:
+            promote = min(promote, granted[view.name] - after_demote)
+        else:
+            promote = 0
+            if view.direction != "promote":
+                demote = min(len(view.demote_candidates), view.dram - granted[view.name])
+        if free is not None:
+            promote = min(promote, free + demote)
+            free -= max(0, promote - demote)
+        decision.promote = [key for _heat, key in view.promote_candidates[:promote]]
+        decision.demote = [key for _heat, key in view.demote_candidates[:demote]]
+        decisions[view.name] = decision
+    return decisions

@@ -1,0 +1,38 @@
+"""`tierd status`: the running agent's last interval, from its state file."""
+
+import json
+import time
+
+
+def load_state(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def _mib(pages, page_size):
+    return "%.1f" % (pages * page_size / 1048576.0)
+
+
+def render(state, now=None):
+    now = time.time() if now is None else now
+    page_size = state.get("page_size", 4096)
+    lines = ["backend %s  dram nodes %s  pmem nodes %s  intervals %d  last %.0fs ago%s" % (
+        state["backend"], ",".join(map(str, state["dram_nodes"])), ",".join(map(str, state["pmem_nodes"])),
+        state["intervals"], now - state["time"], "  (dry run)" if state.get("dry_run") else "")]
+    header = ("WORKLOAD", "PIDS", "RESIDENT_MIB", "PER_NODE_MIB", "HOT", "COLD", "PROMOTED", "DEMOTED",
+              "FAILED", "PMEM_LIMIT_MIB")
+    rows = [header]
+    for name, wl in sorted(state["workloads"].items()):
+        limit = wl.get("pmem_limit_pages")
+        rows.append((
+            name, str(len(wl["pids"])), _mib(wl["resident_pages"], page_size),
+            " ".join("%s:%s" % (node, _mib(pages, page_size)) for node, pages in sorted(wl["pages_per_node"].items()))
+            or "-",
+            str(wl["hot_pages"]), str(wl["cold_pages"]), str(wl["promoted_total"]), str(wl["demoted_total"]),
+            str(wl["failed_total"]), "-" if limit is None else _mib(limit, page_size)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    for name in state.get("unmanaged_workloads", []):
+        lines.append("%s: no policy, left alone" % name)
+    return "\n".join(lines)

@@ -1,0 +1,326 @@
+"""Access tracking without page faults: DAMON (vaddr) or page_idle, plus heat aged per page.
+
+A backend's ``sample(targets)`` returns, per PID and per tracked mapping, an array with one value
+per page: the access frequency seen in the last interval (0..1), or -1 when unknown (a page not
+yet seen, or one whose frame changed). ``HeatMap`` ages those samples into heat.
+"""
+
+import os
+from array import array
+
+from .kernel import DAMON_ADMIN, PAGE_SIZE, PAGEMAP_PFN_MASK, PAGEMAP_PRESENT, PAGEMAP_SOFT_DIRTY, KernelError
+
+UNKNOWN = -1.0
+ULONG_MAX = (1 << 64) - 1
+UINT_MAX = (1 << 32) - 1
+
+
+class BackendUnavailable(KernelError):
+    pass
+
+
+def choose_backend(kernel, cfg, logger):
+    """The backend named in config, or DAMON when the kernel has it, else page_idle; refuse with neither."""
+    wanted = cfg["backend"]
+    damon_ok, damon_why = DamonBackend.available(kernel)
+    idle_ok, idle_why = PageIdleBackend.available(kernel)
+    if wanted == "damon" and not damon_ok:
+        raise BackendUnavailable("backend damon requested but unavailable: %s" % damon_why)
+    if wanted == "page_idle" and not idle_ok:
+        raise BackendUnavailable("backend page_idle requested but unavailable: %s" % idle_why)
+    if wanted == "auto" and not damon_ok and not idle_ok:
+        raise BackendUnavailable("no access-tracking backend: DAMON: %s; page_idle: %s. tierd needs a kernel "
+                                 "with CONFIG_DAMON_SYSFS+CONFIG_DAMON_VADDR or CONFIG_IDLE_PAGE_TRACKING"
+                                 % (damon_why, idle_why))
+    if wanted == "page_idle" or (wanted == "auto" and not damon_ok):
+        return PageIdleBackend(kernel, logger)
+    return DamonBackend(kernel, cfg["damon"], logger)
+
+
+class HeatMap:
+    """Heat per page of each tracked mapping: heat = decay * heat + (1 - decay) * sample."""
+
+    def __init__(self, decay, write_weight=0.0):
+        self.decay = decay
+        self.write_weight = write_weight
+        self.heat = {}  # pid -> {(start, end): array('d')}
+        self.samples = {}  # pid -> {(start, end): intervals sampled}, so new mappings warm up first
+
+    def update(self, pid, vmas, samples, writes=None):
+        old = self.heat.get(pid, {})
+        old_counts = self.samples.get(pid, {})
+        new = {}
+        counts = {}
+        keep = self.decay
+        take = 1.0 - self.decay
+        weight = self.write_weight
+        for start, end, _name in vmas:
+            npages = (end - start) // PAGE_SIZE
+            heat = old.get((start, end))
+            if heat is None:
+                heat = array("d", bytes(8 * npages))
+            sample = (samples or {}).get(start)
+            dirty = (writes or {}).get(start)
+            counts[(start, end)] = old_counts.get((start, end), 0) + (1 if sample is not None else 0)
+            if sample is not None or dirty is not None:
+                for i in range(npages):
+                    value = sample[i] if sample is not None else UNKNOWN
+                    if value < 0:
+                        continue
+                    if dirty is not None and dirty[i]:
+                        value += weight
+                    heat[i] = keep * heat[i] + take * value
+            new[(start, end)] = heat
+        self.heat[pid] = new
+        self.samples[pid] = counts
+
+    def sampled(self, pid, start, end):
+        return self.samples.get(pid, {}).get((start, end), 0)
+
+    def get(self, pid, start, end):
+        return self.heat.get(pid, {}).get((start, end))
+
+    def forget(self, live_pids):
+        for pid in list(self.heat):
+            if pid not in live_pids:
+                del self.heat[pid]
+                self.samples.pop(pid, None)
+
+
+def regions_to_samples(vmas, regions, max_accesses):
+    """Per-page access frequencies of each mapping from DAMON regions [(start, end, nr_accesses)]."""
+    samples = {}
+    for start, end, _name in vmas:
+        npages = (end - start) // PAGE_SIZE
+        sample = array("d", bytes(8 * npages))
+        for rstart, rend, nr_accesses in regions:
+            low = max(start, rstart)
+            high = min(end, rend)
+            if low >= high:
+                continue
+            first = (low - start) // PAGE_SIZE
+            last = (high - start + PAGE_SIZE - 1) // PAGE_SIZE
+            value = min(1.0, float(nr_accesses) / max_accesses)
+            sample[first:last] = array("d", [value]) * (last - first)
+        samples[start] = sample
+    return samples
+
+
+class DamonBackend:
+    """DAMON sysfs, vaddr operations: one kdamond of tierd's own per tracked PID, a `stat` scheme
+    whose tried regions carry each region's access count. tierd only ever touches kdamonds it
+    created, and creates none while another tool has kdamonds."""
+
+    name = "damon"
+    KDAMONDS = DAMON_ADMIN + "/kdamonds"
+
+    def __init__(self, kernel, damon_cfg, logger):
+        self.kernel = kernel
+        self.cfg = damon_cfg
+        self.logger = logger
+        self.pids = []  # pids[i] is tracked by kdamonds/i
+
+    @classmethod
+    def available(cls, kernel):
+        if not kernel.exists(cls.KDAMONDS + "/nr_kdamonds"):
+            return False, "%s missing (kernel without CONFIG_DAMON_SYSFS)" % (cls.KDAMONDS + "/nr_kdamonds")
+        return True, "ok"
+
+    @property
+    def max_accesses(self):
+        return max(1, self.cfg["aggr_us"] // self.cfg["sample_us"])
+
+    def _k(self, index, rel=""):
+        return "%s/%d%s" % (self.KDAMONDS, index, rel)
+
+    def _nr_kdamonds(self):
+        return int(self.kernel.read_text(self.KDAMONDS + "/nr_kdamonds"))
+
+    def _stop_ours(self):
+        for index in range(len(self.pids)):
+            try:
+                if self.kernel.read_text(self._k(index, "/state"), default="off") == "on":
+                    self.kernel.write_text(self._k(index, "/state"), "off")
+            except OSError:
+                pass
+
+    def _configure(self, index, pid):
+        w = self.kernel.write_text
+        ctx = "/contexts/0"
+        w(self._k(index, "/contexts/nr_contexts"), 1)
+        w(self._k(index, ctx + "/operations"), "vaddr")
+        w(self._k(index, ctx + "/monitoring_attrs/intervals/sample_us"), self.cfg["sample_us"])
+        w(self._k(index, ctx + "/monitoring_attrs/intervals/aggr_us"), self.cfg["aggr_us"])
+        w(self._k(index, ctx + "/monitoring_attrs/intervals/update_us"), max(self.cfg["aggr_us"], 1000000))
+        w(self._k(index, ctx + "/monitoring_attrs/nr_regions/min"), self.cfg["min_nr_regions"])
+        w(self._k(index, ctx + "/monitoring_attrs/nr_regions/max"), self.cfg["max_nr_regions"])
+        w(self._k(index, ctx + "/targets/nr_targets"), 1)
+        w(self._k(index, ctx + "/targets/0/pid_target"), pid)
+        scheme = ctx + "/schemes/0"
+        w(self._k(index, ctx + "/schemes/nr_schemes"), 1)
+        w(self._k(index, scheme + "/action"), "stat")
+        # The access-pattern ranges default to 0..0 and would match nothing: open them fully.
+        for attr, high in (("sz", ULONG_MAX), ("nr_accesses", UINT_MAX), ("age", UINT_MAX)):
+            w(self._k(index, scheme + "/access_pattern/%s/min" % attr), 0)
+            w(self._k(index, scheme + "/access_pattern/%s/max" % attr), high)
+
+    def track(self, pids):
+        """Make the set of tracked PIDs equal ``pids`` (rebuilds tierd's kdamonds on change)."""
+        pids = sorted(pids)
+        if pids == self.pids:
+            return
+        current = self._nr_kdamonds()
+        if current != len(self.pids):
+            raise KernelError("DAMON has %d kdamonds but tierd created %d: another tool is using DAMON; "
+                              "tierd will not clobber it (stop that tool, or set backend to page_idle)"
+                              % (current, len(self.pids)))
+        self._stop_ours()
+        self.kernel.write_text(self.KDAMONDS + "/nr_kdamonds", len(pids))
+        self.pids = pids
+        started = []
+        for index, pid in enumerate(pids):
+            try:
+                self._configure(index, pid)
+                self.kernel.write_text(self._k(index, "/state"), "on")
+                started.append(pid)
+            except OSError as exc:
+                # The process may have exited between discovery and here.
+                self.logger.debug("damon_target_failed", pid=pid, error=exc.strerror or exc)
+        self.logger.info("damon_tracking", pids=",".join(map(str, started)) or "-", kdamonds=len(pids))
+
+    def _regions(self, index):
+        scheme = self._k(index, "/contexts/0/schemes/0/tried_regions")
+        regions = []
+        for name in self.kernel.listdir(scheme):
+            if not name.isdigit():
+                continue
+            base = "%s/%s" % (scheme, name)
+            try:
+                regions.append((int(self.kernel.read_text(base + "/start")),
+                                int(self.kernel.read_text(base + "/end")),
+                                int(self.kernel.read_text(base + "/nr_accesses"))))
+            except (OSError, ValueError):
+                continue
+        return sorted(regions)
+
+    def sample(self, targets):
+        """{pid: {vma start: per-page frequency}} for tracked PIDs whose kdamond is running."""
+        self.track(list(targets))
+        result = {}
+        for index, pid in enumerate(self.pids):
+            try:
+                if self.kernel.read_text(self._k(index, "/state")) != "on":
+                    continue  # kdamond stops by itself when its target exits
+                self.kernel.write_text(self._k(index, "/state"), "update_schemes_tried_regions")
+            except OSError:
+                continue
+            result[pid] = regions_to_samples(targets[pid], self._regions(index), self.max_accesses)
+        return result
+
+    def close(self):
+        if not self.pids:
+            return
+        try:
+            if self._nr_kdamonds() == len(self.pids):
+                self._stop_ours()
+                self.kernel.write_text(self.KDAMONDS + "/nr_kdamonds", 0)
+                self.logger.info("damon_released", kdamonds=len(self.pids))
+            else:
+                self.logger.warning("damon_not_released", reason="kdamond count changed by another tool")
+        except OSError as exc:
+            self.logger.warning("damon_not_released", reason=exc.strerror or exc)
+        self.pids = []
+
+
+def read_present(kernel, pid, start, end):
+    """Pagemap entries of a mapping, or None when the process is gone."""
+    return kernel.read_pagemap(pid, start, (end - start) // PAGE_SIZE)
+
+
+class PageIdleBackend:
+    """page_idle: mark each present page's frame idle, read the flag back one interval later."""
+
+    name = "page_idle"
+
+    def __init__(self, kernel, logger):
+        self.kernel = kernel
+        self.logger = logger
+        self.marked = {}  # pid -> {vma start: array('Q') of PFNs marked last interval (0 = none)}
+
+    @classmethod
+    def available(cls, kernel):
+        if not kernel.page_idle_available():
+            return False, "/sys/kernel/mm/page_idle/bitmap missing (kernel without CONFIG_IDLE_PAGE_TRACKING)"
+        return True, "ok"
+
+    def track(self, pids):
+        for pid in list(self.marked):
+            if pid not in pids:
+                del self.marked[pid]
+
+    def sample(self, targets):
+        self.track(targets)
+        frames = {}  # pid -> {vma start: array('Q') of current PFNs}
+        for pid, vmas in targets.items():
+            per_vma = {}
+            for start, end, _name in vmas:
+                entries = read_present(self.kernel, pid, start, end)
+                if entries is None:
+                    break
+                pfns = array("Q", (e & PAGEMAP_PFN_MASK if e & PAGEMAP_PRESENT else 0 for e in entries))
+                if len(pfns) < (end - start) // PAGE_SIZE:
+                    pfns.extend([0] * ((end - start) // PAGE_SIZE - len(pfns)))
+                per_vma[start] = pfns
+            else:
+                frames[pid] = per_vma
+        present = [pfn for per_vma in frames.values() for pfns in per_vma.values() for pfn in pfns if pfn]
+        words = self.kernel.read_idle_words(sorted({pfn >> 6 for pfn in present}))
+        result = {}
+        for pid, per_vma in frames.items():
+            old = self.marked.get(pid, {})
+            samples = {}
+            for start, pfns in per_vma.items():
+                before = old.get(start)
+                sample = array("d", [UNKNOWN]) * len(pfns)
+                for i, pfn in enumerate(pfns):
+                    if pfn and before is not None and i < len(before) and before[i] == pfn:
+                        idle = (words.get(pfn >> 6, 0) >> (pfn & 63)) & 1
+                        sample[i] = 0.0 if idle else 1.0
+                samples[start] = sample
+            result[pid] = samples
+        mark = {}
+        for pfn in present:
+            mark[pfn >> 6] = mark.get(pfn >> 6, 0) | (1 << (pfn & 63))
+        self.kernel.write_idle_words(mark)
+        self.marked = frames
+        return result
+
+    def close(self):
+        self.marked = {}
+
+
+class SoftDirtyTracker:
+    """Write signal: pagemap bit 55 since the last `echo 4 > /proc/PID/clear_refs`."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.cleared = set()
+
+    def sample(self, targets):
+        result = {}
+        for pid, vmas in targets.items():
+            per_vma = {}
+            for start, end, _name in vmas:
+                entries = read_present(self.kernel, pid, start, end)
+                if entries is None:
+                    break
+                per_vma[start] = bytes(1 if (e & PAGEMAP_PRESENT and e & PAGEMAP_SOFT_DIRTY) else 0
+                                       for e in entries)
+            else:
+                # The first read sees everything dirty since the process started: not a signal.
+                if pid in self.cleared:
+                    result[pid] = per_vma
+                if self.kernel.clear_soft_dirty(pid):
+                    self.cleared.add(pid)
+        self.cleared &= set(targets)
+        return result
