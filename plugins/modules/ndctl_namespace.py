@@ -1,0 +1,345 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: tiering.pmem contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: ndctl_namespace
+short_description: Create, reconfigure or destroy NVDIMM / legacy pmem namespaces, safely
+description:
+  - Makes a namespace exist in the wanted O(mode) (devdax, fsdax, raw, sector), or removes it.
+  - An existing namespace that already matches is left alone (no change).
+  - Safe by default. Without O(force=true) it never destroys or reconfigures a namespace that holds
+    a mounted filesystem, that is an active system-ram dax device, or that the task does not name
+    (O(namespace) or O(name)). Even with O(force=true), a system-ram device with memory blocks
+    online is refused until its memory is offlined.
+  - Works on label-less regions (legacy C(memmap=) pmem, NVDIMMs without a label area) where the
+    one namespace spanning the region is reconfigured in place (C(ndctl create-namespace -fe)),
+    and on labelled regions where namespaces are created in the region's free space.
+version_added: "0.1.0"
+author:
+  - tiering.pmem contributors
+options:
+  namespace:
+    description: The namespace to reconfigure or destroy, for example C(namespace0.0).
+    type: str
+  region:
+    description:
+      - Region to create the namespace in (C(region0) or C(0)) when O(namespace) is not given.
+      - On a region without free space (label-less pmem) the task must name the namespace to
+        reconfigure (O(namespace)), or set O(force=true) to reconfigure the region's only namespace.
+    type: str
+  name:
+    description: The namespace's label name (labelled regions only); also selects an existing namespace.
+    type: str
+  mode:
+    description: Namespace mode. Required with O(state=present).
+    type: str
+    choices: [devdax, fsdax, raw, sector]
+  size:
+    description:
+      - Capacity (ndctl size syntax, for example C(16G)); default the whole region or free space.
+      - An existing namespace matches when its usable size is within the metadata overhead
+        (up to 1/64 plus the alignment) below this.
+    type: str
+  align:
+    description: Alignment of devdax/fsdax mappings (for example C(2M), C(1G)).
+    type: str
+  state:
+    description: Whether the namespace must exist in O(mode) or be gone.
+    type: str
+    choices: [present, absent]
+    default: present
+  force:
+    description:
+      - Allow destroying or reconfiguring a namespace that is mounted, is offline system-ram, or is
+        not named by the task. Data on it is lost.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+requirements:
+  - ndctl (and daxctl to release an offline system-ram device)
+seealso:
+  - module: tiering.pmem.dax_kmem
+  - module: tiering.pmem.pmem_info
+"""
+
+EXAMPLES = r"""
+- name: Turn the raw namespace of an NVDIMM (or memmap= pmem) into a devdax device
+  tiering.pmem.ndctl_namespace:
+    namespace: namespace0.0
+    mode: devdax
+    align: 2M
+
+- name: Create a 16 GiB fsdax namespace in the free space of a labelled region
+  tiering.pmem.ndctl_namespace:
+    region: region1
+    name: scratch
+    mode: fsdax
+    size: 16G
+
+- name: Remove that namespace again
+  tiering.pmem.ndctl_namespace:
+    region: region1
+    name: scratch
+    state: absent
+"""
+
+RETURN = r"""
+changed:
+  description: Whether a namespace was (or in check mode would be) created, reconfigured or destroyed.
+  returned: always
+  type: bool
+  sample: true
+actions:
+  description: The commands run (or, in check mode, that would run).
+  returned: always
+  type: list
+  elements: str
+  sample: ["ndctl create-namespace --mode=devdax --force --reconfig=namespace0.0 --align=2M"]
+namespace:
+  description: The namespace after the task (in check mode, as far as it can be predicted); null when absent.
+  returned: always
+  type: dict
+  sample: {dev: namespace0.0, region: region0, mode: devdax, size: 1054867456,
+           uuid: abf69d97-c6ba-4460-bf4f-372918ec992e, name: null, blockdev: null, chardev: dax0.0,
+           align: 2097152, map: dev, sector_size: null, state: enabled}
+diff:
+  description: The namespace before and after (with --diff).
+  returned: when diff mode is on
+  type: dict
+  sample: {before: "dev: namespace0.0\nmode: raw\n", after: "dev: namespace0.0\nmode: devdax\n"}
+"""
+
+import json
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.tiering.pmem.plugins.module_utils import _sysfs
+from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import (
+    NAMESPACE_MODES, PmemTools, PmemToolError, namespaces_of)
+from ansible_collections.tiering.pmem.plugins.module_utils._pmem_inventory import namespace_record
+from ansible_collections.tiering.pmem.plugins.module_utils._pmem_safety import (
+    dax_memory_state, hazards, namespace_mode)
+
+# Tests point this at a fixture tree captured from a lab guest.
+ROOT = "/"
+
+
+def region_name(value):
+    value = str(value)
+    return value if value.startswith("region") else "region" + value
+
+
+def size_bytes(module, value, option):
+    try:
+        return _sysfs.parse_kernel_size(value)
+    except ValueError:
+        module.fail_json(msg="%s=%r is not a size: use bytes or a number with K/M/G/T (e.g. 16G)" % (option, value))
+
+
+def size_matches(actual, wanted, align):
+    """ndctl reports the usable size: the capacity minus the info block and struct-page area."""
+    return actual <= wanted and actual >= wanted - wanted // 64 - 2 * max(align or 0, 16 << 20)
+
+
+def render(record):
+    if not record:
+        return ""
+    return "".join("%s: %s\n" % (key, record[key]) for key in sorted(record) if record[key] is not None)
+
+
+def find_target(module, inventory):
+    """(namespace or None, region dict or None) the task is about."""
+    params = module.params
+    regions = dict((r["dev"], r) for r in inventory["regions"])
+    namespaces = [ns for ns in namespaces_of(inventory) if ns.get("size")]
+    region = None
+    if params["region"] is not None:
+        wanted_region = region_name(params["region"])
+        region = regions.get(wanted_region)
+        if region is None:
+            module.fail_json(msg="region %r does not exist; regions: %s"
+                             % (params["region"], ", ".join(sorted(regions)) or "none (no pmem found by ndctl)"))
+    if params["namespace"]:
+        matches = [ns for ns in namespaces_of(inventory) if ns.get("dev") == params["namespace"]]
+        if not matches:
+            module.fail_json(msg="namespace %r does not exist; namespaces: %s"
+                             % (params["namespace"], ", ".join(ns["dev"] for ns in namespaces) or "none"))
+        namespace = matches[0]
+        if region is not None and namespace["region"] != region["dev"]:
+            module.fail_json(msg="namespace %s is in %s, not in %s" % (namespace["dev"], namespace["region"],
+                                                                       region["dev"]))
+        return namespace, regions[namespace["region"]]
+    if params["name"]:
+        matches = [ns for ns in namespaces if ns.get("name") == params["name"]
+                   and (region is None or ns["region"] == region["dev"])]
+        if len(matches) > 1:
+            module.fail_json(msg="%d namespaces are named %r (%s): name one with namespace="
+                             % (len(matches), params["name"], ", ".join(ns["dev"] for ns in matches)))
+        if matches:
+            return matches[0], regions[matches[0]["region"]]
+    return None, region
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            namespace=dict(type="str"),
+            region=dict(type="str"),
+            name=dict(type="str"),
+            mode=dict(type="str", choices=list(NAMESPACE_MODES)),
+            size=dict(type="str"),
+            align=dict(type="str"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            force=dict(type="bool", default=False),
+        ),
+        required_if=[["state", "present", ["mode"]]],
+        required_one_of=[["namespace", "region", "name"]],
+        supports_check_mode=True,
+    )
+    params = module.params
+    root = ROOT
+    if params["namespace"] and not params["namespace"].startswith("namespace"):
+        module.fail_json(msg="namespace=%r is not a namespace device name: use the form namespaceX.Y "
+                         "(see tiering.pmem.pmem_info)" % params["namespace"])
+    if params["state"] == "absent" and (params["mode"] or params["size"] or params["align"]):
+        module.fail_json(msg="mode, size and align describe a namespace to keep; they make no sense with state=absent")
+    wanted_size = size_bytes(module, params["size"], "size") if params["size"] else None
+    wanted_align = size_bytes(module, params["align"], "align") if params["align"] else None
+    if params["mode"] in ("raw", "sector") and params["align"]:
+        module.fail_json(msg="align=%s applies to devdax and fsdax namespaces, not mode=%s"
+                         % (params["align"], params["mode"]))
+
+    tools = PmemTools(module)
+    result = dict(changed=False, actions=[], namespace=None)
+    try:
+        inventory = tools.ndctl_list()
+        namespace, region = find_target(module, inventory)
+        before = namespace_record(namespace) if namespace else None
+        commands = []
+        predicted = None
+
+        if params["state"] == "absent":
+            if namespace is None:
+                module.exit_json(**result)
+            check_hazards(module, namespace, root, "destroy")
+            commands += release_system_ram(tools, namespace, root)
+            commands.append(tools.destroy_namespace_argv(namespace["dev"]))
+        else:
+            if namespace is not None and matches(namespace, params, wanted_size, wanted_align):
+                result["namespace"] = before
+                if module._diff:
+                    result["diff"] = dict(before=render(before), after=render(before))
+                module.exit_json(**result)
+            if namespace is None:
+                namespace = reconfigure_candidate(module, region)
+            if namespace is not None:
+                check_hazards(module, namespace, root, "reconfigure")
+                commands += release_system_ram(tools, namespace, root)
+                commands.append(tools.create_namespace_argv(params["mode"], reconfigure=namespace["dev"],
+                                                            size=params["size"], align=params["align"],
+                                                            name=params["name"]))
+                before = namespace_record(namespace)
+                predicted = dict(before, mode=params["mode"], align=wanted_align,
+                                 blockdev=None, chardev=None)
+            else:
+                commands.append(tools.create_namespace_argv(params["mode"], region=region["dev"],
+                                                            size=params["size"], align=params["align"],
+                                                            name=params["name"]))
+                predicted = {"dev": None, "region": region["dev"], "mode": params["mode"], "size": wanted_size,
+                             "name": params["name"], "align": wanted_align}
+        result["actions"] = [" ".join(["ndctl" if c[0].endswith("/ndctl") else
+                                       "daxctl" if c[0].endswith("/daxctl") else c[0]] + c[1:]) for c in commands]
+        result["changed"] = True
+        if module.check_mode:
+            result["namespace"] = predicted
+            if module._diff:
+                result["diff"] = dict(before=render(before), after=render(predicted))
+            module.exit_json(**result)
+        created = None
+        for argv in commands:
+            _rc, out, _err = tools.run(argv)
+            if "create-namespace" in argv:
+                created = parse_created(out)
+        after = None
+        if params["state"] == "present":
+            final = tools.ndctl_list()
+            dev = (created or {}).get("dev") or (namespace or {}).get("dev")
+            after = next((namespace_record(ns) for ns in namespaces_of(final) if ns.get("dev") == dev), created)
+        result["namespace"] = after
+        if module._diff:
+            result["diff"] = dict(before=render(before), after=render(after))
+    except PmemToolError as exc:
+        failure = exc.fail_kwargs()
+        failure.update(changed=bool(result["actions"]) and not module.check_mode, actions=result["actions"])
+        module.fail_json(**failure)
+    module.exit_json(**result)
+
+
+def parse_created(text):
+    try:
+        data = json.loads(text) if text.strip() else None
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def matches(namespace, params, wanted_size, wanted_align):
+    if namespace_mode(namespace) != params["mode"]:
+        return False
+    if wanted_align and namespace.get("align") and namespace["align"] != wanted_align:
+        return False
+    if wanted_size and not size_matches(namespace.get("size", 0), wanted_size, namespace.get("align")):
+        return False
+    if params["name"] and namespace.get("name") != params["name"]:
+        return False
+    return True
+
+
+def reconfigure_candidate(module, region):
+    """On a region without free space the only way to get a namespace is to reconfigure one."""
+    if region is None:
+        module.fail_json(msg="no namespace named %r exists; give region= to create it" % module.params["name"])
+    if region.get("available_size"):
+        return None
+    existing = [ns for ns in region.get("namespaces", []) if ns.get("size")]
+    if len(existing) != 1:
+        module.fail_json(msg="%s has no free space and %d namespaces (%s): name the one to reconfigure with "
+                         "namespace=" % (region["dev"], len(existing), ", ".join(ns["dev"] for ns in existing)))
+    namespace = dict(existing[0], region=region["dev"])
+    if not module.params["force"]:
+        module.fail_json(msg="%s has no free space; its namespace %s (%s) is not named by the task: set "
+                         "namespace=%s to reconfigure it, or force=true"
+                         % (region["dev"], namespace["dev"], namespace_mode(namespace), namespace["dev"]))
+    return namespace
+
+
+def check_hazards(module, namespace, root, what):
+    need_force, never = hazards(namespace, root)
+    if never:
+        module.fail_json(msg="refusing to %s %s: %s" % (what, namespace["dev"], "; ".join(never)))
+    if need_force and not module.params["force"]:
+        module.fail_json(msg="refusing to %s %s without force=true: %s (its data would be lost)"
+                         % (what, namespace["dev"], "; ".join(need_force)))
+
+
+def release_system_ram(tools, namespace, root):
+    """An offline system-ram device must go back to devdax before ndctl can take the namespace."""
+    system_ram, _online, _total = dax_memory_state(namespace.get("chardev"), root)
+    if system_ram:
+        return [tools.reconfigure_argv(namespace["chardev"], "devdax")]
+    return []
+
+
+if __name__ == "__main__":
+    main()
