@@ -129,13 +129,15 @@ def read_blocks(indexes, root="/"):
     return blocks
 
 
+def whole_blocks(start, end, block_size):
+    """Indexes of the blocks wholly inside [start, end), present or not (hotplug adds only those)."""
+    return list(range((start + block_size - 1) // block_size, end // block_size))
+
+
 def blocks_in_range(start, end, root="/", block_size=None):
     """Indexes of existing blocks wholly inside the physical byte range [start, end)."""
-    size = block_size or memory_block_size(root)
-    first = (start + size - 1) // size
-    last = end // size  # exclusive
     present = set(memory_block_ids(root))
-    return [index for index in range(first, last) if index in present]
+    return [index for index in whole_blocks(start, end, block_size or memory_block_size(root)) if index in present]
 
 
 def set_block_state(index, state, root="/"):

@@ -1,0 +1,455 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: tiering.pmem contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: dax_kmem
+short_description: Make a dax device system RAM (kmem) on its NUMA node, online in the zone asked for
+description:
+  - Switches a dax device between V(devdax) and V(system_ram) (the kmem driver hot-adds its range
+    as memory on the device's target NUMA node), onlines or offlines its memory blocks in the
+    zone asked for, and optionally makes that survive a reboot.
+  - Handles kernels that auto-online hot-added memory (Debian trixie), where
+    C(daxctl reconfigure-device) refuses with "kernel policy will auto-online memory, aborting":
+    the module sets C(auto_online_blocks) to C(offline) for the reconfigure, restores it, then
+    onlines every block itself in one pass, so the memory ends in the zone asked for on any kernel.
+    It reports the zone the blocks actually got.
+  - Refuses a layout where movable memory would exceed O(movable_ratio) times the kernel (normal)
+    memory, unless O(force=true): the kernel cannot place its own allocations in ZONE_MOVABLE
+    (Documentation/admin-guide/mm/memory-hotplug.rst; ndctl issue 110, OOM).
+version_added: "0.1.0"
+author:
+  - tiering.pmem contributors
+options:
+  device:
+    description: The dax device, for example C(dax0.0).
+    type: str
+  namespace:
+    description: Select the dax device of this devdax namespace (for example C(namespace0.0)).
+    type: str
+  region:
+    description: Select the only dax device of this region (C(region0) or C(0)).
+    type: str
+  mode:
+    description: V(system_ram) hot-adds the device as memory; V(devdax) gives it back as a character device.
+    type: str
+    choices: [system_ram, devdax]
+    default: system_ram
+  movable:
+    description: Online the memory in ZONE_MOVABLE (true) or ZONE_NORMAL (false).
+    type: bool
+    default: true
+  online:
+    description: Whether the memory blocks of a system_ram device are online.
+    type: bool
+    default: true
+  persistent:
+    description:
+      - Make the device system RAM again at boot (a systemd unit C(tiering-pmem-dax-kmem@DEVICE)
+        with C(/etc/tiering-pmem/dax-kmem/DEVICE.conf)); V(false) removes that configuration.
+      - Only with O(mode=system_ram); O(mode=devdax) always removes it.
+    type: bool
+    default: true
+  movable_ratio:
+    description: Largest allowed ratio of movable to normal online memory after the change.
+    type: float
+    default: 3.0
+  force:
+    description: Go beyond O(movable_ratio).
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+requirements:
+  - daxctl, the kmem kernel module; ndctl when selecting by O(namespace) or O(region)
+notes:
+  - Debian's daxctl package ships no C(daxdev-reconfigure@.service), and daxctl's own boot-time
+    reconfigure would hit the same auto-online refusal, so persistence uses a unit of this collection.
+seealso:
+  - module: tiering.pmem.ndctl_namespace
+  - module: tiering.pmem.memory_blocks
+"""
+
+EXAMPLES = r"""
+- name: Hot-add the pmem devdax device as movable system RAM on its own NUMA node
+  tiering.pmem.dax_kmem:
+    device: dax0.0
+    mode: system_ram
+    movable: true
+  register: kmem
+
+- name: Show where it went
+  ansible.builtin.debug:
+    msg: "{{ kmem.device }} -> node {{ kmem.numa_nodes }} in zone {{ kmem.zones }}"
+
+- name: Give the device back as devdax
+  tiering.pmem.dax_kmem:
+    namespace: namespace0.0
+    mode: devdax
+"""
+
+RETURN = r"""
+changed:
+  description: Whether anything changed (would change, in check mode).
+  returned: always
+  type: bool
+  sample: true
+actions:
+  description: The steps taken (or that would be taken), commands and sysfs writes.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - "auto_online_blocks: online -> offline (daxctl refuses while the kernel auto-onlines)"
+    - "daxctl reconfigure-device --mode=system-ram --no-online dax0.0"
+    - "auto_online_blocks: offline -> online (restored)"
+    - "online_movable 7 blocks: memory33-39"
+    - "write /etc/tiering-pmem/dax-kmem/dax0.0.conf"
+    - "systemctl enable tiering-pmem-dax-kmem@dax0.0.service"
+device:
+  description: The dax device.
+  returned: always
+  type: str
+  sample: dax0.0
+mode:
+  description: The device mode after the task (daxctl spelling).
+  returned: always
+  type: str
+  sample: system-ram
+target_node:
+  description: The NUMA node the device's memory is meant for.
+  returned: always
+  type: int
+  sample: 1
+numa_nodes:
+  description: The NUMA nodes that hold the device's memory blocks.
+  returned: always
+  type: list
+  elements: int
+  sample: [1]
+zones:
+  description: Zones of the device's online blocks, with counts (what the kernel actually gave).
+  returned: always
+  type: dict
+  sample: {Movable: 7}
+online_blocks:
+  description: Online memory blocks of the device.
+  returned: always
+  type: int
+  sample: 7
+total_blocks:
+  description: Memory blocks of the device.
+  returned: always
+  type: int
+  sample: 7
+auto_online_blocks:
+  description: The hotplug policy after the task (unchanged by the module).
+  returned: always
+  type: str
+  sample: online
+persistent:
+  description: Whether the boot-time configuration is in place after the task.
+  returned: always
+  type: bool
+  sample: true
+refused:
+  description: Blocks the kernel refused to online/offline, with its error.
+  returned: always
+  type: list
+  elements: dict
+  sample: []
+diff:
+  description: Device state before and after (with --diff).
+  returned: when diff mode is on
+  type: dict
+  sample:
+    before: "mode: devdax\nonline_blocks: 0\n"
+    after: "mode: system-ram\nonline_blocks: 7\nzones: Movable=7\n"
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.tiering.pmem.plugins.module_utils import _sysfs
+from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_blocks as blocks_util
+from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_persist as persist
+from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import (
+    AUTO_ONLINE_REFUSAL, PmemTools, PmemToolError, namespaces_of)
+
+# Tests point this at a fixture tree captured from a lab guest.
+ROOT = "/"
+
+
+def short(argv):
+    return " ".join([os.path.basename(argv[0])] + list(argv[1:]))
+
+
+def resolve_device(module, tools):
+    params = module.params
+    if params["device"]:
+        return params["device"]
+    inventory = tools.ndctl_list()
+    namespaces = [ns for ns in namespaces_of(inventory) if ns.get("size")]
+    if params["namespace"]:
+        matches = [ns for ns in namespaces if ns.get("dev") == params["namespace"]]
+        if not matches:
+            module.fail_json(msg="namespace %r does not exist; namespaces: %s"
+                             % (params["namespace"], ", ".join(ns["dev"] for ns in namespaces) or "none"))
+        if not matches[0].get("chardev"):
+            module.fail_json(msg="namespace %s is in %s mode and has no dax device; make it devdax first "
+                             "(tiering.pmem.ndctl_namespace mode=devdax)"
+                             % (params["namespace"], matches[0].get("mode")))
+        return matches[0]["chardev"]
+    region = params["region"] if str(params["region"]).startswith("region") else "region%s" % params["region"]
+    in_region = [ns for ns in namespaces if ns.get("region") == region]
+    if not any(r.get("dev") == region for r in inventory["regions"]):
+        module.fail_json(msg="region %r does not exist; regions: %s"
+                         % (params["region"], ", ".join(r["dev"] for r in inventory["regions"]) or "none"))
+    devices = [ns["chardev"] for ns in in_region if ns.get("chardev")]
+    if len(devices) != 1:
+        module.fail_json(msg="%s has %d dax devices (%s): name one with device="
+                         % (region, len(devices), ", ".join(devices) or "none; make a devdax namespace first"))
+    return devices[0]
+
+
+def kernel_memory(root, exclude=()):
+    """(movable bytes, normal bytes) of the online memory, leaving out blocks in ``exclude``."""
+    size = _sysfs.memory_block_size(root)
+    ids = [i for i in _sysfs.memory_block_ids(root) if i not in set(exclude)]
+    movable = normal = 0
+    for block in _sysfs.read_blocks(ids, root).values():
+        if block["zone"] == "Movable":
+            movable += size
+        elif block["zone"]:
+            normal += size
+    return movable, normal
+
+
+def describe(state):
+    lines = ["mode: %s" % state["mode"], "online_blocks: %d" % state["online_blocks"],
+             "total_blocks: %d" % state["total_blocks"]]
+    if state["zones"]:
+        lines.append("zones: %s" % ", ".join("%s=%d" % kv for kv in sorted(state["zones"].items())))
+    lines.append("persistent: %s" % str(state["persistent"]).lower())
+    return "\n".join(lines) + "\n"
+
+
+def device_state(device, blocks, root, persistent):
+    zones = {}
+    online = 0
+    for block in blocks.values():
+        if block["state"] == "online":
+            online += 1
+            zones[block["zone"]] = zones.get(block["zone"], 0) + 1
+    return {"mode": "system-ram" if device["driver"] == "kmem" else "devdax", "online_blocks": online,
+            "total_blocks": len(blocks), "zones": zones, "persistent": persistent}
+
+
+def persistence_state(device, root, online, movable):
+    """(files that differ from what is wanted, unit enabled?)"""
+    wanted = persist.wanted_files(device, online, movable)
+    stale = [path for path, (content, _mode) in sorted(wanted.items()) if persist.read_file(path, root) != content]
+    enabled = os.path.lexists(_sysfs.host_path(root, "/etc/systemd/system/multi-user.target.wants/"
+                                               + persist.unit_instance(device)))
+    return stale, enabled
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            device=dict(type="str"),
+            namespace=dict(type="str"),
+            region=dict(type="str"),
+            mode=dict(type="str", choices=["system_ram", "devdax"], default="system_ram"),
+            movable=dict(type="bool", default=True),
+            online=dict(type="bool", default=True),
+            persistent=dict(type="bool", default=True),
+            movable_ratio=dict(type="float", default=3.0),
+            force=dict(type="bool", default=False),
+        ),
+        mutually_exclusive=[["device", "namespace", "region"]],
+        required_one_of=[["device", "namespace", "region"]],
+        supports_check_mode=True,
+    )
+    params = module.params
+    root = ROOT
+    if params["movable_ratio"] <= 0:
+        module.fail_json(msg="movable_ratio=%s must be a positive number (default 3.0 = at most 3 parts movable "
+                         "per part normal memory)" % params["movable_ratio"])
+    if params["device"] and not params["device"].startswith("dax"):
+        module.fail_json(msg="device=%r is not a dax device name: use the form daxX.Y (see tiering.pmem.pmem_info)"
+                         % params["device"])
+    tools = PmemTools(module)
+    result = dict(changed=False, actions=[], refused=[])
+    try:
+        run(module, tools, root, result)
+    except PmemToolError as exc:
+        failure = exc.fail_kwargs()
+        if AUTO_ONLINE_REFUSAL in (exc.stderr or ""):
+            failure["msg"] += (" (the kernel policy auto_online_blocks changed while the module ran; "
+                               "rerun the task)")
+        failure.update(changed=bool(result["actions"]), actions=result["actions"])
+        module.fail_json(**failure)
+
+
+def run(module, tools, root, result):
+    params = module.params
+    name = resolve_device(module, tools)
+    listed = dict((d.get("chardev"), d) for d in tools.daxctl_list())
+    device = _sysfs.dax_device(name, root)
+    if name not in listed or device is None:
+        module.fail_json(msg="dax device %r does not exist; dax devices: %s"
+                         % (name, ", ".join(sorted(listed)) or "none (make a devdax namespace first)"))
+    block_size = _sysfs.memory_block_size(root)
+    device_blocks = _sysfs.whole_blocks(device["start"], device["end"], block_size)
+    want_ram = params["mode"] == "system_ram"
+    want_persistent = want_ram and params["persistent"]
+    zone_state = "online_movable" if params["movable"] else "online_kernel"
+    actions = result["actions"]
+
+    current_blocks = _sysfs.read_blocks([i for i in device_blocks if i in set(_sysfs.memory_block_ids(root))], root) \
+        if device["driver"] == "kmem" else {}
+    stale, enabled = persistence_state(name, root, params["online"], params["movable"])
+    has_config = persist.read_file(persist.config_path(name), root) is not None
+    before = device_state(device, current_blocks, root, enabled and has_config)
+    policy = _sysfs.auto_online_blocks(root)
+
+    # ---- plan
+    steps = []  # (kind, payload, description)
+    predicted = dict((i, dict(b)) for i, b in current_blocks.items())
+    if want_ram:
+        if device["driver"] != "kmem":
+            if params["online"] and params["movable"]:
+                movable, normal = kernel_memory(root)
+                added = len(device_blocks) * block_size
+                if normal and (movable + added) > params["movable_ratio"] * normal and not params["force"]:
+                    module.fail_json(msg="refusing to make %s movable: movable memory would be %d MiB against %d MiB "
+                                     "normal (ratio %.1f > movable_ratio %.1f); the kernel cannot allocate its own "
+                                     "memory in ZONE_MOVABLE. Use movable=false, a larger movable_ratio, or force=true"
+                                     % (name, (movable + added) >> 20, normal >> 20, float(movable + added) / normal,
+                                        params["movable_ratio"]), **result)
+            if policy and policy != "offline":
+                steps.append(("policy", "offline", "auto_online_blocks: %s -> offline (daxctl refuses while the "
+                                                   "kernel auto-onlines)" % policy))
+            steps.append(("cmd", tools.reconfigure_argv(name, "system-ram", online=False), None))
+            if policy and policy != "offline":
+                steps.append(("policy", policy, "auto_online_blocks: offline -> %s (restored)" % policy))
+            predicted = dict((i, {"state": "offline", "zone": None, "default_zone": "Normal"}) for i in device_blocks)
+        if params["online"]:
+            to_offline, to_set, _wrong = blocks_util.plan(predicted, zone_state, rezone=True)
+            if to_offline:
+                steps.append(("blocks", ("offline", to_offline), "offline %d blocks in the wrong zone: memory%s"
+                              % (len(to_offline), blocks_util.compact(to_offline))))
+            if to_set:
+                steps.append(("blocks", (zone_state, to_set), "%s %d blocks: memory%s"
+                              % (zone_state, len(to_set), blocks_util.compact(to_set))))
+            predicted = blocks_util.predicted(predicted, zone_state, to_set, to_offline)
+        else:
+            _o, to_set, _w = blocks_util.plan(predicted, "offline")
+            if to_set:
+                steps.append(("blocks", ("offline", to_set), "offline %d blocks: memory%s"
+                              % (len(to_set), blocks_util.compact(to_set))))
+            predicted = blocks_util.predicted(predicted, "offline", to_set)
+    elif device["driver"] == "kmem":
+        _o, to_set, _w = blocks_util.plan(current_blocks, "offline")
+        if to_set:
+            steps.append(("blocks", ("offline", to_set), "offline %d blocks: memory%s"
+                          % (len(to_set), blocks_util.compact(to_set))))
+        steps.append(("cmd", tools.reconfigure_argv(name, "devdax"), None))
+        predicted = {}
+
+    if want_persistent:
+        wanted = persist.wanted_files(name, params["online"], params["movable"])
+        for path in stale:
+            steps.append(("write", (path,) + wanted[path], "write %s" % path))
+        if persist.UNIT_PATH in stale:
+            steps.append(("cmd", [tools.bin("systemctl"), "daemon-reload"], None))
+        if not enabled:
+            steps.append(("cmd", [tools.bin("systemctl"), "enable", persist.unit_instance(name)], None))
+    elif has_config or enabled:
+        if enabled:
+            steps.append(("cmd", [tools.bin("systemctl"), "disable", persist.unit_instance(name)], None))
+        if has_config:
+            steps.append(("remove", persist.config_path(name), "remove %s" % persist.config_path(name)))
+
+    for kind, payload, text in steps:
+        actions.append(text or short(payload))
+    predicted_device = dict(device, driver="kmem" if want_ram else "device_dax")
+    after = device_state(predicted_device, predicted, root, want_persistent)
+    result.update(device=name, target_node=device["target_node"], auto_online_blocks=policy, changed=bool(steps))
+    fill(result, after, predicted, root)
+    if module._diff:
+        result["diff"] = dict(before=describe(before), after=describe(after))
+    if module.check_mode or not steps:
+        module.exit_json(**result)
+
+    # ---- apply
+    refused = {}
+    for kind, payload, _text in steps:
+        if kind == "policy":
+            error = _sysfs.set_auto_online_blocks(payload, root)
+            if error:
+                module.fail_json(msg="cannot set auto_online_blocks to %s: %s" % (payload, error), **result)
+        elif kind == "cmd":
+            try:
+                tools.run(payload)
+            except PmemToolError:
+                if payload[1:2] == ["reconfigure-device"] and policy and policy != "offline":
+                    _sysfs.set_auto_online_blocks(policy, root)
+                raise
+        elif kind == "blocks":
+            state, indexes = payload
+            # The blocks exist only once kmem hot-added the range.
+            present = set(_sysfs.memory_block_ids(root))
+            refused.update(blocks_util.apply([i for i in indexes if i in present and i not in refused], state, root))
+            if refused:
+                break  # e.g. no devdax reconfigure while some memory is still online
+        elif kind == "write":
+            path, content, mode = payload
+            persist.write_file_atomic(module, path, content, root, mode)
+        elif kind == "remove":
+            persist.remove_file(payload, root)
+
+    final_device = _sysfs.dax_device(name, root) or predicted_device
+    final_blocks = _sysfs.read_blocks(_sysfs.blocks_in_range(device["start"], device["end"], root, block_size), root) \
+        if final_device["driver"] == "kmem" else {}
+    stale, enabled = persistence_state(name, root, params["online"], params["movable"])
+    final = device_state(final_device, final_blocks, root,
+                         enabled and persist.read_file(persist.config_path(name), root) is not None)
+    result["auto_online_blocks"] = _sysfs.auto_online_blocks(root)
+    fill(result, final, final_blocks, root)
+    if module._diff:
+        result["diff"]["after"] = describe(final)
+    if refused:
+        result["refused"] = [{"block": i, "error": refused[i]} for i in sorted(refused)]
+        module.fail_json(msg="the kernel refused %d memory blocks of %s (left as they were): %s"
+                         % (len(refused), name, "; ".join("memory%d: %s" % (i, refused[i])
+                                                          for i in sorted(refused)[:10])), **result)
+    module.exit_json(**result)
+
+
+def fill(result, state, blocks, root):
+    result.update(mode=state["mode"], zones=state["zones"], online_blocks=state["online_blocks"],
+                  total_blocks=state["total_blocks"], persistent=state["persistent"])
+    nodes = set()
+    if blocks:
+        for node in _sysfs.node_ids(root, "possible") or _sysfs.node_ids(root, "online"):
+            if set(_sysfs.node_memory_block_ids(node, root)) & set(blocks):
+                nodes.add(node)
+        if not nodes and result.get("target_node") is not None:
+            nodes.add(result["target_node"])  # check mode: blocks not hot-added yet
+    result["numa_nodes"] = sorted(nodes)
+
+
+if __name__ == "__main__":
+    main()
