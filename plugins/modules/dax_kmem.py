@@ -16,12 +16,12 @@ description:
     as memory on the device's target NUMA node), onlines or offlines its memory blocks in the
     zone asked for, and optionally makes that survive a reboot.
   - Handles kernels that auto-online hot-added memory (Debian trixie), where
-    C(daxctl reconfigure-device) refuses with "kernel policy will auto-online memory, aborting":
+    C(daxctl reconfigure-device) refuses with "kernel policy will auto-online memory, aborting";
     the module sets C(auto_online_blocks) to C(offline) for the reconfigure, restores it, then
     onlines every block itself in one pass, so the memory ends in the zone asked for on any kernel.
     It reports the zone the blocks actually got.
   - Refuses a layout where movable memory would exceed O(movable_ratio) times the kernel (normal)
-    memory, unless O(force=true): the kernel cannot place its own allocations in ZONE_MOVABLE
+    memory, unless O(force=true), because the kernel cannot place its own allocations in ZONE_MOVABLE
     (Documentation/admin-guide/mm/memory-hotplug.rst; ndctl issue 110, OOM).
 version_added: "0.1.0"
 author:
