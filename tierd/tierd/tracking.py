@@ -209,7 +209,7 @@ class DamonBackend:
         result = {}
         for index, pid in enumerate(self.pids):
             try:
-                if self.kernel.read_text(self._k(index, "/state")) != "on":
+                if self.kernel.read_text(self._k(index, "/state")) == "off":
                     continue  # kdamond stops by itself when its target exits
                 self.kernel.write_text(self._k(index, "/state"), "update_schemes_tried_regions")
             except OSError:

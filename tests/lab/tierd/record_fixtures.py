@@ -48,6 +48,7 @@ def main():
     parser.add_argument("info")
     parser.add_argument("out")
     parser.add_argument("--pagemap-pages", type=int, default=2048)
+    parser.add_argument("--samples", type=int, default=8, help="DAMON aggregations to wait before recording")
     args = parser.parse_args()
     with open(args.info) as handle:
         info = json.load(handle)
@@ -72,8 +73,8 @@ def main():
     backend = DamonBackend(kernel, cfg["damon"], Logger())
     vmas = discovery.select_vmas(kernel.proc_text(pid, "maps"), {"names": None, "min_size": 32 << 20})
     try:
-        backend.sample({pid: vmas})
-        backend.sample({pid: vmas})
+        for _ in range(args.samples):
+            backend.sample({pid: vmas})
         copy_tree("/sys/kernel/mm/damon/admin", root)
     finally:
         backend.close()

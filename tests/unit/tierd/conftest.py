@@ -1,0 +1,77 @@
+"""Shared helpers for tierd's unit tests: recorded guest trees and a move_pages double."""
+
+import json
+import os
+import shutil
+import sys
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tierd"))
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+DAMON_FIXTURE = os.path.join(FIXTURES, "trixie-nvdimm-damon")
+
+from tierd.kernel import Kernel  # noqa: E402
+
+
+def recorded_workload():
+    with open(os.path.join(DAMON_FIXTURE, "workload.json")) as handle:
+        return json.load(handle)
+
+
+def recorded_pagemap():
+    info = recorded_workload()
+    with open(os.path.join(DAMON_FIXTURE, "pagemap-%d.json" % info["pid"])) as handle:
+        data = json.load(handle)
+    text = data["entries_hex"]
+    return data["start"], [int(text[i:i + 16], 16) for i in range(0, len(text), 16)]
+
+
+def write_sparse_pagemap(root, pid, start, entries):
+    """A sparse /proc/PID/pagemap with recorded entries at the offset the kernel serves them."""
+    path = os.path.join(root, "proc", str(pid), "pagemap")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as out:
+        out.seek((start // 4096) * 8)
+        out.write(b"".join(e.to_bytes(8, "little") for e in entries))
+    return path
+
+
+@pytest.fixture
+def guest_root(tmp_path):
+    """A writable copy of the recorded trixie nvdimm guest tree, with its pagemap rebuilt."""
+    root = str(tmp_path / "root")
+    shutil.copytree(os.path.join(DAMON_FIXTURE, "root"), root)
+    start, entries = recorded_pagemap()
+    write_sparse_pagemap(root, recorded_workload()["pid"], start, entries)
+    return root
+
+
+class SimulatedPages(Kernel):
+    """Kernel over a recorded tree whose move_pages(2) moves pages in a dict instead of memory.
+
+    Only the system call is simulated; everything else reads the recorded files.
+    """
+
+    def __init__(self, root, placement, fail=()):
+        Kernel.__init__(self, root)
+        self.placement = placement  # (pid, address) -> node
+        self.fail = set(fail)
+        self.calls = []
+
+    def move_pages(self, pid, addresses, nodes=None):
+        self.calls.append((pid, len(addresses), None if nodes is None else nodes[0]))
+        status = []
+        for i, address in enumerate(addresses):
+            key = (pid, address)
+            if key not in self.placement:
+                status.append(-14)
+            elif nodes is None:
+                status.append(self.placement[key])
+            elif key in self.fail:
+                status.append(-16)
+            else:
+                self.placement[key] = nodes[i]
+                status.append(nodes[i])
+        return status

@@ -1,0 +1,113 @@
+from tierd.policy import WorkloadView, pmem_limit_pages, plan
+
+MIB = 1 << 20
+BASE = {"priority": 0, "direction": "both", "pmem_max_percent": None, "dram_min_percent": None,
+        "pmem_max_bytes": None, "dram_min_bytes": None}
+
+
+def policy(**kw):
+    result = dict(BASE)
+    result.update(kw)
+    return result
+
+
+def view(name, pol, dram_heats=(), pmem_heats=()):
+    """A workload whose DRAM/PMEM pages have the given heats; keys name the page and its node."""
+    promote = sorted(((h, (name, "pmem", i)) for i, h in enumerate(pmem_heats)), key=lambda x: -x[0])
+    demote = sorted(((h, (name, "dram", i)) for i, h in enumerate(dram_heats)), key=lambda x: x[0])
+    return WorkloadView(name, pol, len(dram_heats) + len(pmem_heats), len(dram_heats), len(pmem_heats),
+                        promote, demote)
+
+
+def test_pmem_limit_from_percent_rounds_down():
+    assert pmem_limit_pages(policy(pmem_max_percent=30), 1000) == 300
+    assert pmem_limit_pages(policy(pmem_max_percent=30), 999) == 299  # 299.7 → 299, never above 30 %
+
+
+def test_dram_min_percent_rounds_up_the_dram_share():
+    assert pmem_limit_pages(policy(dram_min_percent=70), 999) == 299  # 699.3 DRAM pages → 700
+
+
+def test_tightest_limit_wins_and_bytes_are_pages():
+    pol = policy(pmem_max_percent=50, pmem_max_bytes=1 * MIB, dram_min_bytes=2 * MIB)
+    assert pmem_limit_pages(pol, 1000) == 256  # 1 MiB = 256 pages < 500 and < 1000 - 512
+    assert pmem_limit_pages(policy(dram_min_bytes=8 * MIB), 1000) == 0  # more than resident: all on DRAM
+
+
+def test_no_limit_without_quota_keys():
+    assert pmem_limit_pages(policy(), 1000) is None
+
+
+def test_over_quota_promotes_hottest_first_even_if_not_hot():
+    # 10 pages all on PMEM, none hot; at most 30 % may stay there → 7 promoted, the hottest 7.
+    heats = [0.0, 0.05, 0.2, 0.1, 0.0, 0.3, 0.01, 0.02, 0.4, 0.03]
+    decision = plan([view("vm", policy(pmem_max_percent=30), pmem_heats=heats)], 0.6, 0.1)["vm"]
+    assert decision.pmem_limit == 3
+    assert len(decision.promote) == 7
+    promoted = sorted(key[2] for key in decision.promote)
+    assert promoted == [1, 2, 3, 5, 7, 8, 9]  # the three coldest (0.0, 0.0, 0.01) stay
+    assert decision.demote == []
+
+
+def test_hot_pages_promoted_cold_ones_demoted_with_hysteresis_gap():
+    decision = plan([view("vm", policy(), dram_heats=[0.05, 0.5, 0.9, 0.1], pmem_heats=[0.7, 0.59, 0.95])],
+                    0.6, 0.1)["vm"]
+    assert sorted(k[2] for k in decision.promote) == [0, 2]  # 0.59 is below hot_threshold
+    assert sorted(k[2] for k in decision.demote) == [0, 3]  # 0.5 is between thresholds: stays
+
+
+def test_direction_limits_moves():
+    heats = dict(dram_heats=[0.0, 0.0], pmem_heats=[0.9])
+    promote_only = plan([view("a", policy(direction="promote"), **heats)], 0.6, 0.1)["a"]
+    assert len(promote_only.promote) == 1 and promote_only.demote == []
+    demote_only = plan([view("a", policy(direction="demote"), **heats)], 0.6, 0.1)["a"]
+    assert demote_only.promote == [] and len(demote_only.demote) == 2
+
+
+def test_demotion_never_breaks_the_pmem_limit():
+    # 10 pages on DRAM, all cold; pmem_max_percent 30 → only 3 may go to PMEM.
+    decision = plan([view("vm", policy(pmem_max_percent=30), dram_heats=[0.0] * 10)], 0.6, 0.1)["vm"]
+    assert len(decision.demote) == 3 and decision.promote == []
+
+
+def test_budget_goes_to_mandatory_dram_first_then_by_priority():
+    # Budget 10 pages. gold (prio 10) needs 4 mandatory DRAM pages (pmem_max 60 % of 10) and wants 6 hot;
+    # bronze (prio 1) needs 5 mandatory (dram_min 50 %) and wants 10 hot.
+    gold = view("gold", policy(priority=10, pmem_max_percent=60), pmem_heats=[0.9] * 6 + [0.0] * 4)
+    bronze = view("bronze", policy(priority=1, dram_min_percent=50), pmem_heats=[0.9] * 10)
+    decisions = plan([bronze, gold], 0.6, 0.1, budget_pages=10)
+    # mandatory: gold 4, bronze 5 (total 9); the one spare page goes to gold (higher priority).
+    assert decisions["gold"].dram_granted == 5 and len(decisions["gold"].promote) == 5
+    assert decisions["bronze"].dram_granted == 5 and len(decisions["bronze"].promote) == 5
+
+
+def test_budget_shrink_demotes_coldest_of_lower_priority():
+    gold = view("gold", policy(priority=10), pmem_heats=[0.9] * 4)
+    bronze = view("bronze", policy(priority=1), dram_heats=[0.5, 0.2, 0.4, 0.3])
+    decisions = plan([gold, bronze], 0.6, 0.1, budget_pages=4)
+    assert len(decisions["gold"].promote) == 4
+    assert decisions["bronze"].dram_granted == 0
+    # not cold by threshold, but over budget: all four go, coldest first
+    assert [k[2] for k in decisions["bronze"].demote] == [1, 3, 2, 0]
+
+
+def test_promote_only_workload_is_not_demoted_by_budget():
+    bronze = view("bronze", policy(priority=1, direction="promote"), dram_heats=[0.5, 0.2])
+    gold = view("gold", policy(priority=10), pmem_heats=[0.9, 0.9])
+    decisions = plan([gold, bronze], 0.6, 0.1, budget_pages=2)
+    assert decisions["bronze"].demote == []
+    assert len(decisions["gold"].promote) == 2
+
+
+def test_free_dram_caps_promotions_in_priority_order():
+    gold = view("gold", policy(priority=5), pmem_heats=[0.9] * 3)
+    bronze = view("bronze", policy(priority=1), pmem_heats=[0.9] * 3)
+    decisions = plan([bronze, gold], 0.6, 0.1, free_dram_pages=4)
+    assert len(decisions["gold"].promote) == 3
+    assert len(decisions["bronze"].promote) == 1
+
+
+def test_residency_is_honoured_by_leaving_pages_out_of_candidates():
+    # The agent omits pages moved recently; a forced promotion can then only take what is left.
+    v = WorkloadView("vm", policy(pmem_max_percent=0), 4, 0, 4, [(0.0, ("vm", "pmem", 0))], [])
+    assert len(plan([v], 0.6, 0.1)["vm"].promote) == 1
