@@ -59,7 +59,7 @@ def test_hot_region_moves_to_dram_and_cold_stays(guest_root, tmp_path):
     assert moves and max(moves) == 1024 and len(moves) == -(-sum(moves) // 1024)
     state = json.load(open(str(tmp_path / "state.json")))
     wl = state["workloads"]["wl"]
-    assert wl["promoted_total"] == sum(1 for n in hot if n == 0)
+    assert wl["promoted_total"] == sum(1 for n in pages if n == 0)
     assert state["unmanaged_workloads"] == ["ignored"]
     assert "ignored" not in state["workloads"]
     prom = open(str(tmp_path / "prom" / "tierd.prom")).read()
