@@ -1,0 +1,249 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: tiering.pmem contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: kernel_tiering
+short_description: Set the kernel's memory tiering knobs (demotion, NUMA balancing promotion, rate limit)
+version_added: "0.1.0"
+description:
+  - Sets the kernel knobs of memory tiering in the running kernel and, with O(persist=true), for
+    every later boot.
+  - O(demotion_enabled) is C(/sys/kernel/mm/numa/demotion_enabled) (reclaim demotes pages to a lower
+    tier instead of dropping them). It is persisted as a C(w) line in
+    C(/etc/tmpfiles.d/tiering-pmem.conf), because sysctl.d cannot write sysfs.
+  - O(numa_balancing) is C(kernel.numa_balancing) and O(promote_rate_limit_mbps) is
+    C(kernel.numa_balancing_promote_rate_limit_MBps); both are persisted in
+    C(/etc/sysctl.d/90-tiering-pmem.conf).
+  - Only the knobs given are touched. Entries of our two files for knobs not given are kept.
+  - All checks (value ranges, the knob exists in the running kernel) are done before anything is
+    written. A knob missing from the running kernel is an error naming the knob, its path and the
+    kernel release; for example Debian 12's 6.1 kernel and Debian 13's 6.12 kernel both have all
+    three, kernels older than 6.1 lack the rate limit and kernels older than 5.18 do not accept
+    O(numa_balancing=2).
+author:
+  - tiering.pmem developers
+options:
+  demotion_enabled:
+    description:
+      - Whether reclaim demotes pages from a faster tier to a slower one.
+    type: bool
+  numa_balancing:
+    description:
+      - The C(kernel.numa_balancing) bit mask. V(0) off; V(1) classic NUMA balancing (move pages to the
+        node of the CPU using them); V(2) memory tiering mode (promote hot pages from slow memory
+        nodes to fast ones, what a tiered host wants); V(3) both.
+      - The kernel defines only these two bits. 6.12 also accepts V(4), which has no meaning, so it is
+        not offered here.
+    type: int
+    choices: [0, 1, 2, 3]
+  promote_rate_limit_mbps:
+    description:
+      - C(kernel.numa_balancing_promote_rate_limit_MBps), the most MB/s that tiering mode promotes;
+        the kernel default is 65536. A whole number from 0 to 2147483647.
+    type: int
+  persist:
+    description:
+      - Also write the values to the sysctl.d and tmpfiles.d files so that they survive a reboot.
+      - With V(false) only the running kernel is changed and the files are left as they are.
+    type: bool
+    default: true
+  backup:
+    description:
+      - Keep a time-stamped copy of a file before it is changed.
+    type: bool
+    default: false
+notes:
+  - Supports check mode and diff mode. Check mode writes nothing and returns the same RV(actions) and
+    RV(changed) as a real run.
+"""
+
+EXAMPLES = r"""
+- name: Tiering mode with demotion, for a host with a slow memory node
+  tiering.pmem.kernel_tiering:
+    demotion_enabled: true
+    numa_balancing: 2
+    promote_rate_limit_mbps: 1024
+
+- name: Turn demotion off for this boot only
+  tiering.pmem.kernel_tiering:
+    demotion_enabled: false
+    persist: false
+"""
+
+RETURN = r"""
+changed:
+  description: Whether a live value or a file was changed.
+  returned: always
+  type: bool
+  sample: true
+actions:
+  description: The state-changing steps, in order (in check mode, those a real run would take).
+  returned: always
+  type: list
+  elements: str
+  sample: ["set kernel.numa_balancing 0 -> 2", "write /etc/sysctl.d/90-tiering-pmem.conf"]
+before:
+  description: The live values of the knobs given, before this run.
+  returned: always
+  type: dict
+  sample: {"numa_balancing": 0, "demotion_enabled": false}
+after:
+  description: The live values of the knobs given, after this run (predicted in check mode).
+  returned: always
+  type: dict
+  sample: {"numa_balancing": 2, "demotion_enabled": true}
+kernel_release:
+  description: The running kernel release.
+  returned: always
+  type: str
+  sample: 6.12.118+deb13-amd64
+backup_files:
+  description: Backup copies made with O(backup=true).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+diff:
+  description: The live values and the files, before and after, with C(--diff).
+  returned: when diff mode is on
+  type: list
+  elements: dict
+  sample: [{"before_header": "live knobs", "after_header": "live knobs",
+            "before": "kernel.numa_balancing = 0\n", "after": "kernel.numa_balancing = 2\n"}]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
+
+MODULE_NAME = "tiering.pmem.kernel_tiering"
+SYSCTL_FILE = "/etc/sysctl.d/90-tiering-pmem.conf"
+TMPFILES_FILE = "/etc/tmpfiles.d/tiering-pmem.conf"
+DEMOTION_PATH = "/sys/kernel/mm/numa/demotion_enabled"
+RATE_LIMIT_MAX = 2147483647
+# Tests point this at a copy of a tree captured from a lab guest.
+ROOT = "/"
+
+# option -> (knob name shown to users, live path, where it persists, which kernels have it)
+KNOBS = {
+    "demotion_enabled": ("demotion_enabled", DEMOTION_PATH, "tmpfiles", "Linux 5.15 and later"),
+    "numa_balancing": ("kernel.numa_balancing", _kernel.sysctl_path("kernel.numa_balancing"), "sysctl",
+                       "kernels built with CONFIG_NUMA_BALANCING (tiering mode 2 needs 5.18 or later)"),
+    "promote_rate_limit_mbps": ("kernel.numa_balancing_promote_rate_limit_MBps",
+                                _kernel.sysctl_path("kernel.numa_balancing_promote_rate_limit_MBps"),
+                                "sysctl", "Linux 6.1 and later"),
+}
+ORDER = ("demotion_enabled", "numa_balancing", "promote_rate_limit_mbps")
+
+
+def to_kernel(option, value):
+    if option == "demotion_enabled":
+        return "true" if value else "false"
+    return str(value)
+
+
+def from_kernel(option, text):
+    if option == "demotion_enabled":
+        return text.strip().lower() in ("true", "1", "y", "yes")
+    return int(text)
+
+
+def validate(params):
+    rate = params["promote_rate_limit_mbps"]
+    if rate is not None and not 0 <= rate <= RATE_LIMIT_MAX:
+        raise _kernel.KernelError("promote_rate_limit_mbps=%d is out of range: use a whole number of MB/s "
+                                  "from 0 to %d (kernel default 65536)" % (rate, RATE_LIMIT_MAX))
+
+
+def run_module(module, root):
+    params = module.params
+    validate(params)
+    wanted = [option for option in ORDER if params[option] is not None]
+    release = _kernel.kernel_release(root)
+    result = dict(changed=False, actions=[], before={}, after={}, backup_files=[], kernel_release=release)
+    missing = [option for option in wanted if not _kernel.knob_exists(KNOBS[option][1], root)]
+    if missing:
+        raise _kernel.KernelError("; ".join(
+            "the running kernel %s has no %s (%s): it exists in %s" % (
+                release, KNOBS[option][0], KNOBS[option][1], KNOBS[option][3]) for option in missing))
+
+    live_changes = []
+    for option in wanted:
+        name, path = KNOBS[option][0], KNOBS[option][1]
+        current = from_kernel(option, _kernel.read_knob(path, root))
+        result["before"][option] = current
+        result["after"][option] = params[option]
+        if current != params[option]:
+            live_changes.append(option)
+            result["actions"].append("set %s %s -> %s" % (name, to_kernel(option, current),
+                                                          to_kernel(option, params[option])))
+
+    file_plans = []
+    if params["persist"]:
+        sysctl_before = _kernel.read_file(SYSCTL_FILE, root)
+        sysctl_values = _kernel.parse_sysctl_conf(sysctl_before)
+        tmpfiles_before = _kernel.read_file(TMPFILES_FILE, root)
+        tmpfiles_writes = _kernel.parse_tmpfiles_writes(tmpfiles_before)
+        for option in wanted:
+            name, path, where = KNOBS[option][:3]
+            if where == "sysctl":
+                sysctl_values[name] = to_kernel(option, params[option])
+            else:
+                tmpfiles_writes[path] = to_kernel(option, params[option])
+        sysctl_after = _kernel.sysctl_conf_text(sysctl_values, MODULE_NAME) if sysctl_values else sysctl_before
+        tmpfiles_after = _kernel.tmpfiles_text(tmpfiles_writes, MODULE_NAME) if tmpfiles_writes else tmpfiles_before
+        for path, before, after in ((SYSCTL_FILE, sysctl_before, sysctl_after),
+                                    (TMPFILES_FILE, tmpfiles_before, tmpfiles_after)):
+            if before != after:
+                file_plans.append((path, before, after))
+                result["actions"].append("write %s" % path)
+
+    if module._diff:
+        live = [(KNOBS[option][0], to_kernel(option, result["before"][option]),
+                 to_kernel(option, result["after"][option])) for option in wanted]
+        result["diff"] = [dict(before_header="live knobs (%s)" % release, after_header="live knobs (%s)" % release,
+                               before="".join("%s = %s\n" % (name, old) for name, old, _new in live),
+                               after="".join("%s = %s\n" % (name, new) for name, _old, new in live))]
+        result["diff"] += [dict(before_header=path, after_header=path, before=before or "", after=after)
+                           for path, before, after in file_plans]
+    result["changed"] = bool(result["actions"])
+    if module.check_mode:
+        return result
+
+    # Live values first: if the kernel refuses one, nothing is persisted that would fail at boot.
+    for option in live_changes:
+        _kernel.write_knob(KNOBS[option][1], to_kernel(option, params[option]), root)
+    for path, _before, after in file_plans:
+        backup = _kernel.write_file_atomic(module, path, after, root, params["backup"])
+        if backup:
+            result["backup_files"].append(backup)
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            demotion_enabled=dict(type="bool"),
+            numa_balancing=dict(type="int", choices=[0, 1, 2, 3]),
+            promote_rate_limit_mbps=dict(type="int"),
+            persist=dict(type="bool", default=True),
+            backup=dict(type="bool", default=False),
+        ),
+        required_one_of=[["demotion_enabled", "numa_balancing", "promote_rate_limit_mbps"]],
+        supports_check_mode=True,
+    )
+    try:
+        result = run_module(module, ROOT)
+    except _kernel.KernelError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

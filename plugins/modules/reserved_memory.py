@@ -1,0 +1,484 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: tiering.pmem contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: reserved_memory
+short_description: Reserve RAM as legacy persistent memory with memmap=SIZE!OFFSET on the kernel command line
+version_added: "0.1.0"
+description:
+  - Makes the boot loader configuration carry exactly the wanted C(memmap=SIZE!OFFSET) reservations.
+    At the next boot the kernel turns each range into legacy persistent memory (E820 type 12), which
+    shows up as C(/dev/pmemN) and can then be made a dax device and system RAM on its own node.
+  - "B(Which files are edited.) On hosts whose GRUB reads C(/etc/default/grub.d/*.cfg) (Debian, Ubuntu:
+    the directory exists), the reservations live in one drop-in of ours,
+    C(/etc/default/grub.d/90-tiering-pmem.cfg), which appends them to C(GRUB_CMDLINE_LINUX). Only when
+    that directory does not exist is C(GRUB_CMDLINE_LINUX) in C(/etc/default/grub) edited in place.
+    Where C(grubby) exists and there is no C(grub.d) directory (Fedora, RHEL), C(grubby
+    --update-kernel=ALL --args/--remove-args) is used instead."
+  - After a change of the GRUB files, C(grub.cfg) is regenerated with C(update-grub), or
+    C(grub-mkconfig -o)/C(grub2-mkconfig -o) the existing C(/boot/grub/grub.cfg) or C(/boot/grub2/grub.cfg).
+    It is also regenerated when the files are right but C(grub.cfg) does not carry the reservations
+    (for example after an interrupted run).
+  - "B(Exactly the wanted reservations.) With O(state=present) and O(exclusive=true) (the default),
+    every other legacy-pmem reservation (C(memmap=...!...)) found in C(GRUB_CMDLINE_LINUX) or
+    C(GRUB_CMDLINE_LINUX_DEFAULT) of any GRUB defaults file is removed, so that after the next boot the
+    kernel reserves precisely O(reservations). A reservation already configured in another file is
+    left where it is. With O(exclusive=false) the wanted ones are added and the others kept.
+    Other memmap= forms (C($) reserved, C(#) ACPI, C(@) RAM, C(exactmap)) are never edited."
+  - "B(Checks before anything is written:) every SIZE and OFFSET parses; both are multiples of the
+    memory block size (C(/sys/devices/system/memory/block_size_bytes)), so the range can later be
+    onlined block by block; the range lies inside usable RAM of the firmware memory map
+    (C(/sys/firmware/memmap), the boot-time map, where a range already reserved at this boot still
+    counts as RAM) or, when that is absent, of C(/proc/iomem) (C(System RAM) and
+    C(Persistent Memory (legacy))); the wanted ranges do not overlap each other, another kept
+    reservation, a C(memmap=) reserved/ACPI range, or the crash kernel."
+  - The change takes effect at the next boot; RV(reboot_required) says whether one is needed.
+    This module never reboots.
+author:
+  - tiering.pmem developers
+options:
+  reservations:
+    description:
+      - The legacy-pmem ranges, each C(SIZE!OFFSET) as in the kernel's C(memmap=) parameter.
+      - SIZE and OFFSET are whole numbers, decimal or hex with C(0x), with an optional C(K), C(M),
+        C(G) or C(T) suffix (powers of 1024), for example C(512M!0x80000000) or C(4G!12G).
+      - Required with O(state=present). With O(state=absent), the ranges to remove; when omitted,
+        all legacy-pmem reservations are removed.
+    type: list
+    elements: str
+  state:
+    description:
+      - V(present) makes the configuration carry O(reservations); V(absent) removes them.
+    type: str
+    choices: [present, absent]
+    default: present
+  exclusive:
+    description:
+      - With O(state=present), remove every legacy-pmem reservation that is not in O(reservations).
+      - With V(false), only add the missing ones.
+    type: bool
+    default: true
+  bootloader:
+    description:
+      - How the command line is configured. V(auto) picks V(grub_dropin) when C(/etc/default/grub.d)
+        exists, else V(grubby) when C(grubby) is installed, else V(grub_defaults).
+    type: str
+    choices: [auto, grub_dropin, grub_defaults, grubby]
+    default: auto
+  backup:
+    description:
+      - Keep a time-stamped copy of every GRUB defaults file before it is changed or removed.
+    type: bool
+    default: false
+notes:
+  - Supports check mode and diff mode. Check mode runs only read-only commands and returns the same
+    RV(actions), RV(changed) and RV(reboot_required) that a real run would.
+  - A reservation the kernel cannot honour still boots but without the device, so the checks above are
+    done against the running host; run this module on the host it configures.
+requirements:
+  - GRUB 2 with C(update-grub), C(grub-mkconfig) or C(grub2-mkconfig); or C(grubby).
+seealso:
+  - name: Kernel parameters, memmap=
+    description: The memmap= forms in the kernel's admin guide.
+    link: https://www.kernel.org/doc/html/latest/admin-guide/kernel-parameters.html
+"""
+
+EXAMPLES = r"""
+- name: Reserve 512 MiB at 2 GiB as legacy persistent memory
+  tiering.pmem.reserved_memory:
+    reservations:
+      - 512M!0x80000000
+  register: reservation
+
+- name: Reboot when the running kernel does not have it yet
+  ansible.builtin.reboot:
+  when: reservation.reboot_required
+
+- name: Two ranges; keep any other reservation configured elsewhere
+  tiering.pmem.reserved_memory:
+    reservations: ["4G!12G", "4G!20G"]
+    exclusive: false
+
+- name: Remove every legacy-pmem reservation
+  tiering.pmem.reserved_memory:
+    state: absent
+"""
+
+RETURN = r"""
+changed:
+  description: Whether a file was written or removed, or the boot loader configuration regenerated.
+  returned: always
+  type: bool
+  sample: true
+actions:
+  description: The state-changing steps, in order (in check mode, the steps a real run would take).
+  returned: always
+  type: list
+  elements: str
+  sample: ["write /etc/default/grub.d/90-tiering-pmem.cfg", "run /usr/sbin/update-grub"]
+reboot_required:
+  description: True when the legacy-pmem reservations of the running kernel (C(/proc/cmdline)) differ
+    from the configured ones.
+  returned: always
+  type: bool
+  sample: true
+reservations:
+  description: The configured legacy-pmem reservations after this run, in canonical C(SIZE!0xOFFSET) form.
+  returned: always
+  type: list
+  elements: str
+  sample: ["512M!0x80000000"]
+reservations_running:
+  description: The legacy-pmem reservations of the running kernel, canonical form.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+cmdline_configured:
+  description: The arguments the boot loader adds to the kernel command line after this run
+    (C(GRUB_CMDLINE_LINUX) then C(GRUB_CMDLINE_LINUX_DEFAULT); with grubby, the default entry's args).
+  returned: always
+  type: str
+  sample: "memmap=512M!0x80000000 console=ttyS0,115200 net.ifnames=0"
+cmdline_running:
+  description: The running kernel's command line, C(/proc/cmdline).
+  returned: always
+  type: str
+  sample: "BOOT_IMAGE=/boot/vmlinuz-6.12.118+deb13-amd64 root=UUID=6b1f0c1e-7a1d-4c6e-9a55-1ab5e0000001 ro"
+bootloader:
+  description: The configuration method used (see O(bootloader)).
+  returned: always
+  type: str
+  sample: grub_dropin
+ram_source:
+  description: Where the usable RAM ranges were read from.
+  returned: always
+  type: str
+  sample: /sys/firmware/memmap
+backup_files:
+  description: Backup copies made with O(backup=true).
+  returned: always
+  type: list
+  elements: str
+  sample: ["/etc/default/grub.12345.2026-11-25@19:30:00~"]
+diff:
+  description: Before and after text of each changed file (or of the grubby args), with C(--diff).
+  returned: when diff mode is on
+  type: list
+  elements: dict
+  sample: [{"before_header": "/etc/default/grub.d/90-tiering-pmem.cfg", "before": "",
+            "after_header": "/etc/default/grub.d/90-tiering-pmem.cfg",
+            "after": "GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX memmap=512M!0x80000000\"\n"}]
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
+from ansible_collections.tiering.pmem.plugins.module_utils._sysfs import host_path, memory_block_size
+
+MODULE_NAME = "tiering.pmem.reserved_memory"
+DROPIN = _kernel.GRUB_DROPIN_DIR + "/90-tiering-pmem.cfg"
+# Tests point this at a copy of a tree captured from a lab guest.
+ROOT = "/"
+
+
+def unique(ranges):
+    seen, result = set(), []
+    for item in ranges:
+        if item not in seen:
+            seen.add(item)
+            result.append(item)
+    return result
+
+
+def canonical(ranges):
+    return [item.canonical() for item in ranges]
+
+
+def choose_bootloader(module, wanted, root):
+    if wanted != "auto":
+        return wanted
+    if os.path.isdir(host_path(root, _kernel.GRUB_DROPIN_DIR)):
+        return "grub_dropin"
+    if module.get_bin_path("grubby"):
+        return "grubby"
+    return "grub_defaults"
+
+
+def validate_wanted(wanted, root):
+    """Alignment, inside RAM, no overlap among themselves; raises KernelError."""
+    try:
+        block = memory_block_size(root)
+    except (IOError, OSError, ValueError):
+        raise _kernel.KernelError(
+            "cannot read the memory block size (/sys/devices/system/memory/block_size_bytes): "
+            "this kernel has no memory hotplug, so reserved pmem could not be onlined as RAM")
+    ram, source = _kernel.usable_ram(root)
+    for item in wanted:
+        for what, value in (("offset", item.offset), ("size", item.size)):
+            if value % block:
+                raise _kernel.KernelError(
+                    "reservation %s: %s 0x%x is not a multiple of the memory block size 0x%x (%s): "
+                    "use a %s that is, e.g. %s" % (
+                        item.text, what, value, block, _kernel.format_size(block), what,
+                        _kernel.format_size((value // block + 1) * block)))
+        if not _kernel.inside(ram, item.offset, item.end):
+            raise _kernel.KernelError(
+                "reservation %s is not inside usable RAM per %s: valid ranges are %s"
+                % (item.describe(), source, _kernel.format_ranges(ram)))
+    for index, item in enumerate(wanted):
+        for other in wanted[index + 1:]:
+            if item.overlaps(other.offset, other.end):
+                raise _kernel.KernelError("reservations %s and %s overlap: give ranges that do not"
+                                          % (item.describe(), other.describe()))
+    for entry in _kernel.read_iomem(root):
+        if entry["name"] == "Crash kernel":
+            for item in wanted:
+                if item.overlaps(entry["start"], entry["end"] + 1):
+                    raise _kernel.KernelError(
+                        "reservation %s overlaps the crash kernel reservation 0x%x-0x%x in /proc/iomem"
+                        % (item.describe(), entry["start"], entry["end"]))
+    return source
+
+
+def check_against_configured(wanted, kept, others):
+    """A wanted range must not overlap a kept pmem reservation or a memmap= reserved/ACPI range."""
+    for item in wanted:
+        for other in kept:
+            if other != item and item.overlaps(other.offset, other.end):
+                raise _kernel.KernelError(
+                    "reservation %s overlaps the existing reservation memmap=%s: remove it "
+                    "(exclusive=true) or choose another range" % (item.describe(), other.describe()))
+        for other in others:
+            if other.size is not None and other.kind in ("reserved", "acpi") and \
+                    item.overlaps(other.offset, other.end):
+                raise _kernel.KernelError(
+                    "reservation %s overlaps memmap=%s, configured as %s: choose another range"
+                    % (item.describe(), other.describe(), other.kind))
+
+
+def target_set(state, exclusive, wanted, configured):
+    if state == "present":
+        return list(wanted) if exclusive else unique(list(configured) + list(wanted))
+    if wanted is None:
+        return []
+    return [item for item in configured if item not in wanted]
+
+
+class GrubFiles(object):
+    """GRUB defaults files: plan the new texts, apply them, regenerate grub.cfg."""
+
+    def __init__(self, module, root, use_dropin):
+        self.module = module
+        self.root = root
+        self.use_dropin = use_dropin
+        paths = [_kernel.GRUB_DEFAULTS]
+        if use_dropin:
+            paths += [path for path in _kernel.grub_dropin_paths(root) if path != DROPIN] + [DROPIN]
+            paths = [_kernel.GRUB_DEFAULTS] + sorted(paths[1:])
+        self.paths = paths
+        self.before = dict((path, _kernel.read_file(path, root)) for path in paths)
+        if self.before[_kernel.GRUB_DEFAULTS] is None and not use_dropin:
+            raise _kernel.KernelError("%s does not exist: no GRUB configuration to put the reservations in"
+                                      % _kernel.GRUB_DEFAULTS)
+        self.after = dict(self.before)
+
+    def env(self, texts):
+        return _kernel.evaluate_grub_defaults([texts[path] or "" for path in self.paths])
+
+    def configured_cmdline(self, texts=None):
+        return _kernel.grub_cmdline(self.env(texts or self.before))
+
+    def plan(self, target):
+        target_keys = set(target)
+
+        def drop(item):
+            return item.kind == "pmem" and item not in target_keys
+
+        foreign = [path for path in self.paths if path != DROPIN or not self.use_dropin]
+        for path in foreign:
+            if self.before[path] is not None:
+                self.after[path] = _kernel.rewrite_cmdline_assignments(self.before[path], drop)
+        if self.use_dropin:
+            others = dict(self.after)
+            others[DROPIN] = None
+            elsewhere = set(_kernel.memmap_ranges(_kernel.grub_cmdline(self.env(others)), "pmem"))
+            ours = [item for item in target if item not in elsewhere]
+            self.after[DROPIN] = _kernel.dropin_text(ours, MODULE_NAME) if ours else None
+        else:
+            present = set(_kernel.memmap_ranges(self.configured_cmdline(self.after), "pmem"))
+            missing = ["memmap=%s" % item.canonical() for item in target if item not in present]
+            if missing:
+                self.after[_kernel.GRUB_DEFAULTS] = _kernel.rewrite_cmdline_assignments(
+                    self.after[_kernel.GRUB_DEFAULTS], drop, append=missing)
+        result = set(_kernel.memmap_ranges(self.configured_cmdline(self.after), "pmem"))
+        if result != target_keys:
+            raise _kernel.KernelError(
+                "after editing, the GRUB defaults files would still give memmap reservations %s instead "
+                "of %s: a reservation is set in a way this module cannot edit (look for memmap= in %s)"
+                % (sorted(item.canonical() for item in result), canonical(target), ", ".join(self.paths)))
+        return [path for path in self.paths if self.before[path] != self.after[path]]
+
+    def grub_cfg_matches(self, target):
+        """False when a readable grub.cfg's default entry lacks exactly the target reservations."""
+        grub_cfg = _kernel.find_grub_cfg(self.root)
+        text = _kernel.read_file(grub_cfg, self.root) if grub_cfg else None
+        if text is None:
+            return True
+        cmdline = _kernel.grub_cfg_default_cmdline(text)
+        if cmdline is None:
+            return True
+        return set(_kernel.memmap_ranges(cmdline, "pmem")) == set(target)
+
+
+def run_grub(module, grub, params, root, target_of, result):
+    configured = _kernel.memmap_ranges(grub.configured_cmdline(), "pmem")
+    target = target_of(configured)
+    changed_paths = grub.plan(target)
+    regenerate = bool(changed_paths) or not grub.grub_cfg_matches(target)
+    command = _kernel.regenerate_command(module, root) if regenerate else None
+    if regenerate and command is None:
+        raise _kernel.KernelError("no update-grub, grub-mkconfig or grub2-mkconfig (with an existing "
+                                  "/boot/grub/grub.cfg or /boot/grub2/grub.cfg) found to regenerate grub.cfg")
+    for path in changed_paths:
+        if grub.after[path] is None:
+            verb = "remove"
+        elif grub.before[path] is None:
+            verb = "write"
+        else:
+            verb = "edit"
+        result["actions"].append("%s %s" % (verb, path))
+    if command:
+        result["actions"].append("run %s" % " ".join(command))
+    if module._diff:
+        result["diff"] = [dict(before_header=path, after_header=path, before=grub.before[path] or "",
+                               after=grub.after[path] or "") for path in changed_paths]
+    result["cmdline_configured"] = grub.configured_cmdline(grub.after)
+    result["reservations"] = canonical(target)
+    if module.check_mode:
+        return target
+    for path in changed_paths:
+        if grub.after[path] is None:
+            backup = _kernel.remove_file(module, path, root, params["backup"])
+        else:
+            backup = _kernel.write_file_atomic(module, path, grub.after[path], root, params["backup"])
+        if backup:
+            result["backup_files"].append(backup)
+    if command:
+        rc, out, err = module.run_command(command)
+        if rc != 0:
+            module.fail_json(msg="%s failed (rc=%d) after the GRUB defaults files were written: %s"
+                             % (" ".join(command), rc, err.strip()), rc=rc, stdout=out, stderr=err, **result)
+    return target
+
+
+def run_grubby(module, root, target_of, result):
+    grubby = module.get_bin_path("grubby")
+    if not grubby:
+        raise _kernel.KernelError("bootloader=grubby but grubby is not installed")
+    args = _kernel.grubby_default_args(module, grubby)
+    configured = _kernel.memmap_ranges(args, "pmem")
+    target = target_of(configured)
+    target_keys = set(target)
+    remove, add, kept = [], [], set()
+    for word in _kernel.split_cmdline(args):
+        if not word.startswith("memmap="):
+            continue
+        items = _kernel.parse_memmap_value(word[len("memmap="):])
+        if any(item.kind == "pmem" and item not in target_keys for item in items):
+            remove.append(word)
+            rest = _kernel.strip_memmap_items(word, lambda item: item.kind == "pmem" and item not in target_keys)
+            if rest:
+                add.append(rest)
+        kept.update(item for item in items if item.kind == "pmem" and item in target_keys)
+    add += ["memmap=%s" % item.canonical() for item in target if item not in kept]
+    commands = []
+    if remove:
+        commands.append([grubby, "--update-kernel=ALL", "--remove-args=%s" % " ".join(remove)])
+    if add:
+        commands.append([grubby, "--update-kernel=ALL", "--args=%s" % " ".join(add)])
+    after_words = [word for word in _kernel.split_cmdline(args) if word not in remove] + add
+    result["cmdline_configured"] = " ".join(after_words)
+    result["reservations"] = canonical(target)
+    result["actions"] += ["run %s" % " ".join(command) for command in commands]
+    if module._diff and commands:
+        result["diff"] = [dict(before_header="grubby --info=DEFAULT args", after_header="grubby args",
+                               before=args + "\n", after=result["cmdline_configured"] + "\n")]
+    if not module.check_mode:
+        for command in commands:
+            rc, out, err = module.run_command(command)
+            if rc != 0:
+                module.fail_json(msg="%s failed (rc=%d): %s" % (" ".join(command), rc, err.strip()),
+                                 rc=rc, stdout=out, stderr=err, **result)
+    return target
+
+
+def run_module(module, root):
+    params = module.params
+    state = params["state"]
+    wanted = None
+    if params["reservations"] is not None:
+        wanted = unique(_kernel.parse_reservation(text) for text in params["reservations"])
+    result = dict(changed=False, actions=[], backup_files=[], reboot_required=False, ram_source="")
+    if state == "present":
+        result["ram_source"] = validate_wanted(wanted, root)
+    running_text = _kernel.running_cmdline(root)
+    running = _kernel.memmap_ranges(running_text, "pmem")
+    result["cmdline_running"] = running_text
+    result["reservations_running"] = canonical(running)
+    result["bootloader"] = choose_bootloader(module, params["bootloader"], root)
+
+    def target_of(configured):
+        target = target_set(state, params["exclusive"], wanted, configured)
+        if state == "present":
+            kept = [item for item in target if item not in wanted]
+            check_against_configured(wanted, kept, others_of_configured)
+        return target
+
+    if result["bootloader"] == "grubby":
+        others_of_configured = []
+        target = run_grubby(module, root, target_of, result)
+    else:
+        grub = GrubFiles(module, root, result["bootloader"] == "grub_dropin")
+        others_of_configured = [item for item in _kernel.memmap_ranges(grub.configured_cmdline())
+                                if item.kind != "pmem"]
+        target = run_grub(module, grub, params, root, target_of, result)
+    result["changed"] = bool(result["actions"])
+    result["reboot_required"] = set(running) != set(target)
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            reservations=dict(type="list", elements="str"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            exclusive=dict(type="bool", default=True),
+            bootloader=dict(type="str", choices=["auto", "grub_dropin", "grub_defaults", "grubby"],
+                            default="auto"),
+            backup=dict(type="bool", default=False),
+        ),
+        required_if=[["state", "present", ["reservations"]]],
+        supports_check_mode=True,
+    )
+    module.run_command_environ_update = {"LANGUAGE": "C", "LC_ALL": "C"}
+    if module.params["state"] == "present" and not module.params["reservations"]:
+        module.fail_json(msg="reservations is empty: with state=present give at least one SIZE!OFFSET "
+                             "(to remove all reservations use state=absent)")
+    try:
+        result = run_module(module, ROOT)
+    except _kernel.KernelError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
