@@ -306,8 +306,8 @@ def cmd_up(args):
             log("boot attempt %d/%d of %s failed: %s\n--- serial log tail ---\n%s"
                 % (attempt, attempts, args.name, exc, serial_tail(inst)))
             kill_qemu(inst)
-            os.replace(os.path.join(d, "serial.log"), os.path.join(d, "serial.attempt%d.log" % attempt)) \
-                if os.path.exists(os.path.join(d, "serial.log")) else None
+            if os.path.exists(os.path.join(d, "serial.log")):
+                os.replace(os.path.join(d, "serial.log"), os.path.join(d, "serial.attempt%d.log" % attempt))
             continue
         inst["boot_seconds"] = round(time.monotonic() - started, 1)
         inst["boot_attempts"] = attempt
@@ -363,6 +363,22 @@ def cmd_image(args):
     return 0
 
 
+def cmd_inventory(args):
+    """An Ansible inventory (YAML, which is JSON) for running instances, in group `lab`."""
+    hosts = {}
+    for name in args.names:
+        inst = load_instance(name)
+        hosts[name] = {
+            "ansible_host": inst["address"], "ansible_port": inst["port"], "ansible_user": inst["user"],
+            "ansible_ssh_private_key_file": inst["identity_file"],
+            # Guests are recreated with new host keys all the time; they listen on 127.0.0.1 only.
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+            "lab_release": inst["release"], "lab_flavour": inst["flavour"],
+        }
+    print(json.dumps({"lab": {"hosts": hosts}}, indent=2))
+    return 0
+
+
 def cmd_info(args):
     inst = load_instance(args.name)
     inst["running"] = qemu_pid(inst) is not None
@@ -398,6 +414,9 @@ def main(argv=None):
     p.set_defaults(func=cmd_ssh)
     p = sub.add_parser("list", help="list lab instances")
     p.set_defaults(func=cmd_list)
+    p = sub.add_parser("inventory", help="print an Ansible inventory (group 'lab') for instances")
+    p.add_argument("names", nargs="+")
+    p.set_defaults(func=cmd_inventory)
     p = sub.add_parser("info", help="an instance's recorded details as JSON")
     p.add_argument("name")
     p.set_defaults(func=cmd_info)
