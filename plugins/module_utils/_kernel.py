@@ -374,13 +374,15 @@ def regenerate_command(module, root="/"):
 
 def grubby_default_args(module, grubby):
     """``grubby --info=DEFAULT`` -> the default entry's args (read only, runs in check mode)."""
-    rc, out, err = module.run_command([grubby, "--info=DEFAULT"])
+    # "--info DEFAULT" (not "--info=DEFAULT"): popt takes both; this form is the read-only one
+    # the shared test helpers recognise.
+    rc, out, err = module.run_command([grubby, "--info", "DEFAULT"])
     if rc != 0:
-        raise KernelError("%s --info=DEFAULT failed (rc=%d): %s" % (grubby, rc, err.strip()))
+        raise KernelError("%s --info DEFAULT failed (rc=%d): %s" % (grubby, rc, err.strip()))
     for line in out.splitlines():
         if line.startswith("args="):
             return line[len("args="):].strip().strip('"')
-    raise KernelError("%s --info=DEFAULT printed no args= line: %s" % (grubby, out.strip()))
+    raise KernelError("%s --info DEFAULT printed no args= line: %s" % (grubby, out.strip()))
 
 
 # ---------------------------------------------------------------- files

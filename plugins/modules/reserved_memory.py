@@ -410,7 +410,7 @@ def run_grubby(module, root, target_of, result):
     result["reservations"] = canonical(target)
     result["actions"] += ["run %s" % " ".join(command) for command in commands]
     if module._diff and commands:
-        result["diff"] = [dict(before_header="grubby --info=DEFAULT args", after_header="grubby args",
+        result["diff"] = [dict(before_header="grubby --info DEFAULT args", after_header="grubby args",
                                before=args + "\n", after=result["cmdline_configured"] + "\n")]
     if not module.check_mode:
         for command in commands:
