@@ -28,7 +28,7 @@ description:
     three, kernels older than 6.1 lack the rate limit and kernels older than 5.18 do not accept
     O(numa_balancing=2).
 author:
-  - tiering.pmem developers
+  - tiering.pmem contributors (@tiering-pmem)
 options:
   demotion_enabled:
     description:

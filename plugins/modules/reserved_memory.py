@@ -42,7 +42,7 @@ description:
   - The change takes effect at the next boot; RV(reboot_required) says whether one is needed.
     This module never reboots.
 author:
-  - tiering.pmem developers
+  - tiering.pmem contributors (@tiering-pmem)
 options:
   reservations:
     description:

@@ -143,3 +143,13 @@ def test_a_knob_the_running_kernel_lacks_is_named_with_the_release(host, run_mod
             % release) == result.msg
     # Nothing else was applied either: the check comes before any write.
     assert host.changed_files() == {}
+
+
+def test_documentation_examples_and_return_are_yaml():
+    import yaml
+
+    doc = yaml.safe_load(kernel_tiering.DOCUMENTATION)
+    assert doc["module"] == "kernel_tiering"
+    assert yaml.safe_load(kernel_tiering.EXAMPLES)[0]["tiering.pmem.kernel_tiering"]
+    returned = yaml.safe_load(kernel_tiering.RETURN)
+    assert all("sample" in spec for spec in returned.values())

@@ -317,3 +317,13 @@ def test_unknown_state_names_the_choices(fresh, run_module):
     assert result.failed
     assert "state" in result.msg and "present, absent" in result.msg and "reserved" in result.msg
     assert fresh.calls == [] and fresh.changed_files() == {}
+
+
+def test_documentation_examples_and_return_are_yaml():
+    import yaml
+
+    doc = yaml.safe_load(reserved_memory.DOCUMENTATION)
+    assert doc["module"] == "reserved_memory"
+    assert yaml.safe_load(reserved_memory.EXAMPLES)[0]["tiering.pmem.reserved_memory"]
+    returned = yaml.safe_load(reserved_memory.RETURN)
+    assert all("sample" in spec for spec in returned.values())
