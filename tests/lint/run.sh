@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Run ansible-lint with the production profile (.ansible-lint) over the collection.
+# Usage: tests/lint/run.sh [PATH...]   (default: the whole repository)
+# Environment: VENV (default .venv).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+venv=${VENV:-$repo/.venv}
+case $venv in /*) ;; *) venv=$repo/$venv ;; esac
+if [[ ! -x $venv/bin/ansible-lint ]]; then
+  echo "lint: no ansible-lint in $venv (run 'make venv' first, or set VENV)" >&2
+  exit 2
+fi
+cd "$repo"
+# ansible-lint resolves tiering.pmem.* through the same collections path the playbooks use.
+export ANSIBLE_COLLECTIONS_PATH=${ANSIBLE_COLLECTIONS_PATH:-$repo/.cache/collections}
+if [[ ! -e $ANSIBLE_COLLECTIONS_PATH/ansible_collections/tiering/pmem ]]; then
+  mkdir -p "$ANSIBLE_COLLECTIONS_PATH/ansible_collections/tiering"
+  ln -sfn "$repo" "$ANSIBLE_COLLECTIONS_PATH/ansible_collections/tiering/pmem"
+fi
+PATH=$venv/bin:$PATH exec ansible-lint --offline --profile production --nocolor "$@"
