@@ -104,6 +104,7 @@ class Agent:
         residency = self.cfg["mover"]["min_residency_intervals"]
         dram = set(self.dram_nodes)
         pmem = set(self.pmem_nodes)
+        not_hot = heat_cfg["hot_threshold"] * 0.999
         policies = {w["name"]: w["policy"] for w in self.cfg["workloads"] if w["policy"] is not None}
 
         views = []
@@ -142,7 +143,8 @@ class Agent:
                         if node in pmem:
                             pmem_count += 1
                             if settled:
-                                promote.append((value, key))
+                                # Until a mapping has warmed up, heat only orders quota promotions.
+                                promote.append((value if warm else min(value, not_hot), key))
                         elif node in dram:
                             dram_count += 1
                             if settled and warm:

@@ -5,6 +5,7 @@ per page: the access frequency seen in the last interval (0..1), or -1 when unkn
 yet seen, or one whose frame changed). ``HeatMap`` ages those samples into heat.
 """
 
+import json
 import os
 from array import array
 
@@ -34,7 +35,8 @@ def choose_backend(kernel, cfg, logger):
                                  % (damon_why, idle_why))
     if wanted == "page_idle" or (wanted == "auto" and not damon_ok):
         return PageIdleBackend(kernel, logger)
-    return DamonBackend(kernel, cfg["damon"], logger)
+    owner_file = os.path.join(os.path.dirname(cfg["state_file"]), "damon-owner.json")
+    return DamonBackend(kernel, cfg["damon"], logger, owner_file)
 
 
 class HeatMap:
@@ -109,15 +111,21 @@ def regions_to_samples(vmas, regions, max_accesses):
 class DamonBackend:
     """DAMON sysfs, vaddr operations: one kdamond of tierd's own per tracked PID, a `stat` scheme
     whose tried regions carry each region's access count. tierd only ever touches kdamonds it
-    created, and creates none while another tool has kdamonds."""
+    created, and creates none while another tool has kdamonds.
+
+    A tierd killed with SIGKILL leaves its kdamonds running. The owner file (next to the state
+    file) records them, so the restarted tierd recognises and takes back its own leftovers, and
+    still refuses kdamonds it cannot prove are its own.
+    """
 
     name = "damon"
     KDAMONDS = DAMON_ADMIN + "/kdamonds"
 
-    def __init__(self, kernel, damon_cfg, logger):
+    def __init__(self, kernel, damon_cfg, logger, owner_file=None):
         self.kernel = kernel
         self.cfg = damon_cfg
         self.logger = logger
+        self.owner_file = owner_file
         self.pids = []  # pids[i] is tracked by kdamonds/i
 
     @classmethod
@@ -170,6 +178,8 @@ class DamonBackend:
         if pids == self.pids:
             return
         current = self._nr_kdamonds()
+        if current and not self.pids and self._adopt_leftovers(current):
+            self.pids = [0] * current
         if current != len(self.pids):
             raise KernelError("DAMON has %d kdamonds but tierd created %d: another tool is using DAMON; "
                               "tierd will not clobber it (stop that tool, or set backend to page_idle)"
@@ -186,7 +196,44 @@ class DamonBackend:
             except OSError as exc:
                 # The process may have exited between discovery and here.
                 self.logger.debug("damon_target_failed", pid=pid, error=exc.strerror or exc)
+        self._write_owner()
         self.logger.info("damon_tracking", pids=",".join(map(str, started)) or "-", kdamonds=len(pids))
+
+    def _kdamond_pids(self):
+        return [self.kernel.read_text(self._k(i, "/pid"), default="") for i in range(len(self.pids))]
+
+    def _write_owner(self):
+        if not self.owner_file:
+            return
+        record = {"tierd_pid": os.getpid(), "nr_kdamonds": len(self.pids), "kdamond_pids": self._kdamond_pids()}
+        try:
+            os.makedirs(os.path.dirname(self.owner_file), exist_ok=True)
+            with open(self.owner_file + ".tmp", "w") as out:
+                json.dump(record, out)
+            os.rename(self.owner_file + ".tmp", self.owner_file)
+        except OSError as exc:
+            self.logger.warning("damon_owner_not_written", path=self.owner_file, error=exc.strerror)
+
+    def _adopt_leftovers(self, current):
+        """True when the running kdamonds are the ones a dead tierd recorded in the owner file."""
+        if not self.owner_file:
+            return False
+        try:
+            with open(self.owner_file) as handle:
+                record = json.load(handle)
+        except (OSError, ValueError):
+            return False
+        previous = record.get("tierd_pid")
+        if previous == os.getpid() or record.get("nr_kdamonds") != current:
+            return False
+        cmdline = self.kernel.proc_text(previous, "cmdline") if isinstance(previous, int) else None
+        if cmdline is not None and "tierd" in cmdline:
+            return False  # that tierd is still alive: two agents must not share DAMON
+        now = [self.kernel.read_text(self._k(i, "/pid"), default="") for i in range(current)]
+        if now != record.get("kdamond_pids"):
+            return False
+        self.logger.info("damon_adopted", kdamonds=current, previous_tierd_pid=previous)
+        return True
 
     def _regions(self, index):
         scheme = self._k(index, "/contexts/0/schemes/0/tried_regions")
@@ -225,6 +272,8 @@ class DamonBackend:
                 self._stop_ours()
                 self.kernel.write_text(self.KDAMONDS + "/nr_kdamonds", 0)
                 self.logger.info("damon_released", kdamonds=len(self.pids))
+                if self.owner_file and os.path.exists(self.owner_file):
+                    os.unlink(self.owner_file)
             else:
                 self.logger.warning("damon_not_released", reason="kdamond count changed by another tool")
         except OSError as exc:

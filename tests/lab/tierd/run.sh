@@ -1,0 +1,18 @@
+#!/bin/bash
+# tierd lab test in one command: boots a trixie nvdimm guest, copies tierd and the test in,
+# runs guest_test.py as root, prints its measurements, and always stops the guest.
+#   tests/lab/tierd/run.sh            (TIERD_LAB_NAME=t-tierd-lab, TIERD_LAB_KEEP=1 keeps the guest)
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/../../.." && pwd)
+NAME=${TIERD_LAB_NAME:-t-tierd-lab}
+LAB="python3 $REPO/lab/labctl.py"
+cleanup() { [ "${TIERD_LAB_KEEP:-0}" = 1 ] || $LAB down "$NAME" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+if ! $LAB list 2>/dev/null | grep -q "^$NAME .*running"; then
+    $LAB up "$NAME" --release trixie --flavour nvdimm >/dev/null
+fi
+tar -C "$REPO" -czf - tierd/tierd tierd/bin tests/lab/tierd | \
+    $LAB ssh "$NAME" 'rm -rf /opt/t && mkdir -p /opt/t && tar -xzf - -C /opt/t'
+start=$(date +%s)
+$LAB ssh "$NAME" "TIERD_LAB_MAX_INTERVALS=${TIERD_LAB_MAX_INTERVALS:-40} python3 /opt/t/tests/lab/tierd/guest_test.py /opt/t" | tee "${TIERD_LAB_RESULT:-/dev/null}"
+echo "tierd lab test passed in $(( $(date +%s) - start )) s (guest $NAME)" >&2
