@@ -17,4 +17,6 @@ if [[ ! -e $ANSIBLE_COLLECTIONS_PATH/ansible_collections/tiering/pmem ]]; then
   mkdir -p "$ANSIBLE_COLLECTIONS_PATH/ansible_collections/tiering"
   ln -sfn "$repo" "$ANSIBLE_COLLECTIONS_PATH/ansible_collections/tiering/pmem"
 fi
+# playbooks/awx/configure.yml uses awx.awx; without it the syntax check cannot resolve its modules.
+VENV=$venv "$repo/tests/awx/get-awx-collection.sh" "$ANSIBLE_COLLECTIONS_PATH"
 PATH=$venv/bin:$PATH exec ansible-lint --offline --profile production --nocolor "$@"
