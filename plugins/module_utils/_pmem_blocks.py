@@ -9,7 +9,8 @@ __metaclass__ = type
 
 from ansible_collections.tiering.pmem.plugins.module_utils import _sysfs
 
-KERNEL_ZONES = ("DMA", "DMA32", "Normal")
+# valid_zones reads "none" for a block spanning several zones (the first block: DMA and DMA32).
+KERNEL_ZONES = ("DMA", "DMA32", "Normal", "none")
 # The zone an online block must be in to satisfy each wanted state (None: any zone).
 WANTED_ZONES = {"online_movable": ("Movable",), "online_kernel": KERNEL_ZONES, "online": None}
 

@@ -23,3 +23,7 @@ def _collections_root():
 
 if "ansible_collections.tiering.pmem" not in sys.modules:
     sys.path.insert(0, _collections_root())
+
+# The captured sysfs trees link memoryN/nodeX <-> nodeX/memoryN as the kernel does: a symlink
+# cycle that pytest's collection would walk forever.
+collect_ignore = ["fixtures"]
