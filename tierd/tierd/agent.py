@@ -22,7 +22,13 @@ class Agent:
         self.dram_nodes, self.pmem_nodes, how = discover_nodes(kernel, cfg["nodes"])
         logger.info("start", backend=self.backend.name, dram_nodes=_nodes(self.dram_nodes),
                     pmem_nodes=_nodes(self.pmem_nodes), nodes_from=how, dry_run=str(dry_run).lower())
-        self.heat = HeatMap(cfg["heat"]["decay"], cfg["heat"]["write_weight"])
+        self.heat = HeatMap(cfg["heat"]["decay"], cfg["heat"]["write_weight"],
+                            initial=(cfg["heat"]["hot_threshold"] + cfg["heat"]["cold_threshold"]) / 2)
+        self.block_pages = cfg["mover"]["block_pages"]
+        if self.block_pages == "auto":
+            self.block_pages = kernel.thp_pages()
+        logger.info("blocks", pages=self.block_pages,
+                    reason="transparent huge pages move whole" if self.block_pages > 1 else "per page")
         self.writes = SoftDirtyTracker(kernel) if cfg["heat"]["soft_dirty"] else None
         self.intervals = 0
         self.moved_at = {}  # (pid, address) -> interval of its last move (residency / anti-thrash)
@@ -105,6 +111,7 @@ class Agent:
         dram = set(self.dram_nodes)
         pmem = set(self.pmem_nodes)
         not_hot = heat_cfg["hot_threshold"] * 0.999
+        block_bytes = self.block_pages * PAGE_SIZE
         policies = {w["name"]: w["policy"] for w in self.cfg["workloads"] if w["policy"] is not None}
 
         views = []
@@ -113,7 +120,9 @@ class Agent:
             per_node = {}
             hot = cold = 0
             promote, demote = [], []
-            dram_count = pmem_count = 0
+            dram_count = pmem_count = 0  # pages that may move this interval
+            dram_total = pmem_total = 0
+            groups = {}
             live = []
             for pid in pids:
                 vmas = targets[pid]
@@ -133,26 +142,40 @@ class Agent:
                         if node < 0:
                             continue
                         per_node[node] = per_node.get(node, 0) + 1
+                        if node in pmem:
+                            pmem_total += 1
+                        elif node in dram:
+                            dram_total += 1
                         value = heat[i]
                         if value >= heat_cfg["hot_threshold"]:
                             hot += 1
                         elif value <= heat_cfg["cold_threshold"]:
                             cold += 1
-                        key = (pid, start + i * PAGE_SIZE)
-                        settled = self.intervals - self.moved_at.get(key, -residency) >= residency
+                        address = start + i * PAGE_SIZE
+                        if self.intervals - self.moved_at.get((pid, address), -residency) < residency:
+                            continue
+                        group = groups.setdefault((address // block_bytes, node), [0.0, []])
+                        if value > group[0]:
+                            group[0] = value
+                        group[1].append(address)
                         if node in pmem:
                             pmem_count += 1
-                            if settled:
-                                # Until a mapping has warmed up, heat only orders quota promotions.
-                                promote.append((value if warm else min(value, not_hot), key))
                         elif node in dram:
                             dram_count += 1
-                            if settled and warm:
-                                demote.append((value, key))
+                    # A huge page moves whole, so pages are decided per aligned block and node: a block
+                    # is as hot as its hottest page and cold only if all its pages are.
+                    for (_block, node), (value, block_addresses) in groups.items():
+                        key = (pid, block_addresses)
+                        if node in pmem:
+                            # Until a mapping has warmed up, heat only orders quota promotions.
+                            promote.append((value if warm else min(value, not_hot), key, len(block_addresses)))
+                        elif node in dram and warm:
+                            demote.append((value, key, len(block_addresses)))
+                    groups.clear()
             promote.sort(key=lambda item: -item[0])
             demote.sort(key=lambda item: item[0])
             resident = sum(per_node.values())
-            views.append(policy_mod.WorkloadView(name, policies[name], resident, dram_count, pmem_count,
+            views.append(policy_mod.WorkloadView(name, policies[name], resident, dram_total, pmem_total,
                                                  promote, demote))
             report[name] = {"pids": live, "pages_per_node": {str(n): c for n, c in sorted(per_node.items())},
                             "resident_pages": resident, "hot_pages": hot, "cold_pages": cold}
@@ -193,8 +216,8 @@ class Agent:
 
     def _move(self, name, kind, keys, node):
         by_pid = {}
-        for pid, address in keys:
-            by_pid.setdefault(pid, []).append(address)
+        for pid, addresses in keys:
+            by_pid.setdefault(pid, []).extend(addresses)
         totals = self.totals.setdefault(name, {"promoted_total": 0, "demoted_total": 0, "failed_total": 0})
         for pid, addresses in sorted(by_pid.items()):
             addresses.sort()

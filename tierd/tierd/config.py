@@ -19,8 +19,9 @@ DEFAULTS = {
     "dram_free_reserve_percent": 5.0,
     "heat": {"decay": 0.5, "hot_threshold": 0.6, "cold_threshold": 0.1,
              "soft_dirty": False, "write_weight": 0.5, "warmup_intervals": 3},
-    "damon": {"sample_us": 5000, "aggr_us": 100000, "min_nr_regions": 10, "max_nr_regions": 1000},
-    "mover": {"batch_pages": 1024, "rate_limit_mbps": 256.0, "min_residency_intervals": 3},
+    "damon": {"sample_us": 5000, "aggr_us": 100000, "min_nr_regions": 10, "max_nr_regions": 1000,
+              "min_idle_aggregations": 3},
+    "mover": {"batch_pages": 1024, "rate_limit_mbps": 256.0, "min_residency_intervals": 3, "block_pages": "auto"},
     "metrics": {"textfile": None, "http_port": None},
     "state_file": "/run/tierd/state.json",
     "workloads": [],
@@ -207,6 +208,7 @@ def validate(data):
     _number(damon, "aggr_us", "damon", 100, 10 ** 8, integer=True)
     _number(damon, "min_nr_regions", "damon", 3, 10 ** 6, integer=True)
     _number(damon, "max_nr_regions", "damon", 3, 10 ** 6, integer=True)
+    _number(damon, "min_idle_aggregations", "damon", 0, 10 ** 6, integer=True)
     if damon["aggr_us"] < damon["sample_us"]:
         raise ConfigError("damon.aggr_us: %r must be >= damon.sample_us %r" % (damon["aggr_us"], damon["sample_us"]))
     if damon["max_nr_regions"] < damon["min_nr_regions"]:
@@ -221,6 +223,8 @@ def validate(data):
     _number(mover, "batch_pages", "mover", 512, 1 << 20, integer=True)
     _number(mover, "rate_limit_mbps", "mover", 0, None, low_open=True)
     _number(mover, "min_residency_intervals", "mover", 0, 10000, integer=True)
+    if mover["block_pages"] != "auto":
+        _number(mover, "block_pages", "mover", 1, 1 << 18, integer=True)
     cfg["mover"] = mover
 
     metrics = _merge(DEFAULTS["metrics"], cfg["metrics"], "metrics")

@@ -132,6 +132,14 @@ class Kernel:
                 except OSError:
                     continue
 
+    def thp_pages(self):
+        """Pages per transparent huge page when THP may be used (not [never]), else 1."""
+        enabled = self.read_text("/sys/kernel/mm/transparent_hugepage/enabled", default="[never]")
+        if "[never]" in enabled:
+            return 1
+        size = self.read_text("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", default="2097152")
+        return max(1, int(size) // PAGE_SIZE)
+
     # --- NUMA ------------------------------------------------------------------------------------
     def online_nodes(self):
         return parse_cpulist(self.read_text(NODE_DIR + "/online", default=""))

@@ -30,7 +30,8 @@ class WorkloadView:
         self.resident = resident
         self.dram = dram
         self.pmem = pmem
-        # [(heat, key)] sorted hottest first / coldest first; pages in their residency period are left out.
+        # [(heat, key) or (heat, key, pages)] sorted hottest first / coldest first; pages in their
+        # residency period are left out.
         self.promote_candidates = list(promote_candidates)
         self.demote_candidates = list(demote_candidates)
 
@@ -64,22 +65,55 @@ def pmem_limit_pages(policy, resident):
     return max(0, min(limits))
 
 
-def _count_at_least(candidates, threshold):
-    count = 0
-    for heat, _key in candidates:
-        if heat < threshold:
-            break
-        count += 1
-    return count
+def _pages(candidate):
+    """Candidates are (heat, key) for one page or (heat, key, pages) for a block moved as a whole
+    (a transparent huge page moves all its 512 pages at once)."""
+    return candidate[2] if len(candidate) > 2 else 1
 
 
-def _count_at_most(candidates, threshold):
-    count = 0
-    for heat, _key in candidates:
-        if heat > threshold:
+def _pages_at_least(candidates, threshold):
+    total = 0
+    for candidate in candidates:
+        if candidate[0] < threshold:
             break
-        count += 1
-    return count
+        total += _pages(candidate)
+    return total
+
+
+def _pages_at_most(candidates, threshold):
+    total = 0
+    for candidate in candidates:
+        if candidate[0] > threshold:
+            break
+        total += _pages(candidate)
+    return total
+
+
+def _total(candidates):
+    return sum(_pages(c) for c in candidates)
+
+
+def _take_at_least(candidates, pages):
+    """Keys from the front until ``pages`` are covered (a block may overshoot by less than its size)."""
+    keys, total = [], 0
+    for candidate in candidates:
+        if total >= pages:
+            break
+        keys.append(candidate[1])
+        total += _pages(candidate)
+    return keys, total
+
+
+def _take_at_most(candidates, pages):
+    """Keys from the front while they fit in ``pages`` (never overshoots: demotions must keep limits)."""
+    keys, total = [], 0
+    for candidate in candidates:
+        size = _pages(candidate)
+        if total + size > pages:
+            break
+        keys.append(candidate[1])
+        total += size
+    return keys, total
 
 
 def plan(views, hot_threshold, cold_threshold, budget_pages=None, free_dram_pages=None):
@@ -92,12 +126,12 @@ def plan(views, hot_threshold, cold_threshold, budget_pages=None, free_dram_page
         forced = 0
         if limit is not None and view.direction != "demote":
             forced = max(0, view.pmem - limit)
-        hot = _count_at_least(view.promote_candidates, hot_threshold) if promotes else 0
-        promote = min(max(forced, hot), len(view.promote_candidates))
+        hot = _pages_at_least(view.promote_candidates, hot_threshold) if promotes else 0
+        promote = min(max(forced, hot), _total(view.promote_candidates))
         demote = 0
         if demotes:
             room = None if limit is None else max(0, limit - (view.pmem - promote))
-            demote = _count_at_most(view.demote_candidates, cold_threshold)
+            demote = _pages_at_most(view.demote_candidates, cold_threshold)
             if room is not None:
                 demote = min(demote, room)
         mandatory = 0 if limit is None else max(0, view.resident - limit)
@@ -136,11 +170,12 @@ def plan(views, hot_threshold, cold_threshold, budget_pages=None, free_dram_page
         else:
             promote = 0
             if view.direction != "promote":
-                demote = min(len(view.demote_candidates), view.dram - granted[view.name])
+                demote = min(_total(view.demote_candidates), view.dram - granted[view.name])
         if free is not None:
             promote = min(promote, free + demote)
-            free -= max(0, promote - demote)
-        decision.promote = [key for _heat, key in view.promote_candidates[:promote]]
-        decision.demote = [key for _heat, key in view.demote_candidates[:demote]]
+        decision.demote, demoted = _take_at_most(view.demote_candidates, demote)
+        decision.promote, promoted = _take_at_least(view.promote_candidates, promote)
+        if free is not None:
+            free -= max(0, promoted - demoted)
         decisions[view.name] = decision
     return decisions

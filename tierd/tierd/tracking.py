@@ -42,8 +42,10 @@ def choose_backend(kernel, cfg, logger):
 class HeatMap:
     """Heat per page of each tracked mapping: heat = decay * heat + (1 - decay) * sample."""
 
-    def __init__(self, decay, write_weight=0.0):
+    def __init__(self, decay, write_weight=0.0, initial=0.0):
         self.decay = decay
+        # New pages start between the thresholds: neither hot nor cold until samples say so.
+        self.initial = initial
         self.write_weight = write_weight
         self.heat = {}  # pid -> {(start, end): array('d')}
         self.samples = {}  # pid -> {(start, end): intervals sampled}, so new mappings warm up first
@@ -60,7 +62,7 @@ class HeatMap:
             npages = (end - start) // PAGE_SIZE
             heat = old.get((start, end))
             if heat is None:
-                heat = array("d", bytes(8 * npages))
+                heat = array("d", [self.initial]) * npages
             sample = (samples or {}).get(start)
             dirty = (writes or {}).get(start)
             counts[(start, end)] = old_counts.get((start, end), 0) + (1 if sample is not None else 0)
@@ -89,13 +91,20 @@ class HeatMap:
                 self.samples.pop(pid, None)
 
 
-def regions_to_samples(vmas, regions, max_accesses):
-    """Per-page access frequencies of each mapping from DAMON regions [(start, end, nr_accesses)]."""
+def regions_to_samples(vmas, regions, max_accesses, min_idle_age=0):
+    """Per-page access frequencies of each mapping from DAMON regions [(start, end, nr_accesses, age)].
+
+    A region seen idle for fewer than ``min_idle_age`` aggregations gives UNKNOWN: right after
+    start (or a split) DAMON samples one random page of a large mixed region, and a zero there
+    does not mean the hot pages in it went cold.
+    """
     samples = {}
     for start, end, _name in vmas:
         npages = (end - start) // PAGE_SIZE
         sample = array("d", bytes(8 * npages))
-        for rstart, rend, nr_accesses in regions:
+        for region in regions:
+            rstart, rend, nr_accesses = region[:3]
+            age = region[3] if len(region) > 3 else min_idle_age
             low = max(start, rstart)
             high = min(end, rend)
             if low >= high:
@@ -103,6 +112,8 @@ def regions_to_samples(vmas, regions, max_accesses):
             first = (low - start) // PAGE_SIZE
             last = (high - start + PAGE_SIZE - 1) // PAGE_SIZE
             value = min(1.0, float(nr_accesses) / max_accesses)
+            if nr_accesses == 0 and age < min_idle_age:
+                value = UNKNOWN
             sample[first:last] = array("d", [value]) * (last - first)
         samples[start] = sample
     return samples
@@ -245,7 +256,8 @@ class DamonBackend:
             try:
                 regions.append((int(self.kernel.read_text(base + "/start")),
                                 int(self.kernel.read_text(base + "/end")),
-                                int(self.kernel.read_text(base + "/nr_accesses"))))
+                                int(self.kernel.read_text(base + "/nr_accesses")),
+                                int(self.kernel.read_text(base + "/age"))))
             except (OSError, ValueError):
                 continue
         return sorted(regions)
@@ -261,7 +273,8 @@ class DamonBackend:
                 self.kernel.write_text(self._k(index, "/state"), "update_schemes_tried_regions")
             except OSError:
                 continue
-            result[pid] = regions_to_samples(targets[pid], self._regions(index), self.max_accesses)
+            result[pid] = regions_to_samples(targets[pid], self._regions(index), self.max_accesses,
+                                             self.cfg["min_idle_aggregations"])
         return result
 
     def close(self):

@@ -107,3 +107,21 @@ def test_metrics_text_format():
     assert 'tierd_workload_resident_pages{node="1",workload="vm\\"1"} 5' in text
     assert 'tierd_workload_pmem_limit_pages{workload="vm\\"1"} -1' in text
     assert "# TYPE tierd_pages_moved_total counter" in text
+
+
+def test_huge_page_blocks_when_thp_is_enabled(guest_root, tmp_path):
+    thp = os.path.join(guest_root, "sys/kernel/mm/transparent_hugepage")
+    os.makedirs(thp)
+    open(os.path.join(thp, "enabled"), "w").write("[always] madvise never\n")
+    open(os.path.join(thp, "hpage_pmd_size"), "w").write("2097152\n")
+    agent, kernel, placement, info, stream = make_agent(guest_root, tmp_path, {"pmem_max_percent": 30})
+    assert any("event=blocks pages=512" in line for line in stream.lines)
+    agent.run(max_intervals=2)
+    total = info["length"] // 4096
+    on_pmem = sum(1 for node in placement.values() if node == 1)
+    assert int(total * 0.30) - 512 < on_pmem <= int(total * 0.30)
+    # whole 2 MiB blocks moved: every aligned block is entirely on one node
+    for block in range(info["address"] // 2097152, (info["address"] + info["length"]) // 2097152):
+        nodes = {placement[(info["pid"], a)] for a in range(block * 2097152, (block + 1) * 2097152, 4096)
+                 if (info["pid"], a) in placement}
+        assert len(nodes) == 1

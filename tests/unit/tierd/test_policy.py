@@ -111,3 +111,15 @@ def test_residency_is_honoured_by_leaving_pages_out_of_candidates():
     # The agent omits pages moved recently; a forced promotion can then only take what is left.
     v = WorkloadView("vm", policy(pmem_max_percent=0), 4, 0, 4, [(0.0, ("vm", "pmem", 0))], [])
     assert len(plan([v], 0.6, 0.1)["vm"].promote) == 1
+
+
+def test_huge_page_blocks_overshoot_promotion_never_demotion_limits():
+    # Blocks of 512 pages (a THP moves whole). 2048 pages on PMEM, limit 30 % → 1434 must go to DRAM.
+    promote = [(0.0, ("vm", "pmem", i), 512) for i in range(4)]
+    v = WorkloadView("vm", policy(pmem_max_percent=30), 2048, 0, 2048, promote, [])
+    decision = plan([v], 0.6, 0.1)["vm"]
+    assert len(decision.promote) == 3  # 1536 pages: the smallest whole-block cover of 1434
+    # 2048 cold DRAM pages in blocks, limit 30 % of 2048 = 614 pages: one block fits, two would not.
+    demote = [(0.0, ("vm", "dram", i), 512) for i in range(4)]
+    v = WorkloadView("vm", policy(pmem_max_percent=30), 2048, 2048, 0, [], demote)
+    assert len(plan([v], 0.6, 0.1)["vm"].demote) == 1

@@ -169,3 +169,40 @@ def test_soft_dirty_first_read_is_not_a_signal(guest_root):
     second = tracker.sample({info["pid"]: vmas})[info["pid"]][start]
     expected = [1 if (e >> 55) & 1 else 0 for e in entries]
     assert list(second) == expected
+
+
+def _owner(tmp_path, root, tierd_pid):
+    kdamond_pid = open(os.path.join(root, KDAMONDS, "0/pid")).read().strip()
+    path = tmp_path / "damon-owner.json"
+    path.write_text('{"tierd_pid": %d, "nr_kdamonds": 1, "kdamond_pids": ["%s"]}' % (tierd_pid, kdamond_pid))
+    return str(path)
+
+
+def test_leftover_kdamond_of_a_killed_tierd_is_taken_back(guest_root, tmp_path):
+    info = recorded_workload()
+    open(os.path.join(guest_root, KDAMONDS, "nr_kdamonds"), "w").write("1\n")
+    owner = _owner(tmp_path, guest_root, 999999)  # that tierd is gone (kill -9)
+    stream = ListStream()
+    backend = DamonBackend(Kernel(guest_root), validate({})["damon"], Logger(stream), owner)
+    backend.track([info["pid"]])
+    assert any("event=damon_adopted kdamonds=1 previous_tierd_pid=999999" in line for line in stream.lines)
+    assert '"tierd_pid": %d' % os.getpid() in open(owner).read()
+
+
+def test_kdamond_of_a_live_tierd_is_not_taken(guest_root, tmp_path):
+    info = recorded_workload()
+    open(os.path.join(guest_root, KDAMONDS, "nr_kdamonds"), "w").write("1\n")
+    # the recorded workload's process stands in for a live tierd: its cmdline is checked for "tierd"
+    cmdline = os.path.join(guest_root, "proc", str(info["pid"]), "cmdline")
+    open(cmdline, "w").write("/usr/bin/python3\0/usr/local/sbin/tierd\0run\0")
+    owner = _owner(tmp_path, guest_root, info["pid"])
+    backend = DamonBackend(Kernel(guest_root), validate({})["damon"], Logger(ListStream()), owner)
+    with pytest.raises(KernelError):
+        backend.track([info["pid"]])
+
+
+def test_young_idle_region_is_unknown_not_cold():
+    vmas = [(0, 4 * 4096, "")]
+    regions = [(0, 2 * 4096, 0, 1), (2 * 4096, 3 * 4096, 0, 5), (3 * 4096, 4 * 4096, 7, 0)]
+    sample = regions_to_samples(vmas, regions, max_accesses=10, min_idle_age=3)[0]
+    assert list(sample) == [-1.0, -1.0, 0.0, pytest.approx(0.7)]
