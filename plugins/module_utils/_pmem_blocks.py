@@ -17,20 +17,13 @@ WANTED_ZONES = {"online_movable": ("Movable",), "online_kernel": KERNEL_ZONES, "
 
 def compact(indexes):
     """[33, 34, 35, 39] -> "33-35,39" (readable lists of thousands of blocks)."""
-    indexes = sorted(indexes)
-    parts = []
-    start = prev = None
-    for index in indexes:
-        if start is None:
-            start = prev = index
-        elif index == prev + 1:
-            prev = index
+    runs = []  # [first, last] pairs
+    for index in sorted(indexes):
+        if runs and index == runs[-1][1] + 1:
+            runs[-1][1] = index
         else:
-            parts.append(str(start) if start == prev else "%d-%d" % (start, prev))
-            start = prev = index
-    if start is not None:
-        parts.append(str(start) if start == prev else "%d-%d" % (start, prev))
-    return ",".join(parts)
+            runs.append([index, index])
+    return ",".join(str(first) if first == last else "%d-%d" % (first, last) for first, last in runs)
 
 
 def counts(blocks):

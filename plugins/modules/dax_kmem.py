@@ -25,7 +25,7 @@ description:
     (Documentation/admin-guide/mm/memory-hotplug.rst; ndctl issue 110, OOM).
 version_added: "0.1.0"
 author:
-  - tiering.pmem contributors
+  - tiering.pmem contributors (@tiering-pmem)
 options:
   device:
     description: The dax device, for example C(dax0.0).
@@ -66,8 +66,10 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 requirements:
   - daxctl, the kmem kernel module; ndctl when selecting by O(namespace) or O(region)

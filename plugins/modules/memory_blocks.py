@@ -21,7 +21,7 @@ description:
     handling all other blocks.
 version_added: "0.1.0"
 author:
-  - tiering.pmem contributors
+  - tiering.pmem contributors (@tiering-pmem)
 options:
   node:
     description: NUMA node whose memory blocks are selected.
@@ -63,8 +63,10 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 notes:
   - Blocks are written in an order the kernel accepts (ZONE_MOVABLE above ZONE_NORMAL in a node).
@@ -199,8 +201,8 @@ def select_blocks(module, root):
         size = parse_bytes(module, params["phys_size"], "phys_size")
         if start % block_size or size % block_size or size <= 0:
             module.fail_json(msg="phys_start=%s and phys_size=%s must be non-zero multiples of the memory "
-                             "block size 0x%x (%d MiB)" % (params["phys_start"], params["phys_size"],
-                                                            block_size, block_size >> 20))
+                             "block size 0x%x (%d MiB)"
+                             % (params["phys_start"], params["phys_size"], block_size, block_size >> 20))
         selected = _sysfs.blocks_in_range(start, start + size, root, block_size)
         if not selected:
             module.fail_json(msg="no memory blocks in 0x%x-0x%x" % (start, start + size - 1))
@@ -286,8 +288,8 @@ def main():
                                  "there); use force=true to try anyway" % ",".join(str(n) for n in on_cpu_nodes),
                                  **result)
         if to_offline:
-            actions.append("offline %d blocks in the wrong zone: memory%s" % (len(to_offline),
-                                                                            blocks_util.compact(to_offline)))
+            actions.append("offline %d blocks in the wrong zone: memory%s"
+                           % (len(to_offline), blocks_util.compact(to_offline)))
         if to_set:
             actions.append("%s %d blocks: memory%s" % (wanted, len(to_set), blocks_util.compact(to_set)))
         result["before"] = blocks_util.counts(current)

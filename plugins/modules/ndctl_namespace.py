@@ -23,7 +23,7 @@ description:
     and on labelled regions where namespaces are created in the region's free space.
 version_added: "0.1.0"
 author:
-  - tiering.pmem contributors
+  - tiering.pmem contributors (@tiering-pmem)
 options:
   namespace:
     description: The namespace to reconfigure or destroy, for example C(namespace0.0).
@@ -63,8 +63,10 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 requirements:
   - ndctl (and daxctl to release an offline system-ram device)

@@ -21,14 +21,16 @@ description:
   - Changes nothing.
 version_added: "0.1.0"
 author:
-  - tiering.pmem contributors
+  - tiering.pmem contributors (@tiering-pmem)
 options: {}
 requirements:
   - ndctl and daxctl on the managed host
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 notes:
   - A machine without pmem returns empty C(regions), C(namespaces) and C(dax_devices), not a failure.
