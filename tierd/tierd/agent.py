@@ -224,12 +224,14 @@ class Agent:
             if self.dry_run:
                 self.logger.info("would_move", workload=name, pid=pid, direction=kind, pages=len(addresses), node=node)
                 continue
+            self.mover.errors = {}
             moved, failed, stopped = self.mover.move(pid, addresses, node)
             totals["%sd_total" % kind] += moved
             totals["failed_total"] += failed
             for address in addresses:
                 self.moved_at[(pid, address)] = self.intervals
-            self.logger.info("moved", workload=name, pid=pid, direction=kind, node=node, pages=moved, failed=failed)
+            self.logger.info("moved", workload=name, pid=pid, direction=kind, node=node, pages=moved, failed=failed,
+                             status=",".join("%s:%d" % kv for kv in sorted(self.mover.errors.items())) or "-")
             if stopped:
                 return True
         return False

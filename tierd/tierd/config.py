@@ -12,6 +12,7 @@ SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 DEFAULTS = {
+    "comment": None,  # free text for people and tools (e.g. "Ansible managed"); ignored
     "interval_seconds": 5.0,
     "backend": "auto",
     "nodes": {"dram": None, "pmem": None},
@@ -173,6 +174,8 @@ def validate(data):
     _unknown("", data, DEFAULTS, "config")
     cfg = dict(DEFAULTS)
     cfg.update(data)
+    if cfg["comment"] is not None and not isinstance(cfg["comment"], str):
+        raise ConfigError("comment: %r must be a string" % (cfg["comment"],))
     _number(cfg, "interval_seconds", "", 0.1, 3600)
     if cfg["backend"] not in BACKENDS:
         raise ConfigError("backend: %r is not valid; choose one of: %s" % (cfg["backend"], ", ".join(BACKENDS)))

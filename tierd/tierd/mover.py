@@ -94,9 +94,13 @@ class Mover:
         self.should_stop = should_stop
         self.logger = logger
         self.calls = 0
+        self.errors = {}
 
     def move(self, pid, addresses, node):
-        """Move pages of one process to ``node``; (moved, failed, stopped)."""
+        """Move pages of one process to ``node``; (moved, failed, stopped).
+
+        Per-page errors (e.g. -EBUSY for a page under I/O or pinned) are counted in ``self.errors``.
+        """
         moved = failed = 0
         for batch in batches(addresses, self.batch_pages):
             if self.should_stop() or not self.limiter.acquire(len(batch) * PAGE_SIZE):
@@ -112,7 +116,12 @@ class Mover:
             if status is None:  # process exited
                 failed += len(batch)
                 break
-            done = sum(1 for s in status if s == node)
+            done = 0
+            for code in status:
+                if code == node:
+                    done += 1
+                else:
+                    self.errors[code] = self.errors.get(code, 0) + 1
             moved += done
             failed += len(batch) - done
         return moved, failed, False

@@ -1,0 +1,57 @@
+"""Verify of molecule/agent: the unit as the role rendered it, and tierd doing its job."""
+
+import json
+import time
+
+
+def test_service_running_and_enabled(host):
+    service = host.service("tierd.service")
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_unit_is_hardened_with_only_the_capability_damon_needs(host):
+    props = host.check_output(
+        "systemctl show tierd.service -p CapabilityBoundingSet -p NoNewPrivileges -p ProtectSystem "
+        "-p MemoryMax -p Restart -p PrivateNetwork")
+    assert "CapabilityBoundingSet=cap_sys_ptrace" in props
+    assert "NoNewPrivileges=yes" in props
+    assert "ProtectSystem=strict" in props
+    assert "MemoryMax=268435456" in props
+    assert "Restart=on-failure" in props
+    assert "PrivateNetwork=yes" in props
+    unit = host.file("/etc/systemd/system/tierd.service").content_string
+    assert unit.startswith("#")  # ansible_managed header
+
+
+def test_config_is_valid_and_names_the_workloads(host):
+    out = host.check_output("/usr/local/sbin/tierd check-config /etc/tierd/config.json")
+    assert "ok (2 workloads, 1 with a policy, backend damon)" in out
+    config = json.loads(host.file("/etc/tierd/config.json").content_string)
+    assert config["workloads"][0]["policy"]["pmem_max_percent"] == 30
+
+
+def test_quota_is_enforced_and_reported(host):
+    deadline = time.time() + 240
+    while True:
+        placement = json.loads(host.check_output("python3 /usr/local/lib/placement.py /run/quota.json 0 1"))
+        if placement["on_pmem"] <= int(placement["pages"] * 0.30) + 1024 or time.time() > deadline:
+            break
+        time.sleep(5)
+    assert placement["on_pmem"] <= int(placement["pages"] * 0.30) + 1024, placement
+    status = host.check_output("/usr/local/sbin/tierd status -c /etc/tierd/config.json")
+    assert "backend damon" in status and "quota" in status and "sshd: no policy, left alone" in status
+    metrics = host.file("/var/lib/prometheus/node-exporter/tierd.prom").content_string
+    assert 'tierd_workload_pmem_limit_pages{workload="quota"}' in metrics
+
+
+def test_kill_9_is_restarted_by_systemd(host):
+    before = host.check_output("systemctl show -p MainPID --value tierd.service")
+    host.check_output("kill -9 %s" % before)
+    deadline = time.time() + 60
+    after = before
+    while time.time() < deadline and after in (before, "0"):
+        time.sleep(2)
+        after = host.check_output("systemctl show -p MainPID --value tierd.service")
+    assert after not in (before, "0")
+    assert int(host.check_output("systemctl show -p NRestarts --value tierd.service")) >= 1
