@@ -85,20 +85,13 @@ def _size(value):
 
 def _ranges(numbers):
     """[0, 1, 2, 5] -> '0-2,5' (how the kernel writes CPU lists)."""
-    numbers = sorted(numbers)
-    parts = []
-    start = prev = None
-    for n in numbers:
-        if start is None:
-            start = prev = n
-        elif n == prev + 1:
-            prev = n
+    runs = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
         else:
-            parts.append("%d-%d" % (start, prev) if prev != start else str(start))
-            start = prev = n
-    if start is not None:
-        parts.append("%d-%d" % (start, prev) if prev != start else str(start))
-    return ",".join(parts)
+            runs.append([n, n])
+    return ",".join(str(first) if first == last else "%d-%d" % (first, last) for first, last in runs)
 
 
 def _text(x, y, content, size=12, weight="normal", fill="#111827", anchor="start"):
@@ -200,8 +193,8 @@ def _unused_pmem_lines(info):
         note = {"fsdax": "block device, may hold a filesystem", "sector": "block device, may hold a filesystem",
                 "raw": "block device, may hold a filesystem", "devdax": "device dax, not system RAM"}.get(
                     ns.get("mode"), "not system RAM")
-        lines.append("%s in %s: %s, %s -> %s (%s)" % (ns.get("dev"), ns.get("region"), ns.get("mode"),
-                                                       _size(ns.get("size")), where, note))
+        lines.append("%s in %s: %s, %s -> %s (%s)"
+                     % (ns.get("dev"), ns.get("region"), ns.get("mode"), _size(ns.get("size")), where, note))
     memmap = info.get("memmap") or {}
     for entry in memmap.get("cmdline") or []:
         lines.append("kernel command line memmap=%s: %s reserved as legacy pmem at 0x%x"

@@ -41,10 +41,10 @@ def awx_tasks(play):
 
 
 def test_configure_has_the_promised_objects(play):
-    modules = [(m, a.get("job_type"), a.get("survey_enabled")) for _, m, a in awx_tasks(play)]
+    modules = [(module, args.get("job_type"), args.get("survey_enabled")) for _name, module, args in awx_tasks(play)]
     assert ("awx.awx.job_template", "run", True) in modules, "no job template with a survey"
     assert ("awx.awx.job_template", "check", True) in modules, "no check-mode job template"
-    assert sum(1 for m, _, _ in modules if m == "awx.awx.schedule") >= 2
+    assert sum(1 for module, _type, _survey in modules if module == "awx.awx.schedule") >= 2
 
 
 def test_every_awx_argument_is_an_option_of_the_module(play, awx_docs):
@@ -71,8 +71,8 @@ def test_job_templates_name_playbooks_that_exist(play):
 
 
 def test_schedules_point_at_templates_defined_here(play):
-    templates = {a["name"] for _, m, a in awx_tasks(play) if m == "awx.awx.job_template"}
-    template_names = {t: v for t, v in play["vars"]["awx_templates"].items()}
+    templates = {args["name"] for _name, module, args in awx_tasks(play) if module == "awx.awx.job_template"}
+    template_names = dict(play["vars"]["awx_templates"])
     for name, module, args in awx_tasks(play):
         if module == "awx.awx.schedule":
             target = args["unified_job_template"]
@@ -125,6 +125,7 @@ def test_survey_follows_awx_rules_and_drives_real_variables(play):
 
 def test_scheduled_drift_check_answers_every_required_question(play):
     survey = play["vars"]["awx_provision_survey"]
-    (drift,) = [a for _, m, a in awx_tasks(play) if m == "awx.awx.schedule" and "drift" in a["unified_job_template"]]
+    (drift,) = [args for _name, module, args in awx_tasks(play)
+                if module == "awx.awx.schedule" and "drift" in args["unified_job_template"]]
     required = {q["variable"] for q in survey["spec"] if q.get("required")}
     assert required <= set(drift["extra_data"]), required - set(drift["extra_data"])

@@ -36,7 +36,7 @@ def tarball_names(tarball):
 
 def test_source_tree_has_modules_and_roles():
     # Guards the parametrized tests below against discovering nothing and passing vacuously.
-    assert any(t == "module" for t, _ in source_plugins()), "no modules found under plugins/modules"
+    assert any(doc_type == "module" for doc_type, _name in source_plugins()), "no modules found under plugins/modules"
     assert source_roles(), "no roles found under roles/"
 
 
@@ -64,9 +64,9 @@ def test_tarball_has_metadata_and_playbooks(built_tarball, required):
 
 def test_tarball_has_every_plugin_and_role(built_tarball):
     names = set(tarball_names(built_tarball))
-    missing = ["plugins/%s/%s.py" % (d, n) for d, _ in DOCUMENTED_PLUGIN_DIRS.items()
-               for t, n in source_plugins() if t == DOCUMENTED_PLUGIN_DIRS[d]
-               and "plugins/%s/%s.py" % (d, n) not in names]
+    missing = ["plugins/%s/%s.py" % (directory, name) for directory, doc_type in DOCUMENTED_PLUGIN_DIRS.items()
+               for plugin_type, name in source_plugins() if plugin_type == doc_type
+               and "plugins/%s/%s.py" % (directory, name) not in names]
     missing += ["roles/%s/tasks/main.yml" % r for r in source_roles() if "roles/%s/tasks/main.yml" % r not in names]
     assert not missing, "left out of the tarball: %s" % missing
 
