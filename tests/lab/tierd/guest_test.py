@@ -28,6 +28,7 @@ BATCH = 1024
 INTERVAL = 3
 MAX_INTERVALS = int(os.environ.get("TIERD_LAB_MAX_INTERVALS", "40"))
 WALL_LIMIT = int(os.environ.get("TIERD_LAB_WALL_SECONDS", "900"))
+HOT_FRACTION = float(os.environ.get("TIERD_LAB_HOT_FRACTION", "0.9"))
 NR_KDAMONDS = "/sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds"
 CONFIG = {
     "interval_seconds": INTERVAL,
@@ -88,7 +89,7 @@ def main_pid():
 
 
 def goals(p1, p2):
-    hot_ok = p1["hot_on_dram"] >= 0.9 * p1["hot_pages"]
+    hot_ok = p1["hot_on_dram"] >= HOT_FRACTION * p1["hot_pages"]
     cold_ok = p1["cold_on_pmem"] >= 0.9 * p1["cold_pages"]
     quota_ok = p2["on_pmem"] <= int(0.30 * p2["pages"]) + BATCH
     return hot_ok, cold_ok, quota_ok

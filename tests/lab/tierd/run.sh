@@ -14,5 +14,5 @@ fi
 tar -C "$REPO" -czf - tierd/tierd tierd/bin tests/lab/tierd | \
     $LAB ssh "$NAME" 'rm -rf /opt/t && mkdir -p /opt/t && tar -xzf - -C /opt/t'
 start=$(date +%s)
-$LAB ssh "$NAME" "TIERD_LAB_MAX_INTERVALS=${TIERD_LAB_MAX_INTERVALS:-40} python3 /opt/t/tests/lab/tierd/guest_test.py /opt/t" | tee "${TIERD_LAB_RESULT:-/dev/null}"
+$LAB ssh "$NAME" "TIERD_LAB_MAX_INTERVALS=${TIERD_LAB_MAX_INTERVALS:-40} TIERD_LAB_HOT_FRACTION=${TIERD_LAB_HOT_FRACTION:-0.9} python3 /opt/t/tests/lab/tierd/guest_test.py /opt/t" | tee "${TIERD_LAB_RESULT:-/dev/null}"
 echo "tierd lab test passed in $(( $(date +%s) - start )) s (guest $NAME)" >&2
