@@ -87,15 +87,22 @@ def test_rrules_have_the_form_awx_stores(play, var):
     assert re.fullmatch(r"DTSTART:\d{8}T\d{6}Z RRULE:FREQ=(HOURLY|DAILY|WEEKLY);INTERVAL=\d+(;[A-Z]+=[\w,]+)*", rule), rule
 
 
+def load_yaml(path):
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise AssertionError("%s is not valid YAML: %s" % (path.relative_to(REPO), exc)) from exc
+
+
 def known_variables():
     """Variables the collection's playbooks and roles read: play vars and role argument specs."""
     names = set()
     for playbook in (REPO / "playbooks").glob("*.yml"):
-        for p in yaml.safe_load(playbook.read_text()) or []:
+        for p in load_yaml(playbook) or []:
             names.update((p.get("vars") or {}).keys())
             names.update(re.findall(r"(\w+_hosts) \| default", str(p.get("hosts", ""))))
     for spec in (REPO / "roles").glob("*/meta/argument_specs.yml"):
-        for entry in yaml.safe_load(spec.read_text())["argument_specs"].values():
+        for entry in load_yaml(spec)["argument_specs"].values():
             names.update((entry.get("options") or {}).keys())
     return names
 
