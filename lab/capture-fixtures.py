@@ -188,7 +188,7 @@ def walk_states(cap):
     cap.record("raw")
     cap.run("ndctl create-namespace -fe %s -m fsdax" % namespace)
     cap.record("fsdax")
-    cap.run("mkfs.ext4 -q -F /dev/pmem0 && mkdir -p /mnt/pmem && mount -o dax /dev/pmem0 /mnt/pmem")
+    cap.run("mkfs.ext4 -q -F -b 4096 /dev/pmem0 && mkdir -p /mnt/pmem && mount -o dax /dev/pmem0 /mnt/pmem")
     cap.record("fsdax-mounted")
     cap.run("umount /mnt/pmem")
     cap.run("ndctl create-namespace -fe %s -m devdax" % namespace)

@@ -58,18 +58,27 @@ def plan(blocks, wanted, rezone=False):
     return to_offline, to_set, wrong_zone
 
 
+def offline_block(zone_when_online):
+    """An offline block as read_blocks describes it, for predictions."""
+    kernel = zone_when_online if zone_when_online and zone_when_online != "Movable" else None
+    return {"state": "offline", "zone": None, "default_zone": zone_when_online, "kernel_zone": kernel}
+
+
 def predicted(blocks, wanted, to_set, to_offline=()):
     """The blocks map as it will be once the plan is applied (for check mode and diffs)."""
-    fixed_zone = {"online_movable": "Movable", "online_kernel": "Normal"}.get(wanted)
     after = dict((i, dict(b)) for i, b in blocks.items())
-    for index in to_offline:
-        after[index] = {"state": "offline", "zone": None, "default_zone": blocks[index].get("zone")}
-    for index in to_set:
-        if wanted == "offline":
-            after[index] = {"state": "offline", "zone": None, "default_zone": blocks[index].get("zone")}
-        else:
-            zone = fixed_zone or after[index].get("default_zone") or "Normal"
-            after[index] = {"state": "online", "zone": zone, "default_zone": None}
+    for index in list(to_offline) + (list(to_set) if wanted == "offline" else []):
+        after[index] = offline_block(blocks[index].get("zone"))
+    if wanted != "offline":
+        for index in to_set:
+            block = after[index]
+            if wanted == "online_movable":
+                zone = "Movable"
+            elif wanted == "online_kernel":
+                zone = block.get("kernel_zone") or "Normal"
+            else:
+                zone = block.get("default_zone") or "Normal"
+            after[index] = {"state": "online", "zone": zone, "default_zone": None, "kernel_zone": None}
     return after
 
 

@@ -111,20 +111,24 @@ def set_auto_online_blocks(policy, root="/"):
 
 
 def read_blocks(indexes, root="/"):
-    """{index: {"state", "zone", "default_zone"}} for the given blocks, one pass.
+    """{index: {"state", "zone", "default_zone", "kernel_zone"}} for the given blocks, one pass.
 
-    ``zone`` is the zone of an online block; ``default_zone`` the zone a plain ``online`` would
-    pick for an offline block (the first entry of its valid_zones, per the kernel's docs).
+    ``zone`` is the zone of an online block; for an offline block ``default_zone`` is the zone a
+    plain ``online`` would pick (the first entry of its valid_zones, per the kernel's docs) and
+    ``kernel_zone`` the one ``online_kernel`` would.
     """
     blocks = {}
     for index in indexes:
         base = block_dir(index)
         state = read_text(base + "/state", root, default="")
         zones = read_text(base + "/valid_zones", root, default="").split()
+        offline = state == "offline"
         blocks[index] = {
             "state": state,
             "zone": zones[0] if state == "online" and zones else None,
-            "default_zone": zones[0] if state == "offline" and zones else None,
+            "default_zone": zones[0] if offline and zones else None,
+            # where online_kernel would put it: DMA32 below 4 GiB on x86-64, else Normal
+            "kernel_zone": next((zone for zone in zones if zone != "Movable"), None) if offline else None,
         }
     return blocks
 

@@ -346,7 +346,9 @@ def run(module, tools, root, result):
             steps.append(("cmd", tools.reconfigure_argv(name, "system-ram", online=False), None))
             if policy and policy != "offline":
                 steps.append(("policy", policy, "auto_online_blocks: offline -> %s (restored)" % policy))
-            predicted = dict((i, {"state": "offline", "zone": None, "default_zone": "Normal"}) for i in device_blocks)
+            # Not hot-added yet, so no valid_zones to read: x86-64 puts kernel memory below 4 GiB in DMA32.
+            predicted = dict((i, blocks_util.offline_block("DMA32" if (i + 1) * block_size <= 1 << 32 else "Normal"))
+                             for i in device_blocks)
         if params["online"]:
             to_offline, to_set, _wrong = blocks_util.plan(predicted, zone_state, rezone=True)
             if to_offline:

@@ -47,16 +47,21 @@ def test_block_facts_of_the_nvdimm_guest():
     assert _sysfs.node_memory_block_ids(1, root) == list(range(33, 40))
     assert _sysfs.dax_memory_block_ids("dax0.0", root) == list(range(33, 40))
     blocks = _sysfs.read_blocks([0, 33], root)
-    assert blocks[33] == {"state": "online", "zone": "Movable", "default_zone": None}
+    assert blocks[33] == {"state": "online", "zone": "Movable", "default_zone": None, "kernel_zone": None}
     # the first block spans DMA and DMA32: valid_zones says "none"
-    assert blocks[0] == {"state": "online", "zone": "none", "default_zone": None}
+    assert blocks[0] == {"state": "online", "zone": "none", "default_zone": None, "kernel_zone": None}
     assert _sysfs.node_info(1, root)["cpus"] == [] and _sysfs.node_info(0, root)["cpus"] == [0, 1]
     assert _sysfs.iomem_ranges("Persistent Memory", root) == [(0x100000000, 0x13fffffff)]
 
 
 def test_offline_block_reports_the_default_zone():
     blocks = _sysfs.read_blocks([33], root_of("trixie-nvdimm-system-ram-offline"))
-    assert blocks[33] == {"state": "offline", "zone": None, "default_zone": "Normal"}
+    assert blocks[33] == {"state": "offline", "zone": None, "default_zone": "Normal", "kernel_zone": "Normal"}
+
+
+def test_legacy_pmem_below_4g_goes_to_dma32():
+    blocks = _sysfs.read_blocks([17], root_of("trixie-legacy-system-ram-offline"))
+    assert blocks[17] == {"state": "offline", "zone": None, "default_zone": "DMA32", "kernel_zone": "DMA32"}
 
 
 def test_node_without_memory_is_absent_before_hotplug():

@@ -197,10 +197,20 @@ class FakeHost(object):
                 if value in _ZONE_OF:
                     if current == "online":
                         return "Invalid argument (errno EINVAL: %s)" % path
+                    with open(zones_file) as handle:
+                        valid = handle.read().split()
+                    # Like the kernel: online takes the first valid zone, online_kernel the first
+                    # that is not Movable (DMA32 below 4 GiB), online_movable Movable.
+                    if value == "online_movable":
+                        zone = "Movable"
+                    elif value == "online_kernel":
+                        zone = next((z for z in valid if z != "Movable"), "Normal")
+                    else:
+                        zone = valid[0] if valid else "Normal"
                     with open(state_file, "w") as handle:
                         handle.write("online\n")
                     with open(zones_file, "w") as handle:
-                        handle.write(_ZONE_OF[value] + "\n")
+                        handle.write(zone + "\n")
                     return None
                 if value == "offline":
                     if current == "offline":

@@ -175,3 +175,22 @@ def test_namespace_without_dax_device(fake_host, run_module):
     result = run_module(dax_kmem, {"namespace": "namespace0.0"}, host)
     assert result.failed and "namespace namespace0.0 is in fsdax mode and has no dax device" in result.msg
     assert host.state_changing_calls() == []
+
+
+def test_legacy_pmem_below_4g_is_predicted_and_onlined_as_dma32(fake_host, run_module, monkeypatch):
+    """memmap=512M!0x80000000 pmem lies below 4 GiB: kernel memory there is DMA32, not Normal."""
+    args = {"device": "dax0.0", "movable": False, "persistent": False}
+    checked_host = fake_host("trixie-legacy-devdax")
+    checked = run_module(dax_kmem, args, checked_host, check_mode=True)
+    real_host = fake_host("trixie-legacy-devdax")
+    real_host.emulate_memory_blocks(monkeypatch)
+    # daxctl as captured on the legacy guest: refused under auto-online, else the offline state
+    real_host.responses[RECONFIGURE] = lambda host, argv: (
+        (240, "", "dax0.0: error: kernel policy will auto-online memory, aborting\n")
+        if host.read("/sys/devices/system/memory/auto_online_blocks") != "offline"
+        else (host.load("trixie-legacy-system-ram-offline"), (0, "", ""))[1])
+    real = run_module(dax_kmem, args, real_host)
+    assert not real.failed, real.msg
+    assert real.data["zones"] == {"DMA32": 3} and real.data["numa_nodes"] == [0]
+    for key in ("actions", "zones", "online_blocks", "total_blocks", "numa_nodes"):
+        assert checked.data[key] == real.data[key], key
