@@ -36,4 +36,23 @@ if grep -Ei 'warn|error' "$log" >/dev/null; then
   exit 1
 fi
 sphinx-build -M html "$out/rst" "$out" -q -c "$repo/docs" -W --keep-going
+
+# antsibull-docs leaves out, without a word, what ansible-doc cannot load (e.g. a role whose
+# meta/argument_specs.yml is not valid YAML): every plugin and role must have its page.
+missing=()
+pages=$out/html/collections/tiering/pmem
+for path in "$repo"/plugins/modules/*.py "$repo"/plugins/filter/*.py "$repo"/roles/*/; do
+  name=$(basename "$path" .py)
+  case $path in
+    */__init__.py) continue ;;
+    */plugins/modules/*) page=${name}_module.html ;;
+    */plugins/filter/*) page=${name}_filter.html ;;
+    */roles/*) page=${name}_role.html ;;
+  esac
+  [[ -f $pages/$page ]] || missing+=("${path#"$repo"/} (no $page)")
+done
+if ((${#missing[@]})); then
+  printf 'docs: not documented: %s\n' "${missing[@]}" >&2
+  exit 1
+fi
 echo "docs: $out/html/index.html"
