@@ -188,9 +188,10 @@ class Agent:
         for kind in ("demote", "promote"):
             for view in sorted(views, key=lambda v: (-v.priority, v.name)):
                 keys = getattr(decisions[view.name], kind)
-                if not keys or stopped:
+                nodes = self.pmem_nodes if kind == "demote" else self.dram_nodes
+                if not keys or stopped or not nodes:
                     continue
-                node = self._pick_node(self.pmem_nodes if kind == "demote" else self.dram_nodes)
+                node = self._pick_node(nodes)
                 stopped = self._move(view.name, kind, keys, node) or stopped
         for view in views:
             wl = report[view.name]
