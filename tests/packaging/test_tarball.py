@@ -5,6 +5,7 @@ at the temporary path the tarball was installed into.
 """
 import json
 import tarfile
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -132,3 +133,11 @@ def test_installed_status_playbook_runs_by_fqcn(installed_collection, tmp_path):
     report = json.loads((out / ("%s.json" % guest["name"])).read_text())
     assert report["numa_nodes"], "status report has no NUMA nodes: %s" % report
     assert report["mem_total"] > 0
+    # The per-host picture (issue 6, item 5): status.yml writes it next to the JSON report.
+    picture = out / ("%s.svg" % guest["name"])
+    assert picture.is_file(), "status.yml wrote no %s (memory_layout_svg task missing?)" % picture.name
+    svg = ET.fromstring(picture.read_bytes())
+    words = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+    assert "%s: memory layout" % guest["name"] in words, words
+    if guest.get("flavour") == "nvdimm" and any(d["mode"] == "system-ram" for d in report["dax_devices"]):
+        assert "node 1 · PMEM" in words, words
