@@ -49,34 +49,47 @@ def _agent(args, logger):
         sys.exit(1)
 
 
+class ConfigReloader:
+    """SIGHUP sets a flag; at the next interval the file is read again. An invalid file is logged
+    and None returned, so the agent keeps running with the config it has."""
+
+    def __init__(self, path, logger):
+        self.path = path
+        self.logger = logger
+        self.requested = False
+
+    def request(self):
+        self.requested = True
+
+    def __call__(self):
+        if not self.requested:
+            return None
+        self.requested = False
+        try:
+            return config_mod.load(self.path)
+        except config_mod.ConfigError as exc:
+            self.logger.error("reload_rejected", reason=exc, action="keeping the running config")
+            return None
+
+
 def cmd_run(args):
     _need_root("run")
     logger = Logger(debug=args.debug)
     agent = _agent(args, logger)
-    reload_requested = []
+    reloader = ConfigReloader(args.config, logger)
 
     def on_term(signum, _frame):
         logger.info("signal", name=signal.Signals(signum).name, action="stop after the current batch")
         agent.stop_event.set()
 
     def on_hup(_signum, _frame):
-        reload_requested.append(True)
-
-    def reload_source():
-        if not reload_requested:
-            return None
-        del reload_requested[:]
-        try:
-            return config_mod.load(args.config)
-        except config_mod.ConfigError as exc:
-            logger.error("reload_rejected", reason=exc, action="keeping the running config")
-            return None
+        reloader.request()
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_hup)
     try:
-        agent.run(reload_source=reload_source)
+        agent.run(reload_source=reloader)
     except KernelError as exc:
         logger.error("failed", reason=exc)
         return 1
