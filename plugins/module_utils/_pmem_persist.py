@@ -24,19 +24,20 @@ UNIT_PATH = "/etc/systemd/system/" + UNIT_NAME
 SCRIPT_PATH = "/usr/local/sbin/tiering-pmem-dax-kmem"
 CONFIG_DIR = "/etc/tiering-pmem/dax-kmem"
 
+# No Requires= on dev-daxX.Y.device: that character device goes away once kmem owns the range,
+# which would fail (or stop) the unit whenever it is started after the first boot step.
 UNIT_TEXT = """# Managed by tiering.pmem.dax_kmem: do not edit.
 [Unit]
 Description=tiering.pmem: dax device %I as system RAM
-Documentation=https://github.com/tiering/pmem
-After=systemd-modules-load.service systemd-udev-settle.service dev-%i.device
+After=systemd-modules-load.service
 Wants=systemd-modules-load.service
-Requires=dev-%i.device
 ConditionPathExists=/etc/tiering-pmem/dax-kmem/%I.conf
 
 [Service]
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/usr/local/sbin/tiering-pmem-dax-kmem %I
+TimeoutStartSec=180
 
 [Install]
 WantedBy=multi-user.target
@@ -49,6 +50,16 @@ set -eu
 dev="$1"
 . "/etc/tiering-pmem/dax-kmem/$dev.conf"
 policy_file=/sys/devices/system/memory/auto_online_blocks
+# The dax driver probes asynchronously after its module loads: wait for the device.
+tries=0
+while [ ! -e "/sys/bus/dax/devices/$dev" ]; do
+    tries=$((tries + 1))
+    if [ "$tries" -gt 120 ]; then
+        echo "tiering-pmem-dax-kmem: no dax device $dev after 60 s" >&2
+        exit 1
+    fi
+    sleep 0.5
+done
 driver=$(basename "$(readlink "/sys/bus/dax/devices/$dev/driver" 2>/dev/null || echo none)")
 if [ "$driver" != kmem ]; then
     # daxctl refuses while the kernel would auto-online the memory: clear the policy around it.
@@ -59,10 +70,24 @@ if [ "$driver" != kmem ]; then
     [ "$policy" = offline ] || echo "$policy" > "$policy_file"
     [ "$rc" -eq 0 ] || exit "$rc"
 fi
-if [ "${ONLINE:-1}" = 1 ]; then
-    if [ "${MOVABLE:-1}" = 1 ]; then zone=--movable; else zone=--no-movable; fi
-    daxctl online-memory "$zone" "$dev"
-fi
+[ "${ONLINE:-1}" = 1 ] || exit 0
+# Online the offline blocks of the device's range (daxctl online-memory fails when none is offline).
+# ZONE_MOVABLE must lie above ZONE_NORMAL: movable blocks from the top, kernel ones from the bottom.
+start=$(($(cat "/sys/bus/dax/devices/$dev/resource")))
+size=$(cat "/sys/bus/dax/devices/$dev/size")
+block=$((0x$(cat /sys/devices/system/memory/block_size_bytes)))
+first=$(((start + block - 1) / block))
+end=$(((start + size) / block))
+if [ "${MOVABLE:-1}" = 1 ]; then state=online_movable; else state=online_kernel; fi
+i=0
+while [ "$i" -lt $((end - first)) ]; do
+    if [ "$state" = online_movable ]; then n=$((end - 1 - i)); else n=$((first + i)); fi
+    file=/sys/devices/system/memory/memory$n/state
+    if [ -e "$file" ] && [ "$(cat "$file")" = offline ]; then
+        echo "$state" > "$file"
+    fi
+    i=$((i + 1))
+done
 """
 
 
@@ -93,11 +118,19 @@ def write_file_atomic(module, path, content, root="/", mode=0o644):
     try:
         with os.fdopen(handle, "w") as out:
             out.write(content)
-        os.chmod(temp, mode)
         module.atomic_move(temp, target)
+        # atomic_move keeps the old file's mode or applies the umask: set the one wanted.
+        os.chmod(target, mode)
     finally:
         if os.path.exists(temp):
             os.unlink(temp)
+
+
+def file_mode(path, root="/"):
+    try:
+        return os.stat(host_path(root, path)).st_mode & 0o7777
+    except OSError:
+        return None
 
 
 def remove_file(path, root="/"):

@@ -260,7 +260,8 @@ def device_state(device, blocks, root, persistent):
 def persistence_state(device, root, online, movable):
     """(files that differ from what is wanted, unit enabled?)"""
     wanted = persist.wanted_files(device, online, movable)
-    stale = [path for path, (content, _mode) in sorted(wanted.items()) if persist.read_file(path, root) != content]
+    stale = [path for path, (content, mode) in sorted(wanted.items())
+             if persist.read_file(path, root) != content or persist.file_mode(path, root) != mode]
     enabled = os.path.lexists(_sysfs.host_path(root, "/etc/systemd/system/multi-user.target.wants/"
                                                + persist.unit_instance(device)))
     return stale, enabled

@@ -62,6 +62,23 @@ def test_devdax_to_movable_system_ram_on_an_auto_onlining_kernel(devdax_host, ru
     assert host.read("/sys/devices/system/memory/auto_online_blocks") == "online"
     assert host.read("/etc/tiering-pmem/dax-kmem/dax0.0.conf").endswith("ONLINE=1\nMOVABLE=1")
     assert host.state_changing_calls() == [RECONFIGURE, "systemctl daemon-reload", ENABLE]
+    assert os.stat(host.path("/usr/local/sbin/tiering-pmem-dax-kmem")).st_mode & 0o777 == 0o755
+    assert os.stat(host.path("/etc/systemd/system/tiering-pmem-dax-kmem@.service")).st_mode & 0o777 == 0o644
+
+
+def test_boot_script_is_valid_sh():
+    import subprocess
+    from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_persist
+    check = subprocess.run(["sh", "-n"], input=_pmem_persist.SCRIPT_TEXT, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_wrong_file_mode_is_repaired(devdax_host, run_module):
+    run_module(dax_kmem, {"device": "dax0.0"}, devdax_host)
+    os.chmod(devdax_host.path("/usr/local/sbin/tiering-pmem-dax-kmem"), 0o600)
+    again = run_module(dax_kmem, {"device": "dax0.0"}, devdax_host)
+    assert again.data["actions"] == ["write /usr/local/sbin/tiering-pmem-dax-kmem"]
+    assert os.stat(devdax_host.path("/usr/local/sbin/tiering-pmem-dax-kmem")).st_mode & 0o777 == 0o755
 
 
 def test_second_run_is_a_no_op(devdax_host, run_module):
