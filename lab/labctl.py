@@ -372,7 +372,7 @@ def cmd_inventory(args):
             "ansible_host": inst["address"], "ansible_port": inst["port"], "ansible_user": inst["user"],
             "ansible_ssh_private_key_file": inst["identity_file"],
             # Guests are recreated with new host keys all the time; they listen on 127.0.0.1 only.
-            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ServerAliveInterval=5 -o ServerAliveCountMax=6",
             "lab_release": inst["release"], "lab_flavour": inst["flavour"],
         }
     print(json.dumps({"lab": {"hosts": hosts}}, indent=2))
