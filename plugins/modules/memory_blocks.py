@@ -58,7 +58,7 @@ options:
     description:
       - Offline and re-online blocks that are online in another zone than O(state) asks for
         (without it they are reported and the task fails).
-      - Allow O(state=offline) on a node that has CPUs (its memory holds kernel data).
+      - Allow O(state=offline) of blocks in a kernel zone (not ZONE_MOVABLE) on a node that has CPUs.
     type: bool
     default: false
 attributes:
@@ -280,12 +280,14 @@ def main():
                              % (len(wrong_zone), what, blocks_util.compact(wrong_zone), "/".join(zones), wanted),
                              **result)
         if wanted == "offline" and to_set:
+            # ZONE_MOVABLE is made to be offlined; kernel zones of a node with CPUs hold kernel data.
             cpu_nodes = set(_sysfs.node_ids(root, "has_cpu"))
-            on_cpu_nodes = sorted(n for n in cpu_nodes
-                                  if set(_sysfs.node_memory_block_ids(n, root)) & set(to_set))
+            kernel_blocks = set(i for i in to_set if current[i]["zone"] not in (None, "Movable"))
+            on_cpu_nodes = sorted(n for n in cpu_nodes if set(_sysfs.node_memory_block_ids(n, root)) & kernel_blocks)
             if on_cpu_nodes and not params["force"]:
-                module.fail_json(msg="refusing to offline memory of node %s, which has CPUs (kernel data lives "
-                                 "there); use force=true to try anyway" % ",".join(str(n) for n in on_cpu_nodes),
+                module.fail_json(msg="refusing to offline kernel memory (blocks memory%s, not ZONE_MOVABLE) of node %s, "
+                                 "which has CPUs; use force=true to try anyway"
+                                 % (blocks_util.compact(kernel_blocks), ",".join(str(n) for n in on_cpu_nodes)),
                                  **result)
         if to_offline:
             actions.append("offline %d blocks in the wrong zone: memory%s"

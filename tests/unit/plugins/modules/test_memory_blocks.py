@@ -120,8 +120,18 @@ def test_offline_refusals_are_reported_per_block_and_the_rest_done(fake_host, ru
 def test_offlining_memory_of_a_cpu_node_needs_force(fake_host, run_module):
     host = fake_host("trixie-nvdimm-system-ram-movable")
     result = run_module(memory_blocks, {"node": 0, "state": "offline"}, host)
-    assert result.failed and "refusing to offline memory of node 0, which has CPUs" in result.msg
+    assert result.failed
+    assert "refusing to offline kernel memory (blocks memory0-15, not ZONE_MOVABLE) of node 0, which has CPUs" \
+        in result.msg
     assert host.changed_files() == {}
+
+
+def test_movable_memory_on_a_cpu_node_offlines_without_force(fake_host, run_module, monkeypatch):
+    host = fake_host("trixie-legacy-system-ram-movable")  # memmap= pmem sits on node 0 with the CPUs
+    host.emulate_memory_blocks(monkeypatch)
+    result = run_module(memory_blocks, {"device": "dax0.0", "state": "offline"}, host)
+    assert not result.failed, result.msg
+    assert result.data["offlined"] == "17-19"
 
 
 def test_sets_auto_online_policy_only(fake_host, run_module):
