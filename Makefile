@@ -12,10 +12,11 @@ export ANSIBLE_FORCE_COLOR ?= 0
 LAB        := python3 lab/labctl.py
 # Molecule scenarios run by `make test`, in order.
 SCENARIOS  ?= nvdimm legacy
-APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap fdisk e2fsprogs openssh-client python3-venv
+APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap fdisk e2fsprogs openssh-client python3-venv \
+  chromium fonts-dejavu-core shellcheck
 TIMED       = bash lab/timed.sh
 
-.PHONY: help deps venv collection-link unit molecule test demo lab-image clean-lab build
+.PHONY: help deps venv collection-link unit molecule test demo lab-image clean-lab build sanity lint docs packaging-test ecosystem-lab
 
 help:
 	@echo "make demo   - boot a lab guest with emulated pmem and run the collection against it"
@@ -26,10 +27,10 @@ deps:  ## Debian packages the lab needs (installed only when missing)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
 	fi
 
-$(VENV)/.stamp: requirements-dev.txt
+$(VENV)/.stamp: requirements-dev.txt requirements-docs.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	touch $@
@@ -47,7 +48,26 @@ molecule: deps venv collection-link
 	@for s in $(SCENARIOS); do $(TIMED) "molecule-$$s" molecule test -s $$s || exit 1; done
 
 test: deps venv
-	$(TIMED) total $(MAKE) --no-print-directory unit molecule
+	$(TIMED) total $(MAKE) --no-print-directory unit sanity lint docs packaging-test molecule ecosystem-lab
+
+sanity: venv
+	$(TIMED) sanity bash tests/sanity/run.sh
+
+lint: venv
+	$(TIMED) lint bash tests/lint/run.sh
+
+docs: venv
+	$(TIMED) docs bash tests/docs/build.sh
+	$(TIMED) changelog-lint $(VENV)/bin/antsibull-changelog lint
+
+packaging-test: venv
+	$(TIMED) packaging $(PY) -m pytest -q tests/packaging tests/awx
+
+# The installed collection's status playbook (by FQCN) and an ansible-runner job, as AWX runs it, on one guest.
+ecosystem-lab: deps venv
+	@json=$$($(LAB) up eco-nvdimm --flavour nvdimm) || exit 1; \
+	LAB_GUEST_JSON="$$json" $(TIMED) ecosystem-lab $(PY) -m pytest -q tests/packaging tests/awx -k "status_playbook or ansible_runner"; rc=$$?; \
+	$(LAB) down eco-nvdimm >/dev/null; exit $$rc
 
 lab-image: deps
 	$(TIMED) image-trixie $(LAB) image --release trixie

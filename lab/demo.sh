@@ -25,6 +25,8 @@ cleanup() {
 trap cleanup EXIT
 
 snapshot() {
+  # The command runs in the guest's shell: its $(...) and $t must not expand here.
+  # shellcheck disable=SC2016
   lab ssh "$name" 'echo "# MemTotal"; grep MemTotal /proc/meminfo; echo "# NUMA nodes (numactl -H)"; numactl -H;
     echo "# memory tiers"; for t in /sys/devices/virtual/memory_tiering/memory_tier*; do [ -e "$t/nodelist" ] && echo "$(basename "$t"): nodes $(cat "$t/nodelist")"; done;
     echo "# pmem devices"; ndctl list -N 2>/dev/null | tr -d "\n " | sed "s/},{/}\n{/g"; echo; daxctl list 2>/dev/null | tr -d "\n " | sed "s/},{/}\n{/g"; echo;

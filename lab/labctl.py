@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """labctl: the tiering.pmem QEMU lab.
 
 Builds Debian guest images from Debian's packages (cached by a hash of their recipe), boots
@@ -34,6 +33,10 @@ FLAVOURS = ("nvdimm", "legacy", "grub", "plain")
 NVDIMM_LABEL_BYTES = 128 * 1024
 MIB = 1024 * 1024
 DEFAULT_BOOT_ATTEMPTS = 3
+# Guests are recreated with new host keys all the time and listen on 127.0.0.1 only. Keepalives:
+# a guest rebooting under an open session leaves slirp's end of the TCP connection open forever.
+SSH_COMMON_OPTIONS = ("-o StrictHostKeyChecking=no", "-o UserKnownHostsFile=/dev/null", "-o LogLevel=ERROR",
+                      "-o ServerAliveInterval=5", "-o ServerAliveCountMax=6")
 
 
 class LabError(Exception):
@@ -245,7 +248,8 @@ def wait_for_ssh(inst, deadline):
         if qemu_pid(inst) is None:
             raise LabError("QEMU of %s exited during boot" % inst["name"])
         probe = subprocess.run(ssh_argv(inst, "cat /proc/sys/kernel/random/boot_id", connect_timeout=5),
-                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+                               check=False)
         if probe.returncode == 0 and probe.stdout.strip():
             return probe.stdout.strip()
         time.sleep(1)
@@ -312,10 +316,10 @@ def cmd_up(args):
         inst["boot_seconds"] = round(time.monotonic() - started, 1)
         inst["boot_attempts"] = attempt
         save_instance(inst)
-        log("phase boot %s (%s, %s): %.1f s to SSH on 127.0.0.1:%d"
+        log("phase boot %s (%s, %s): %.1f s to SSH on 127.0.0.1:%s"
             % (args.name, args.release, args.flavour, inst["boot_seconds"], inst["port"]))
-        print(json.dumps({k: inst[k] for k in ("name", "address", "port", "user", "identity_file",
-                                                "release", "flavour", "boot_seconds", "dir")}))
+        reported = ("name", "address", "port", "user", "identity_file", "release", "flavour", "boot_seconds", "dir")
+        print(json.dumps({k: inst[k] for k in reported}))
         return 0
     raise LabError("%s did not boot in %d attempts; serial logs in %s" % (args.name, attempts, d))
 
@@ -371,8 +375,7 @@ def cmd_inventory(args):
         hosts[name] = {
             "ansible_host": inst["address"], "ansible_port": inst["port"], "ansible_user": inst["user"],
             "ansible_ssh_private_key_file": inst["identity_file"],
-            # Guests are recreated with new host keys all the time; they listen on 127.0.0.1 only.
-            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ServerAliveInterval=5 -o ServerAliveCountMax=6",
+            "ansible_ssh_common_args": " ".join(SSH_COMMON_OPTIONS),
             "lab_release": inst["release"], "lab_flavour": inst["flavour"],
         }
     print(json.dumps({"lab": {"hosts": hosts}}, indent=2))

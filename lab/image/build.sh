@@ -8,6 +8,8 @@
 #   disk-grub.img   MBR disk: GRUB in the MBR gap, the same ext4 as partition 1
 #                   (booted by GRUB itself, so kernel command-line edits inside the guest are real)
 #   vmlinuz, initrd.img, manifest.env
+# The hooks below are single-quoted on purpose: mmdebstrap runs them with the chroot as "$1".
+# shellcheck disable=SC2016
 set -euo pipefail
 
 release=$1
@@ -40,7 +42,7 @@ mmdebstrap --mode=root --variant=minbase --include="$packages" \
   "$release" "$root" >"$tmp/mmdebstrap.log" 2>&1 || { tail -40 "$tmp/mmdebstrap.log" >&2; exit 1; }
 echo "phase mmdebstrap $release: $(( $(date +%s) - t0 )) s"
 
-kver=$(basename "$(ls "$root"/boot/vmlinuz-* | sort -V | tail -1)" | sed 's/^vmlinuz-//')
+kver=$(cd "$root/boot" && printf '%s\n' vmlinuz-* | sed 's/^vmlinuz-//' | sort -V | tail -1)
 cat > "$root/boot/grub/grub.cfg" <<EOF
 # Starter config: replaced by update-grub on the first boot through GRUB.
 serial --unit=0 --speed=115200

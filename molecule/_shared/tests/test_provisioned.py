@@ -103,6 +103,6 @@ def test_tiering_knobs(host, expect):
 def _expand(nodelist):
     nodes = []
     for part in nodelist.split(","):
-        low, _, high = part.partition("-")
-        nodes += range(int(low), int(high or low) + 1)
+        low, high = (part.split("-") + [part])[:2]
+        nodes += range(int(low), int(high) + 1)
     return nodes
