@@ -146,3 +146,24 @@ def test_bad_input_fails_and_changes_nothing(fake_host, run_module, args, messag
     assert result.failed
     assert message in result.msg
     assert host.state_changing_calls() == [] and host.changed_files() == {}
+
+
+def test_creates_in_the_free_space_of_a_labelled_region(fake_host, run_module):
+    """No lab guest has a labelled region with free space: the list is the raw capture, edited."""
+    import json
+    host = fake_host("trixie-nvdimm-raw")
+    inventory = json.loads(host.responses["ndctl list -RNDi"][1])
+    region = inventory["regions"][0]
+    region["available_size"] = region["max_available_extent"] = region["size"]
+    region["namespaces"] = []
+    host.responses["ndctl list -RNDi"] = (0, json.dumps(inventory), "")
+    create = "ndctl create-namespace --mode=fsdax --region=region0 --size=512M --name=scratch"
+    created = {"dev": "namespace0.1", "mode": "fsdax", "size": 528482304, "name": "scratch", "blockdev": "pmem0.1"}
+    host.responses[create] = (0, json.dumps(created), "")
+    args = {"region": "region0", "name": "scratch", "mode": "fsdax", "size": "512M"}
+    checked = run_module(ndctl_namespace, args, host, check_mode=True)
+    assert checked.data["actions"] == [create] and host.state_changing_calls() == []
+    result = run_module(ndctl_namespace, args, host)
+    assert not result.failed, result.msg
+    assert host.state_changing_calls() == [create]
+    assert result.data["namespace"]["dev"] == "namespace0.1" and result.data["namespace"]["name"] == "scratch"
