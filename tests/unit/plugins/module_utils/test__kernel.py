@@ -1,6 +1,7 @@
 """_kernel over text captured from lab guests (tests/unit/fixtures/README-kernel.md)."""
 
 import os
+import shutil
 
 import pytest
 
@@ -9,7 +10,7 @@ from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "fixtures")
 FRESH = os.path.join(FIXTURES, "trixie-grub-fresh", "root")
 RESERVED = os.path.join(FIXTURES, "trixie-grub-reserved", "root")
-LEGACY = os.path.join(FIXTURES, "trixie-legacy-raw", "root")
+BOOKWORM = os.path.join(FIXTURES, "bookworm-legacy-reserved", "root")
 GIB = 1 << 30
 MIB = 1 << 20
 
@@ -60,8 +61,8 @@ def test_running_cmdline_of_captured_guests():
     assert _kernel.memmap_ranges(_kernel.running_cmdline(FRESH), "pmem") == []
     reserved = _kernel.memmap_ranges(_kernel.running_cmdline(RESERVED), "pmem")
     assert [r.canonical() for r in reserved] == ["512M!0x80000000"]
-    legacy = _kernel.memmap_ranges(_kernel.running_cmdline(LEGACY), "pmem")
-    assert [(r.size, r.offset) for r in legacy] == [(GIB, 0x80000000)]
+    bookworm = _kernel.memmap_ranges(_kernel.running_cmdline(BOOKWORM), "pmem")
+    assert [(r.size, r.offset) for r in bookworm] == [(GIB, 0x80000000)]
 
 
 def test_parse_reservation_rejects_forms_other_than_size_bang_offset():
@@ -95,12 +96,16 @@ def test_usable_ram_prefers_firmware_map_so_a_reserved_range_still_counts():
     assert not _kernel.inside(ram, 0xc0000000, 0xe0000000)
 
 
-def test_usable_ram_falls_back_to_iomem_with_legacy_pmem_as_ram():
-    ram, source = _kernel.usable_ram(LEGACY)
+def test_usable_ram_falls_back_to_iomem_with_legacy_pmem_as_ram(tmp_path):
+    # The reserved guest's tree without /sys/firmware/memmap (a kernel without FIRMWARE_MEMMAP).
+    root = str(tmp_path / "root")
+    shutil.copytree(RESERVED, root)
+    shutil.rmtree(os.path.join(root, "sys", "firmware"))
+    ram, source = _kernel.usable_ram(root)
     assert source == "/proc/iomem"
     # System RAM, Persistent Memory (legacy), System RAM are merged into one usable stretch.
-    assert _kernel.inside(ram, 0x80000000, 0x80000000 + GIB)
-    assert _kernel.inside(ram, 0x100000, 0x80000000 + GIB)
+    assert ram == [(0x1000, 0x9fc00), (0x100000, 0xbffdd000)]
+    assert _kernel.inside(ram, 0x80000000, 0xa0000000)
 
 
 def test_grub_defaults_of_the_grub_guest():
