@@ -280,10 +280,12 @@ def cmd_up(args):
         shutil.rmtree(d)
     os.makedirs(d)
     mem = args.mem or ("2G" if args.flavour == "nvdimm" else "3G")
+    # 512M at 2 GiB is what fits below the end of a 3 GiB pc guest's low RAM (0xbffdffff).
+    pmem_size = args.pmem_size or ("1G" if args.flavour == "nvdimm" else "512M")
     no_pmem = args.no_pmem or os.environ.get("LAB_NO_PMEM") == "1"
     inst = {
         "name": args.name, "dir": d, "release": args.release, "flavour": args.flavour,
-        "image": image, "mem_bytes": parse_size(mem), "pmem_bytes": parse_size(args.pmem_size),
+        "image": image, "mem_bytes": parse_size(mem), "pmem_bytes": parse_size(pmem_size),
         "memmap_offset": int(args.memmap_offset, 0), "cpus": args.cpus, "append": args.append or [],
         "pmem_device": not no_pmem, "address": "127.0.0.1", "user": "root",
         "identity_file": ensure_key(), "port": None,
@@ -399,7 +401,7 @@ def main(argv=None):
     p.add_argument("name")
     p.add_argument("--release", default="trixie", choices=RELEASES)
     p.add_argument("--flavour", default="nvdimm", choices=FLAVOURS)
-    p.add_argument("--pmem-size", default="1G", help="emulated pmem size (default 1G)")
+    p.add_argument("--pmem-size", help="emulated pmem size (default 1G for nvdimm, 512M for legacy)")
     p.add_argument("--mem", help="guest DRAM (default 2G for nvdimm, 3G otherwise)")
     p.add_argument("--memmap-offset", default="0x80000000", help="legacy flavour: memmap= offset")
     p.add_argument("--cpus", type=int, default=2)
