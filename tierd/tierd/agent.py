@@ -5,7 +5,7 @@ import threading
 import time
 
 from . import discovery, metrics, policy as policy_mod
-from .kernel import PAGE_SIZE
+from .kernel import PAGE_SIZE, KernelError
 from .mover import Mover, RateLimiter, discover_nodes, query_nodes
 from .tracking import HeatMap, SoftDirtyTracker, choose_backend
 
@@ -128,7 +128,11 @@ class Agent:
                 vmas = targets[pid]
                 self.heat.update(pid, vmas, samples.get(pid), writes.get(pid))
                 addresses = [a for start, end, _n in vmas for a in range(start, end, PAGE_SIZE)]
-                status = query_nodes(self.kernel, pid, addresses)
+                try:
+                    status = query_nodes(self.kernel, pid, addresses)
+                except KernelError as exc:  # e.g. EPERM: a process tierd may not inspect
+                    self.logger.warning("pid_skipped", workload=name, pid=pid, reason=exc)
+                    continue
                 if status is None:
                     continue
                 live.append(pid)
