@@ -169,7 +169,7 @@ class Agent:
                     # A huge page moves whole, so pages are decided per aligned block and node: a block
                     # is as hot as its hottest page and cold only if all its pages are.
                     for (_block, node), (value, block_addresses) in groups.items():
-                        key = (pid, block_addresses)
+                        key = (pid, block_addresses, node)
                         if node in pmem:
                             # Until a mapping has warmed up, heat only orders quota promotions.
                             promote.append((value if warm else min(value, not_hot), key, len(block_addresses)))
@@ -196,7 +196,7 @@ class Agent:
                 if not keys or stopped or not nodes:
                     continue
                 node = self._pick_node(nodes)
-                stopped = self._move(view.name, kind, keys, node) or stopped
+                stopped = self._move(view.name, kind, keys, node, report[view.name]) or stopped
         for view in views:
             wl = report[view.name]
             wl.update(self.totals.setdefault(view.name, {"promoted_total": 0, "demoted_total": 0, "failed_total": 0}))
@@ -219,13 +219,20 @@ class Agent:
                                          ("promoted", wl["promoted_total"]), ("demoted", wl["demoted_total"]))})
         return not stopped
 
-    def _move(self, name, kind, keys, node):
+    def _move(self, name, kind, keys, node, report):
+        """Move the pages of ``keys`` (pid, addresses, source node) to ``node``; True if stopped.
+
+        The report's per-node counts are corrected from a status query of the moved pages, so
+        `tierd status` shows where pages are after the interval, not before it.
+        """
         by_pid = {}
-        for pid, addresses in keys:
-            by_pid.setdefault(pid, []).extend(addresses)
+        for pid, addresses, source in keys:
+            by_pid.setdefault(pid, []).extend((address, source) for address in addresses)
         totals = self.totals.setdefault(name, {"promoted_total": 0, "demoted_total": 0, "failed_total": 0})
-        for pid, addresses in sorted(by_pid.items()):
-            addresses.sort()
+        per_node = report["pages_per_node"]
+        for pid, pages in sorted(by_pid.items()):
+            pages.sort()
+            addresses = [address for address, _source in pages]
             if self.dry_run:
                 self.logger.info("would_move", workload=name, pid=pid, direction=kind, pages=len(addresses), node=node)
                 continue
@@ -235,6 +242,14 @@ class Agent:
             totals["failed_total"] += failed
             for address in addresses:
                 self.moved_at[(pid, address)] = self.intervals
+            try:
+                now = query_nodes(self.kernel, pid, addresses) or []
+            except KernelError:
+                now = []
+            for (_address, source), current in zip(pages, now):
+                if current >= 0 and current != source:
+                    per_node[str(source)] = per_node.get(str(source), 0) - 1
+                    per_node[str(current)] = per_node.get(str(current), 0) + 1
             self.logger.info("moved", workload=name, pid=pid, direction=kind, node=node, pages=moved, failed=failed,
                              status=",".join("%s:%d" % kv for kv in sorted(self.mover.errors.items())) or "-")
             if stopped:

@@ -125,3 +125,11 @@ def test_huge_page_blocks_when_thp_is_enabled(guest_root, tmp_path):
         nodes = {placement[(info["pid"], a)] for a in range(block * 2097152, (block + 1) * 2097152, 4096)
                  if (info["pid"], a) in placement}
         assert len(nodes) == 1
+
+
+def test_status_shows_placement_after_the_moves(guest_root, tmp_path):
+    agent, _kernel, placement, info, _stream = make_agent(guest_root, tmp_path, {"pmem_max_percent": 30})
+    agent.run(max_intervals=1)
+    per_node = agent.state["workloads"]["wl"]["pages_per_node"]
+    assert per_node["1"] == sum(1 for node in placement.values() if node == 1)
+    assert per_node["0"] == sum(1 for node in placement.values() if node == 0)
