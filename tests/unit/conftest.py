@@ -24,6 +24,21 @@ def _collections_root():
 if "ansible_collections.tiering.pmem" not in sys.modules:
     sys.path.insert(0, _collections_root())
 
+
+
+def _restore_fixture_symlinks():
+    """Recreate the fixtures' sysfs symlinks (kept in git as symlinks.txt manifests)."""
+    sys.path.insert(0, os.path.join(REPO, "tests", "unit", "fixtures"))
+    try:
+        import symlinks  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.pop(0)
+    for fixture in symlinks.fixture_dirs([]):
+        symlinks.restore(fixture)
+
+
+_restore_fixture_symlinks()
+
 # The captured sysfs trees link memoryN/nodeX <-> nodeX/memoryN as the kernel does: a symlink
 # cycle that pytest's collection would walk forever.
 collect_ignore = ["fixtures"]
