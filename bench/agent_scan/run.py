@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """bench/agent_scan: tierd's CPU seconds per scan per GiB of resident anonymous memory.
 
     sudo python3 bench/agent_scan/run.py [--sizes-gib 1 4] [--scans 4]
@@ -14,7 +13,6 @@ Prints one JSON line per size and the extrapolation to 100 GiB at a 5 s interval
 
 import argparse
 import json
-import mmap
 import os
 import subprocess
 import sys
@@ -93,7 +91,7 @@ def bench(size_gib, scans, backend):
             agent_mod.choose_backend = original_choose
         cpu = []
         try:
-            for _ in range(scans + 1):
+            for _round in range(scans + 1):
                 start = time.process_time()
                 agent.step()
                 cpu.append(time.process_time() - start)

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # bench/converge: intervals and seconds until >= 95 % of the hot set is on DRAM, from the tierd
 # lab test (trixie nvdimm guest, DAMON, 3 s intervals, 256 MiB workload with a 20 % hot set).
 set -euo pipefail

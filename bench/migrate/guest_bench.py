@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """bench/migrate (guest side): tierd's mover vs numactl's migratepages on the same pages.
 
     guest_bench.py SRC_DIR [--size-mib 256] [--rounds 3]
@@ -49,7 +48,7 @@ def main():
         addresses = [info["address"] + i * 4096 for i in range(info["length"] // 4096)]
         kernel = Kernel("/")
         rounds = []
-        for _ in range(args.rounds):
+        for _round in range(args.rounds):
             limiter = RateLimiter(1 << 40, 1 << 40)
             mover = Mover(kernel, 1024, limiter)
             start = time.monotonic()

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # bench/migrate: tierd mover vs migratepages in a trixie nvdimm guest (TCG: absolute GB/s are
 # emulator numbers, the ratio is the result). Boots t-bench-migrate unless BENCH_GUEST names one.
 set -euo pipefail

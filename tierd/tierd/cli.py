@@ -24,8 +24,8 @@ def _load_or_exit(path):
 def cmd_check_config(args):
     cfg = _load_or_exit(args.path)
     managed = sum(1 for w in cfg["workloads"] if w["policy"] is not None)
-    print("%s: ok (%d workloads, %d with a policy, backend %s)" % (args.path, len(cfg["workloads"]), managed,
-                                                                    cfg["backend"]))
+    print("%s: ok (%d workloads, %d with a policy, backend %s)"
+          % (args.path, len(cfg["workloads"]), managed, cfg["backend"]))
     return 0
 
 

@@ -162,8 +162,8 @@ def _workload(data, index, seen_names):
         if (out_policy["pmem_max_percent"] is not None and out_policy["dram_min_percent"] is not None
                 and out_policy["pmem_max_percent"] + out_policy["dram_min_percent"] > 100):
             raise ConfigError("%s: pmem_max_percent %r + dram_min_percent %r exceed 100, so both cannot hold; "
-                              "drop one or lower them" % (pkey, out_policy["pmem_max_percent"],
-                                                           out_policy["dram_min_percent"]))
+                              "drop one or lower them"
+                              % (pkey, out_policy["pmem_max_percent"], out_policy["dram_min_percent"]))
     return {"name": name, "match": out_match, "vmas": out_vmas, "policy": out_policy}
 
 

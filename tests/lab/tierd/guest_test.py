@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """tierd lab test, run as root inside a trixie nvdimm guest (run.sh copies it in and calls it).
 
     guest_test.py SRC_DIR   (SRC_DIR holds tierd/ and tests/lab/tierd/ of the repository)
@@ -61,7 +60,8 @@ def fail(msg):
 
 
 def sh(cmd, check=True):
-    proc = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    proc = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                          check=False)
     if check and proc.returncode != 0:
         fail("%s → rc %d: %s" % (cmd, proc.returncode, proc.stdout.strip()[-800:]))
     return proc.stdout.strip()
@@ -179,8 +179,8 @@ def main():
         fail("systemd did not restart tierd after kill -9 (MainPID %d)" % new)
     results["restarts"] = int(sh("systemctl show -p NRestarts --value tierd-lab.service"))
     deadline = time.time() + 180
-    while time.time() < deadline and sh("journalctl -u tierd-lab.service -o cat _PID=%d | grep -c event=interval" % new,
-                                         check=False) in ("", "0", "1"):
+    intervals_logged = "journalctl -u tierd-lab.service -o cat _PID=%d | grep -c event=interval" % new
+    while time.time() < deadline and sh(intervals_logged, check=False) in ("", "0", "1"):
         time.sleep(2)
     journal = sh("journalctl -u tierd-lab.service -o cat _PID=%d" % new, check=False)
     if "event=damon_adopted" not in journal:

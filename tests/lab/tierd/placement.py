@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Where a workload.py's pages are: move_pages(2) status queries, independent of tierd's code.
 
     placement.py INFO_FILE DRAM_NODE PMEM_NODE  → one JSON line with hot/cold counts per node

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Record what tierd's unit tests replay, from a running workload.py in a lab guest (as root).
 
     record_fixtures.py INFO_FILE OUT_DIR [--pagemap-pages N]
@@ -73,7 +72,7 @@ def main():
     backend = DamonBackend(kernel, cfg["damon"], Logger())
     vmas = discovery.select_vmas(kernel.proc_text(pid, "maps"), {"names": None, "min_size": 32 << 20})
     try:
-        for _ in range(args.samples):
+        for _round in range(args.samples):
             backend.sample({pid: vmas})
         copy_tree("/sys/kernel/mm/damon/admin", root)
     finally:

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # tierd lab test in one command: boots a trixie nvdimm guest, copies tierd and the test in,
 # runs guest_test.py as root, prints its measurements, and always stops the guest.
 #   tests/lab/tierd/run.sh            (TIERD_LAB_NAME=t-tierd-lab, TIERD_LAB_KEEP=1 keeps the guest)

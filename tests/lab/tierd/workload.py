@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Lab workload for tierd: anonymous memory bound to one NUMA node, a known hot part kept busy.
 
     workload.py --size-mib 256 --hot-percent 20 --node 1 --info /run/wl1.json

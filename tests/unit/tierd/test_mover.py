@@ -35,7 +35,7 @@ def test_rate_limit_paces_to_the_configured_mb_per_second():
     clock = FakeClock()
     limiter = RateLimiter(64 * MIB, 4 * MIB, clock=clock, sleep=clock.sleep)
     start = clock.now
-    for _ in range(64):  # 256 MiB in 4 MiB batches
+    for _round in range(64):  # 256 MiB in 4 MiB batches
         assert limiter.acquire(4 * MIB)
     # The first 4 MiB ride on the initial burst; the remaining 252 MiB take 252/64 s.
     assert clock.now - start == pytest.approx(252 / 64.0)

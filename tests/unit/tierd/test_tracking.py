@@ -58,8 +58,7 @@ def _recorded_regions(root):
     regions = []
     for name in os.listdir(base):
         if name.isdigit():
-            read = lambda f: int(open(os.path.join(base, name, f)).read())  # noqa: E731
-            regions.append((read("start"), read("end"), read("nr_accesses")))
+            regions.append(tuple(_read_int(os.path.join(base, name, f)) for f in ("start", "end", "nr_accesses")))
     return regions
 
 
@@ -83,7 +82,11 @@ def test_damon_backend_configures_its_kdamond(guest_root):
     backend = DamonBackend(kernel, cfg["damon"], Logger(ListStream()))
     samples = backend.sample({info["pid"]: [tuple(v) for v in info["vmas"]]})
     ctx = os.path.join(guest_root, KDAMONDS, "0/contexts/0")
-    read = lambda rel: open(os.path.join(ctx, rel)).read().strip()  # noqa: E731
+
+    def read(rel):
+        with open(os.path.join(ctx, rel)) as handle:
+            return handle.read().strip()
+
     assert read("operations") == "vaddr"
     assert read("targets/0/pid_target") == str(info["pid"])
     assert read("monitoring_attrs/intervals/aggr_us") == "1000000"
@@ -206,3 +209,8 @@ def test_young_idle_region_is_unknown_not_cold():
     regions = [(0, 2 * 4096, 0, 1), (2 * 4096, 3 * 4096, 0, 5), (3 * 4096, 4 * 4096, 7, 0)]
     sample = regions_to_samples(vmas, regions, max_accesses=10, min_idle_age=3)[0]
     assert list(sample) == [-1.0, -1.0, 0.0, pytest.approx(0.7)]
+
+
+def _read_int(path):
+    with open(path) as handle:
+        return int(handle.read())
