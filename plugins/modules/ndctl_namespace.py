@@ -238,6 +238,11 @@ def main():
             commands += release_system_ram(tools, namespace, root)
             commands.append(tools.destroy_namespace_argv(namespace["dev"]))
         else:
+            if namespace is None and region is not None and not params["name"]:
+                # "a <mode> namespace in <region>": one that is already there satisfies it.
+                namespace = next((dict(ns, region=region["dev"]) for ns in region.get("namespaces", [])
+                                  if ns.get("size") and matches(ns, params, wanted_size, wanted_align)), None)
+                before = namespace_record(namespace) if namespace else None
             if namespace is not None and matches(namespace, params, wanted_size, wanted_align):
                 result["namespace"] = before
                 if module._diff:

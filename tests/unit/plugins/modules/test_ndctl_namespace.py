@@ -167,3 +167,11 @@ def test_creates_in_the_free_space_of_a_labelled_region(fake_host, run_module):
     assert not result.failed, result.msg
     assert host.state_changing_calls() == [create]
     assert result.data["namespace"]["dev"] == "namespace0.1" and result.data["namespace"]["name"] == "scratch"
+
+
+def test_region_and_mode_alone_are_satisfied_by_a_matching_namespace(fake_host, run_module):
+    host = fake_host("trixie-nvdimm-devdax")
+    result = run_module(ndctl_namespace, {"region": "region0", "mode": "devdax"}, host)
+    assert not result.failed, result.msg
+    assert result.data["changed"] is False and result.data["namespace"]["dev"] == "namespace0.0"
+    assert host.state_changing_calls() == []
