@@ -179,6 +179,10 @@ class Capture:
             json.dump(self.pending, handle, indent=2)
             handle.write("\n")
         self.pending = []
+        # Symlinks stay out of git (ansible-test sanity rejects them): a manifest records them and
+        # the unit tests recreate them (tests/unit/fixtures/symlinks.py).
+        subprocess.run([sys.executable, os.path.join(FIXTURES, "symlinks.py"), "record", dest], check=True)
+        subprocess.run([sys.executable, os.path.join(FIXTURES, "symlinks.py"), "restore", dest], check=True)
         print("recorded %s" % os.path.relpath(dest, REPO), file=sys.stderr)
 
 
