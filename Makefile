@@ -11,12 +11,12 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export ANSIBLE_FORCE_COLOR ?= 0
 LAB        := python3 lab/labctl.py
 # Molecule scenarios run by `make test`, in order.
-SCENARIOS  ?= nvdimm legacy
+SCENARIOS  ?= nvdimm legacy emulated safe_mode modules agent
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap fdisk e2fsprogs openssh-client python3-venv \
   chromium fonts-dejavu-core shellcheck
 TIMED       = bash lab/timed.sh
 
-.PHONY: help deps venv collection-link unit molecule test demo lab-image clean-lab build sanity lint docs packaging-test ecosystem-lab
+.PHONY: help deps venv collection-link unit molecule test demo lab-image clean-lab build sanity lint docs packaging-test ecosystem-lab tierd-lab bench-tierd bench-online-blocks
 
 help:
 	@echo "make demo   - boot a lab guest with emulated pmem and run the collection against it"
@@ -48,7 +48,7 @@ molecule: deps venv collection-link
 	@for s in $(SCENARIOS); do $(TIMED) "molecule-$$s" molecule test -s $$s || exit 1; done
 
 test: deps venv
-	$(TIMED) total $(MAKE) --no-print-directory unit sanity lint docs packaging-test molecule ecosystem-lab
+	$(TIMED) total $(MAKE) --no-print-directory unit sanity lint docs packaging-test molecule tierd-lab ecosystem-lab
 
 sanity: venv
 	$(TIMED) sanity bash tests/sanity/run.sh
@@ -62,6 +62,20 @@ docs: venv
 
 packaging-test: venv
 	$(TIMED) packaging $(PY) -m pytest -q tests/packaging tests/awx
+
+# tierd on a trixie NVDIMM guest with DAMON: hot set to DRAM, cold stays on PMEM, a 30 % PMEM quota
+# holds, kill -9 -> systemd restarts it and the workloads' memory is intact.
+tierd-lab: deps
+	$(TIMED) tierd-lab bash tests/lab/tierd/run.sh
+
+# Benchmarks (not part of make test): results and commands in bench/RESULTS.md.
+bench-tierd: deps
+	$(TIMED) bench-converge bash bench/converge/run.sh
+	$(TIMED) bench-migrate bash bench/migrate/run.sh
+	$(TIMED) bench-agent-scan python3 bench/agent_scan/run.py --sizes-gib 1 4 --scans 3 --backend fixed-regions
+
+bench-online-blocks: deps venv collection-link
+	$(TIMED) bench-online-blocks bash bench/online_blocks/run.sh
 
 # The installed collection's status playbook (by FQCN) and an ansible-runner job, as AWX runs it, on one guest.
 ecosystem-lab: deps venv
