@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Record real pmem states of lab guests as unit-test fixtures.
 
     python3 lab/capture-fixtures.py [--release trixie|bookworm] [--flavour nvdimm|legacy]
@@ -138,7 +137,7 @@ class Capture:
 
     def run(self, shell, check=True):
         """Run a state-changing command in the guest and remember it for the next fixture."""
-        proc = subprocess.run(self.ssh + [shell], capture_output=True, text=True)
+        proc = subprocess.run(self.ssh + [shell], capture_output=True, text=True, check=False)
         self.pending.append({"command": shell, "rc": proc.returncode,
                              "stdout": proc.stdout, "stderr": proc.stderr})
         print("  $ %s -> rc %d %s" % (shell, proc.returncode, proc.stderr.strip()[:200]), file=sys.stderr)
@@ -153,7 +152,7 @@ class Capture:
         dest = os.path.join(FIXTURES, "%s-%s-%s" % (self.release, self.flavour, state))
         shutil.rmtree(dest, ignore_errors=True)
         os.makedirs(dest)
-        proc = subprocess.run(self.ssh + ["python3 -"], input=COLLECTOR.encode(), capture_output=True)
+        proc = subprocess.run(self.ssh + ["python3 -"], input=COLLECTOR.encode(), capture_output=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError("collector failed: %s" % proc.stderr.decode(errors="replace"))
         with tarfile.open(fileobj=io.BytesIO(proc.stdout), mode="r|") as archive:

@@ -25,7 +25,6 @@ if "ansible_collections.tiering.pmem" not in sys.modules:
     sys.path.insert(0, _collections_root())
 
 
-
 def _restore_fixture_symlinks():
     """Recreate the fixtures' sysfs symlinks (kept in git as symlinks.txt manifests)."""
     sys.path.insert(0, os.path.join(REPO, "tests", "unit", "fixtures"))

@@ -69,7 +69,7 @@ def test_devdax_to_movable_system_ram_on_an_auto_onlining_kernel(devdax_host, ru
 def test_boot_script_is_valid_sh():
     import subprocess
     from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_persist
-    check = subprocess.run(["sh", "-n"], input=_pmem_persist.SCRIPT_TEXT, capture_output=True, text=True)
+    check = subprocess.run(["sh", "-n"], input=_pmem_persist.SCRIPT_TEXT, capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stderr
 
 

@@ -113,8 +113,8 @@ def test_offline_refusals_are_reported_per_block_and_the_rest_done(fake_host, ru
     assert [r["block"] for r in result.data["refused"]] == [35, 38]
     assert result.data["offlined"] == "33-34,36-37,39"
     assert result.data["after"] == {"total": 7, "online": 2, "offline": 5, "zones": {"Movable": 2}}
-    assert [s for s, _z in states(host, PMEM_BLOCKS)] == ["offline", "offline", "online", "offline",
-                                                         "offline", "online", "offline"]
+    assert [s for s, _z in states(host, PMEM_BLOCKS)] == [
+        "offline", "offline", "online", "offline", "offline", "online", "offline"]
 
 
 def test_offlining_memory_of_a_cpu_node_needs_force(fake_host, run_module):
