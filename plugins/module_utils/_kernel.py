@@ -409,8 +409,9 @@ def write_file_atomic(module, path, content, root="/", backup=False, mode=0o644)
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(content)
-        os.chmod(tmp, mode)
         module.atomic_move(tmp, target)
+        # atomic_move keeps the old file's mode or applies the umask: set the one wanted.
+        os.chmod(target, mode)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

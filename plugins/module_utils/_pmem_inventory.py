@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.tiering.pmem.plugins.module_utils import _sysfs
+from ansible_collections.tiering.pmem.plugins.module_utils import _kernel, _sysfs
 from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import namespaces_of
 
 NAMESPACE_KEYS = ("dev", "region", "mode", "size", "uuid", "name", "blockdev", "chardev", "align", "map",
@@ -130,9 +130,20 @@ def gather(tools, root="/"):
         "numa_balancing": _sysfs.numa_balancing(root),
         "numa_balancing_promote_rate_limit_mbps": int(rate) if rate.isdigit() else None,
         "memmap": {
-            "cmdline": _sysfs.cmdline_memmap(root),
+            "cmdline": cmdline_memmap(root),
             "iomem": [{"start": start, "end": end + 1, "size": end + 1 - start}
                       for start, end in _sysfs.iomem_ranges("Persistent Memory (legacy)", root)],
         },
         "mem_total": _sysfs.meminfo(root).get("MemTotal"),
     }
+
+
+def cmdline_memmap(root="/"):
+    """``memmap=`` items of the running kernel's command line, parsed the way reserved_memory does.
+
+    [{"raw": "512M!0x80000000", "kind": "pmem", "size": bytes, "offset": bytes}]; items that are
+    not a range (``exactmap``, ``%`` retyping) have kind ``other`` and size/offset None.
+    """
+    cmdline = _sysfs.read_text("/proc/cmdline", root, default="")
+    return [{"raw": item.text, "kind": item.kind, "size": item.size, "offset": item.offset}
+            for item in _kernel.memmap_ranges(cmdline)]

@@ -15,7 +15,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import tempfile
 
 from ansible_collections.tiering.pmem.plugins.module_utils._sysfs import host_path
 
@@ -106,24 +105,6 @@ def read_file(path, root="/"):
             return handle.read()
     except (IOError, OSError):
         return None
-
-
-def write_file_atomic(module, path, content, root="/", mode=0o644):
-    """mkstemp in the target's directory, then atomic_move: never a half-written file."""
-    target = host_path(root, path)
-    directory = os.path.dirname(target)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    handle, temp = tempfile.mkstemp(dir=directory, prefix=".tiering-pmem-")
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(content)
-        module.atomic_move(temp, target)
-        # atomic_move keeps the old file's mode or applies the umask: set the one wanted.
-        os.chmod(target, mode)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
 
 
 def file_mode(path, root="/"):

@@ -185,6 +185,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tiering.pmem.plugins.module_utils import _sysfs
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_blocks as blocks_util
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_persist as persist
+from ansible_collections.tiering.pmem.plugins.module_utils._kernel import write_file_atomic
 from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import (
     AUTO_ONLINE_REFUSAL, PmemTools, PmemToolError, namespaces_of)
 
@@ -421,7 +422,7 @@ def run(module, tools, root, result):
                 break  # e.g. no devdax reconfigure while some memory is still online
         elif kind == "write":
             path, content, mode = payload
-            persist.write_file_atomic(module, path, content, root, mode)
+            write_file_atomic(module, path, content, root, mode=mode)
         elif kind == "remove":
             persist.remove_file(payload, root)
 

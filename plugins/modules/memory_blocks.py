@@ -156,6 +156,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
 from ansible_collections.tiering.pmem.plugins.module_utils import _sysfs
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_blocks as blocks_util
 
@@ -165,8 +166,8 @@ ROOT = "/"
 
 def parse_bytes(module, value, name):
     try:
-        return _sysfs.parse_kernel_size(str(value))
-    except ValueError:
+        return _kernel.parse_size(str(value))
+    except _kernel.KernelError:
         module.fail_json(msg="%s=%r is not a size: use bytes, 0x hex, or a number with K/M/G/T (e.g. 512M)"
                          % (name, value))
 

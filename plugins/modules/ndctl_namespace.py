@@ -126,7 +126,7 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tiering.pmem.plugins.module_utils import _sysfs
+from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
 from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import (
     NAMESPACE_MODES, PmemTools, PmemToolError, namespaces_of)
 from ansible_collections.tiering.pmem.plugins.module_utils._pmem_inventory import namespace_record
@@ -144,8 +144,8 @@ def region_name(value):
 
 def size_bytes(module, value, option):
     try:
-        return _sysfs.parse_kernel_size(value)
-    except ValueError:
+        return _kernel.parse_size(value)
+    except _kernel.KernelError:
         module.fail_json(msg="%s=%r is not a size: use bytes or a number with K/M/G/T (e.g. 16G)" % (option, value))
 
 

@@ -3,7 +3,8 @@ import os
 import pytest
 
 from ansible_collections.tiering.pmem.plugins.module_utils import _sysfs
-from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_blocks
+from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_blocks, _pmem_inventory
+from ansible_collections.tiering.pmem.plugins.module_utils._kernel import KernelError, parse_size
 from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import normalise_ndctl_list, normalise_daxctl_list
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "fixtures")
@@ -22,19 +23,19 @@ def test_parse_list(text, expected):
 @pytest.mark.parametrize("text,expected", [("512M", 512 << 20), ("0x80000000", 1 << 31), ("4G", 4 << 30),
                                            ("1024", 1024), ("2k", 2048), ("0x1M", 1 << 20)])
 def test_parse_kernel_size(text, expected):
-    assert _sysfs.parse_kernel_size(text) == expected
+    assert parse_size(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "12Q", "-1", "0xZZ", "1.5G"])
 def test_parse_kernel_size_rejects(text):
-    with pytest.raises(ValueError):
-        _sysfs.parse_kernel_size(text)
+    with pytest.raises(KernelError):
+        parse_size(text)
 
 
 def test_cmdline_memmap(tmp_path):
     (tmp_path / "proc").mkdir()
     (tmp_path / "proc" / "cmdline").write_text("root=/dev/vda memmap=512M!0x80000000 quiet memmap=1G!4G,64M$0x1000\n")
-    assert _sysfs.cmdline_memmap(str(tmp_path)) == [
+    assert _pmem_inventory.cmdline_memmap(str(tmp_path)) == [
         {"raw": "512M!0x80000000", "kind": "pmem", "size": 512 << 20, "offset": 1 << 31},
         {"raw": "1G!4G", "kind": "pmem", "size": 1 << 30, "offset": 4 << 30},
         {"raw": "64M$0x1000", "kind": "reserved", "size": 64 << 20, "offset": 0x1000},
