@@ -95,11 +95,13 @@ def load_yaml(path):
 
 
 def known_variables():
-    """Variables the collection's playbooks and roles read: play vars and role argument specs."""
+    """Variables the collection's playbooks and roles read: play switches and role argument specs."""
     names = set()
     for playbook in (REPO / "playbooks").glob("*.yml"):
+        # Public switches are read as `name | default(...)` (play vars would override the inventory).
+        names.update(re.findall(r"\b([a-z]\w*) \| default\(", playbook.read_text()))
         for p in load_yaml(playbook) or []:
-            names.update((p.get("vars") or {}).keys())
+            names.update(k for k in (p.get("vars") or {}) if not k.startswith("_"))
             names.update(re.findall(r"(\w+_hosts) \| default", str(p.get("hosts", ""))))
     for spec in (REPO / "roles").glob("*/meta/argument_specs.yml"):
         for entry in load_yaml(spec)["argument_specs"].values():
