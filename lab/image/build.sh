@@ -51,7 +51,7 @@ terminal_output serial console
 set timeout=1
 search --no-floppy --fs-uuid --set=root $fs_uuid
 menuentry "Debian $release ($kver)" {
-  linux /boot/vmlinuz-$kver root=UUID=$fs_uuid ro console=ttyS0,115200 net.ifnames=0
+  linux /boot/vmlinuz-$kver root=UUID=$fs_uuid ro console=ttyS0,115200 net.ifnames=0 oops=panic panic=5
   initrd /boot/initrd.img-$kver
 }
 EOF
