@@ -1,4 +1,4 @@
-"""One tracking interval: discover → sample → age heat → locate pages → plan → move → report."""
+"""One tracking interval: discover → sample → age heat → place extents → plan → move → report."""
 
 import json
 import threading
@@ -6,7 +6,8 @@ import time
 
 from . import discovery, metrics, policy as policy_mod
 from .kernel import PAGE_SIZE, KernelError
-from .mover import Mover, RateLimiter, discover_nodes, query_nodes
+from .mover import Mover, RateLimiter, discover_nodes
+from .placement import Placement, RecentMoves, pick_pages
 from .tracking import HeatMap, SoftDirtyTracker, choose_backend
 
 
@@ -19,6 +20,7 @@ class Agent:
         self.dry_run = dry_run
         self.stop_event = threading.Event()
         self.backend = choose_backend(kernel, cfg, logger)
+        self.placement = Placement(kernel, cfg["mover"]["placement_refresh_intervals"])
         self.dram_nodes, self.pmem_nodes, how = discover_nodes(kernel, cfg["nodes"])
         logger.info("start", backend=self.backend.name, dram_nodes=_nodes(self.dram_nodes),
                     pmem_nodes=_nodes(self.pmem_nodes), nodes_from=how, dry_run=str(dry_run).lower())
@@ -31,7 +33,7 @@ class Agent:
                     reason="transparent huge pages move whole" if self.block_pages > 1 else "per page")
         self.writes = SoftDirtyTracker(kernel) if cfg["heat"]["soft_dirty"] else None
         self.intervals = 0
-        self.moved_at = {}  # (pid, address) -> interval of its last move (residency / anti-thrash)
+        self.recent = RecentMoves()
         self.totals = {}  # workload -> {"promoted_total", "demoted_total", "failed_total"}
         self.state = {}
         self.http = None
@@ -51,6 +53,7 @@ class Agent:
             self.http = None
         if port and not self.http:
             self.http = metrics.MetricsServer(port)
+        self.placement.refresh_intervals = mover_cfg["placement_refresh_intervals"]
         self.cfg = cfg
 
     def reload(self, cfg):
@@ -98,19 +101,27 @@ class Agent:
         return max(nodes, key=lambda n: (self.kernel.node_meminfo(n).get("MemFree", 0), -n))
 
     def step(self):
-        """Run one interval's scan, plan and moves (the tracking wait happens in run())."""
+        """Run one interval's scan, plan and moves (the tracking wait happens in run()).
+
+        The work here follows the number of heat extents (DAMON regions), not of pages: placement
+        comes from numa_maps totals and sampled extents, and only pages chosen to move are
+        looked at one by one.
+        """
         started = self.clock()
         self.intervals += 1
         heat_cfg = self.cfg["heat"]
         targets, assignment = self._targets()
         samples = self.backend.sample(targets)
         writes = self.writes.sample(targets) if self.writes else {}
-        self.heat.forget(set(targets))
-        self.moved_at = {k: v for k, v in self.moved_at.items() if k[0] in targets}
-        residency = self.cfg["mover"]["min_residency_intervals"]
+        live_pids = set(targets)
+        self.heat.forget(live_pids)
+        self.placement.forget(live_pids)
+        self.recent.expire(live_pids, self.intervals, self.cfg["mover"]["min_residency_intervals"])
         dram = set(self.dram_nodes)
         pmem = set(self.pmem_nodes)
-        not_hot = heat_cfg["hot_threshold"] * 0.999
+        hot_threshold = heat_cfg["hot_threshold"]
+        cold_threshold = heat_cfg["cold_threshold"]
+        not_hot = hot_threshold * 0.999
         block_bytes = self.block_pages * PAGE_SIZE
         policies = {w["name"]: w["policy"] for w in self.cfg["workloads"] if w["policy"] is not None}
 
@@ -120,90 +131,88 @@ class Agent:
             per_node = {}
             hot = cold = 0
             promote, demote = [], []
-            dram_count = pmem_count = 0  # pages that may move this interval
-            dram_total = pmem_total = 0
-            groups = {}
             live = []
             for pid in pids:
                 vmas = targets[pid]
                 self.heat.update(pid, vmas, samples.get(pid), writes.get(pid))
-                addresses = [a for start, end, _n in vmas for a in range(start, end, PAGE_SIZE)]
                 try:
-                    status = query_nodes(self.kernel, pid, addresses)
+                    counts = self.placement.node_pages(pid, vmas, self.intervals)
+                    extents = [(vma, extent) for vma in vmas
+                               for extent in self.heat.extents(pid, vma[0], vma[1])]
+                    estimates = None if counts is None else self.placement.estimate(
+                        pid, [(low, high) for _vma, (low, high, _heat) in extents])
+                    if estimates is not None and self.placement.drifted(counts, estimates):
+                        counts = self.placement.node_pages(pid, vmas, self.intervals, reread=True)
                 except KernelError as exc:  # e.g. EPERM: a process tierd may not inspect
                     self.logger.warning("pid_skipped", workload=name, pid=pid, reason=exc)
                     continue
-                if status is None:
-                    continue
+                if estimates is None or counts is None:
+                    continue  # the process exited during the scan
                 live.append(pid)
-                index = 0
-                for start, end, _n in vmas:
-                    heat = self.heat.get(pid, start, end)
-                    warm = self.heat.sampled(pid, start, end) >= heat_cfg["warmup_intervals"]
-                    for i in range((end - start) // PAGE_SIZE):
-                        node = status[index]
-                        index += 1
-                        if node < 0:
-                            continue
-                        per_node[node] = per_node.get(node, 0) + 1
+                for per_vma in counts.values():
+                    for node, pages in per_vma.items():
+                        per_node[node] = per_node.get(node, 0) + pages
+                warm_vmas = {start for start, end, _n in vmas
+                             if self.heat.sampled(pid, start, end) >= heat_cfg["warmup_intervals"]}
+                for ((vma_start, vma_end, _n), (low, high, heat)), estimate in zip(extents, estimates):
+                    if not estimate:
+                        continue  # nothing present in the sampled pages
+                    on_pmem = on_dram = present = 0.0
+                    for node, pages in estimate.items():
+                        present += pages
                         if node in pmem:
-                            pmem_total += 1
+                            on_pmem += pages
                         elif node in dram:
-                            dram_total += 1
-                        value = heat[i]
-                        if value >= heat_cfg["hot_threshold"]:
-                            hot += 1
-                        elif value <= heat_cfg["cold_threshold"]:
-                            cold += 1
-                        address = start + i * PAGE_SIZE
-                        if self.intervals - self.moved_at.get((pid, address), -residency) < residency:
-                            continue
-                        group = groups.setdefault((address // block_bytes, node), [0.0, []])
-                        if value > group[0]:
-                            group[0] = value
-                        group[1].append(address)
-                        if node in pmem:
-                            pmem_count += 1
-                        elif node in dram:
-                            dram_count += 1
-                    # A huge page moves whole, so pages are decided per aligned block and node: a block
-                    # is as hot as its hottest page and cold only if all its pages are.
-                    for (_block, node), (value, block_addresses) in groups.items():
-                        key = (pid, block_addresses, node)
-                        if node in pmem:
-                            # Until a mapping has warmed up, heat only orders quota promotions.
-                            promote.append((value if warm else min(value, not_hot), key, len(block_addresses)))
-                        elif node in dram and warm:
-                            demote.append((value, key, len(block_addresses)))
-                    groups.clear()
+                            on_dram += pages
+                    if heat >= hot_threshold:
+                        hot += present
+                    elif heat <= cold_threshold:
+                        cold += present
+                    warm = vma_start in warm_vmas
+                    on_pmem = int(round(on_pmem))
+                    on_dram = int(round(on_dram))
+                    # A huge page moves whole: a promotion covers every block the extent touches
+                    # (a block is as hot as its hottest page), a demotion only blocks inside it.
+                    if on_pmem:
+                        wide = (max(vma_start, low // block_bytes * block_bytes),
+                                min(vma_end, -(-high // block_bytes) * block_bytes))
+                        # Until a mapping has warmed up, heat only orders quota promotions.
+                        promote.append((heat if warm else min(heat, not_hot), (pid, vma_start) + wide, on_pmem))
+                    narrow = (-(-low // block_bytes) * block_bytes, high // block_bytes * block_bytes)
+                    if on_dram and warm and narrow[0] < narrow[1]:
+                        share = float(narrow[1] - narrow[0]) / (high - low)
+                        demote.append((heat, (pid, vma_start) + narrow, int(on_dram * share)))
             promote.sort(key=lambda item: -item[0])
             demote.sort(key=lambda item: item[0])
             resident = sum(per_node.values())
+            dram_total = sum(v for n, v in per_node.items() if n in dram)
+            pmem_total = sum(v for n, v in per_node.items() if n in pmem)
             views.append(policy_mod.WorkloadView(name, policies[name], resident, dram_total, pmem_total,
                                                  promote, demote))
             report[name] = {"pids": live, "pages_per_node": {str(n): c for n, c in sorted(per_node.items())},
-                            "resident_pages": resident, "hot_pages": hot, "cold_pages": cold}
+                            "resident_pages": resident, "hot_pages": int(round(hot)), "cold_pages": int(round(cold))}
 
         budget = self.cfg["dram_budget"]
-        decisions = policy_mod.plan(views, heat_cfg["hot_threshold"], heat_cfg["cold_threshold"],
-                                    None if budget is None else budget // PAGE_SIZE, self._free_dram_pages())
+        decisions = policy_mod.plan(views, hot_threshold, cold_threshold,
+                                    None if budget is None else budget // PAGE_SIZE, self._free_dram_pages(),
+                                    self.block_pages)
         stopped = False
         # Demotions first: they make room on DRAM for the promotions after them.
         for kind in ("demote", "promote"):
             for view in sorted(views, key=lambda v: (-v.priority, v.name)):
-                keys = getattr(decisions[view.name], kind)
+                chosen = getattr(decisions[view.name], kind)
                 nodes = self.pmem_nodes if kind == "demote" else self.dram_nodes
-                if not keys or stopped or not nodes:
+                if not chosen or stopped or not nodes:
                     continue
                 node = self._pick_node(nodes)
-                stopped = self._move(view.name, kind, keys, node, report[view.name]) or stopped
+                stopped = self._move(view.name, kind, chosen, node, report[view.name]) or stopped
         for view in views:
             wl = report[view.name]
             wl.update(self.totals.setdefault(view.name, {"promoted_total": 0, "demoted_total": 0, "failed_total": 0}))
             wl["pmem_limit_pages"] = decisions[view.name].pmem_limit
             wl["dram_granted_pages"] = decisions[view.name].dram_granted
-            wl["planned_promote"] = len(decisions[view.name].promote)
-            wl["planned_demote"] = len(decisions[view.name].demote)
+            wl["planned_promote"] = sum(n for _key, n in decisions[view.name].promote)
+            wl["planned_demote"] = sum(n for _key, n in decisions[view.name].demote)
             wl["policy"] = policies[view.name]
         self.state = {
             "time": time.time(), "backend": self.backend.name, "intervals": self.intervals,
@@ -219,20 +228,39 @@ class Agent:
                                          ("promoted", wl["promoted_total"]), ("demoted", wl["demoted_total"]))})
         return not stopped
 
-    def _move(self, name, kind, keys, node, report):
-        """Move the pages of ``keys`` (pid, addresses, source node) to ``node``; True if stopped.
+    def _move(self, name, kind, chosen, node, report):
+        """Move ``chosen`` [((pid, mapping start, low, high), pages)] to ``node``; True if stopped.
 
-        The report's per-node counts are corrected from a status query of the moved pages, so
-        `tierd status` shows where pages are after the interval, not before it.
+        Each range's pages get their exact status only now; the placement totals and the report's
+        per-node counts are corrected from move_pages' own per-page results.
         """
-        by_pid = {}
-        for pid, addresses, source in keys:
-            by_pid.setdefault(pid, []).extend((address, source) for address in addresses)
+        sources = set(self.pmem_nodes if kind == "promote" else self.dram_nodes)
         totals = self.totals.setdefault(name, {"promoted_total": 0, "demoted_total": 0, "failed_total": 0})
         per_node = report["pages_per_node"]
-        for pid, pages in sorted(by_pid.items()):
-            pages.sort()
-            addresses = [address for address, _source in pages]
+        by_pid = {}
+        for (pid, vma_start, low, high), wanted in chosen:
+            by_pid.setdefault(pid, []).append((vma_start, low, high, wanted))
+        for pid, ranges in sorted(by_pid.items()):
+            recently_moved = self.recent.blocked(pid)
+            taken = set()  # neighbouring ranges share their boundary block: pick its pages once
+
+            def blocked(address):
+                return address in taken or recently_moved(address)
+            pages = []  # (address, source node, mapping start)
+            for vma_start, low, high, wanted in ranges:
+                try:
+                    picked = pick_pages(self.kernel, pid, low, high, sources, wanted, self.block_pages,
+                                        overshoot=(kind == "promote"), blocked=blocked)
+                except KernelError as exc:
+                    self.logger.warning("pid_skipped", workload=name, pid=pid, reason=exc)
+                    picked = None
+                if picked is None:
+                    break
+                pages.extend((address, source, vma_start) for address, source in picked)
+                taken.update(address for address, _source in picked)
+            if not pages:
+                continue
+            addresses = [address for address, _source, _vma in pages]
             if self.dry_run:
                 self.logger.info("would_move", workload=name, pid=pid, direction=kind, pages=len(addresses), node=node)
                 continue
@@ -240,16 +268,15 @@ class Agent:
             moved, failed, stopped = self.mover.move(pid, addresses, node)
             totals["%sd_total" % kind] += moved
             totals["failed_total"] += failed
-            for address in addresses:
-                self.moved_at[(pid, address)] = self.intervals
-            try:
-                now = query_nodes(self.kernel, pid, addresses) or []
-            except KernelError:
-                now = []
-            for (_address, source), current in zip(pages, now):
-                if current >= 0 and current != source:
-                    per_node[str(source)] = per_node.get(str(source), 0) - 1
-                    per_node[str(current)] = per_node.get(str(current), 0) + 1
+            self.recent.add(pid, addresses, self.intervals)
+            shifted = {}
+            for (_address, source, vma_start), code in zip(pages, self.mover.last_status):
+                if code == node and source != node:
+                    shifted[(vma_start, source)] = shifted.get((vma_start, source), 0) + 1
+            for (vma_start, source), count in shifted.items():
+                self.placement.record_move(pid, vma_start, source, node, count)
+                per_node[str(source)] = per_node.get(str(source), 0) - count
+                per_node[str(node)] = per_node.get(str(node), 0) + count
             self.logger.info("moved", workload=name, pid=pid, direction=kind, node=node, pages=moved, failed=failed,
                              status=",".join("%s:%d" % kv for kv in sorted(self.mover.errors.items())) or "-")
             if stopped:

@@ -4,8 +4,6 @@ import time
 
 from .kernel import PAGE_SIZE, KernelError
 
-QUERY_CHUNK = 16384
-
 
 class NodeError(KernelError):
     pass
@@ -36,17 +34,6 @@ def discover_nodes(kernel, nodes_cfg):
                         "online the pmem as system-ram on its own node or set nodes.dram and nodes.pmem"
                         % (with_memory or "none", pmem or "none", sorted(tiers) or "none"))
     return dram, pmem, "cpuless"
-
-
-def query_nodes(kernel, pid, addresses):
-    """Node of each page (negative errno for pages not present); None when the process is gone."""
-    status = []
-    for offset in range(0, len(addresses), QUERY_CHUNK):
-        part = kernel.move_pages(pid, addresses[offset:offset + QUERY_CHUNK])
-        if part is None:
-            return None
-        status.extend(part)
-    return status
 
 
 class RateLimiter:
@@ -95,6 +82,7 @@ class Mover:
         self.logger = logger
         self.calls = 0
         self.errors = {}
+        self.last_status = []  # per page of the last move(): the node it is on now, or -errno
 
     def move(self, pid, addresses, node):
         """Move pages of one process to ``node``; (moved, failed, stopped).
@@ -102,6 +90,7 @@ class Mover:
         Per-page errors (e.g. -EBUSY for a page under I/O or pinned) are counted in ``self.errors``.
         """
         moved = failed = 0
+        self.last_status = []
         for batch in batches(addresses, self.batch_pages):
             if self.should_stop() or not self.limiter.acquire(len(batch) * PAGE_SIZE):
                 return moved, failed, True
@@ -112,10 +101,12 @@ class Mover:
                 if self.logger:
                     self.logger.warning("move_failed", pid=pid, node=node, pages=len(batch), error=exc)
                 failed += len(batch)
+                self.last_status.extend([-1] * len(batch))
                 continue
             if status is None:  # process exited
                 failed += len(batch)
                 break
+            self.last_status.extend(status)
             done = 0
             for code in status:
                 if code == node:

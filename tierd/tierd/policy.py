@@ -30,8 +30,8 @@ class WorkloadView:
         self.resident = resident
         self.dram = dram
         self.pmem = pmem
-        # [(heat, key) or (heat, key, pages)] sorted hottest first / coldest first; pages in their
-        # residency period are left out.
+        # [(heat, key) or (heat, key, pages)] sorted hottest first / coldest first; a key may stand
+        # for a whole extent of pages, of which a decision can take part.
         self.promote_candidates = list(promote_candidates)
         self.demote_candidates = list(demote_candidates)
 
@@ -45,8 +45,8 @@ class Decision:
         self.dram_granted = None
 
     def __repr__(self):
-        return "Decision(%s, promote=%d, demote=%d, pmem_limit=%s)" % (
-            self.name, len(self.promote), len(self.demote), self.pmem_limit)
+        return "Decision(%s, promote=%d pages, demote=%d pages, pmem_limit=%s)" % (
+            self.name, sum(n for _k, n in self.promote), sum(n for _k, n in self.demote), self.pmem_limit)
 
 
 def pmem_limit_pages(policy, resident):
@@ -66,8 +66,7 @@ def pmem_limit_pages(policy, resident):
 
 
 def _pages(candidate):
-    """Candidates are (heat, key) for one page or (heat, key, pages) for a block moved as a whole
-    (a transparent huge page moves all its 512 pages at once)."""
+    """Candidates are (heat, key) for one page or (heat, key, pages) for an extent of pages."""
     return candidate[2] if len(candidate) > 2 else 1
 
 
@@ -93,31 +92,35 @@ def _total(candidates):
     return sum(_pages(c) for c in candidates)
 
 
-def _take_at_least(candidates, pages):
-    """Keys from the front until ``pages`` are covered (a block may overshoot by less than its size)."""
-    keys, total = [], 0
+def _take_at_least(candidates, pages, block_pages=1):
+    """[(key, pages)] from the front until ``pages`` are covered; the last may be part of its
+    candidate, rounded up to whole blocks (a huge page moves whole, so promotions may overshoot)."""
+    taken, total = [], 0
     for candidate in candidates:
         if total >= pages:
             break
-        keys.append(candidate[1])
-        total += _pages(candidate)
-    return keys, total
-
-
-def _take_at_most(candidates, pages):
-    """Keys from the front while they fit in ``pages`` (never overshoots: demotions must keep limits)."""
-    keys, total = [], 0
-    for candidate in candidates:
         size = _pages(candidate)
-        if total + size > pages:
+        part = min(size, -(-(pages - total) // block_pages) * block_pages)
+        taken.append((candidate[1], part))
+        total += part
+    return taken, total
+
+
+def _take_at_most(candidates, pages, block_pages=1):
+    """[(key, pages)] from the front while they fit in ``pages``; the last may be part of its
+    candidate, rounded down to whole blocks (never overshoots: demotions must keep limits)."""
+    taken, total = [], 0
+    for candidate in candidates:
+        part = min(_pages(candidate), (pages - total) // block_pages * block_pages)
+        if part <= 0:
             break
-        keys.append(candidate[1])
-        total += size
-    return keys, total
+        taken.append((candidate[1], part))
+        total += part
+    return taken, total
 
 
-def plan(views, hot_threshold, cold_threshold, budget_pages=None, free_dram_pages=None):
-    """{workload name: Decision}."""
+def plan(views, hot_threshold, cold_threshold, budget_pages=None, free_dram_pages=None, block_pages=1):
+    """{workload name: Decision}; its promote/demote lists are [(candidate key, pages of it to move)]."""
     wants = {}
     for view in views:
         limit = pmem_limit_pages(view.policy, view.resident)
@@ -173,8 +176,8 @@ def plan(views, hot_threshold, cold_threshold, budget_pages=None, free_dram_page
                 demote = min(_total(view.demote_candidates), view.dram - granted[view.name])
         if free is not None:
             promote = min(promote, free + demote)
-        decision.demote, demoted = _take_at_most(view.demote_candidates, demote)
-        decision.promote, promoted = _take_at_least(view.promote_candidates, promote)
+        decision.demote, demoted = _take_at_most(view.demote_candidates, demote, block_pages)
+        decision.promote, promoted = _take_at_least(view.promote_candidates, promote, block_pages)
         if free is not None:
             free -= max(0, promoted - demoted)
         decisions[view.name] = decision

@@ -1,8 +1,10 @@
-"""Access tracking without page faults: DAMON (vaddr) or page_idle, plus heat aged per page.
+"""Access tracking without page faults: DAMON (vaddr) or page_idle, plus heat aged per extent.
 
-A backend's ``sample(targets)`` returns, per PID and per tracked mapping, an array with one value
-per page: the access frequency seen in the last interval (0..1), or -1 when unknown (a page not
-yet seen, or one whose frame changed). ``HeatMap`` ages those samples into heat.
+A backend's ``sample(targets)`` returns, per PID and per tracked mapping (keyed by its start), a
+sorted list of runs ``(start, end, value)``: the access frequency seen in the last interval
+(0..1), or -1 (UNKNOWN) where nothing is known yet. Addresses no run covers are unknown too.
+``HeatMap`` ages those runs into heat kept per extent (a range of pages with one heat), so the
+work per interval follows the number of DAMON regions, not the number of pages.
 """
 
 import json
@@ -14,6 +16,10 @@ from .kernel import DAMON_ADMIN, PAGE_SIZE, PAGEMAP_PFN_MASK, PAGEMAP_PRESENT, P
 UNKNOWN = -1.0
 ULONG_MAX = (1 << 64) - 1
 UINT_MAX = (1 << 32) - 1
+# Neighbouring extents whose heat differs by less than this are merged: DAMON moves its region
+# boundaries every aggregation, and without merging every boundary it ever drew would stay an
+# extent. 0.01 is far below any sensible gap between the hot and cold thresholds.
+HEAT_TOLERANCE = 0.01
 
 
 class BackendUnavailable(KernelError):
@@ -40,14 +46,17 @@ def choose_backend(kernel, cfg, logger):
 
 
 class HeatMap:
-    """Heat per page of each tracked mapping: heat = decay * heat + (1 - decay) * sample."""
+    """Heat per extent of each tracked mapping: heat = decay * heat + (1 - decay) * sample.
+
+    Each mapping's extents are a sorted list of ``(start, end, heat)`` covering it without gaps.
+    """
 
     def __init__(self, decay, write_weight=0.0, initial=0.0):
         self.decay = decay
         # New pages start between the thresholds: neither hot nor cold until samples say so.
         self.initial = initial
         self.write_weight = write_weight
-        self.heat = {}  # pid -> {(start, end): array('d')}
+        self.heat = {}  # pid -> {(start, end): [(start, end, heat), ...]}
         self.samples = {}  # pid -> {(start, end): intervals sampled}, so new mappings warm up first
 
     def update(self, pid, vmas, samples, writes=None):
@@ -55,34 +64,30 @@ class HeatMap:
         old_counts = self.samples.get(pid, {})
         new = {}
         counts = {}
-        keep = self.decay
-        take = 1.0 - self.decay
-        weight = self.write_weight
         for start, end, _name in vmas:
-            npages = (end - start) // PAGE_SIZE
-            heat = old.get((start, end))
-            if heat is None:
-                heat = array("d", [self.initial]) * npages
+            extents = old.get((start, end)) or [(start, end, self.initial)]
             sample = (samples or {}).get(start)
             dirty = (writes or {}).get(start)
             counts[(start, end)] = old_counts.get((start, end), 0) + (1 if sample is not None else 0)
-            if sample is not None or dirty is not None:
-                for i in range(npages):
-                    value = sample[i] if sample is not None else UNKNOWN
-                    if value < 0:
-                        continue
-                    if dirty is not None and dirty[i]:
-                        value += weight
-                    heat[i] = keep * heat[i] + take * value
-            new[(start, end)] = heat
+            if sample or dirty:
+                extents = age_extents(extents, sample or [], dirty or [], self.decay, self.write_weight)
+            new[(start, end)] = extents
         self.heat[pid] = new
         self.samples[pid] = counts
 
     def sampled(self, pid, start, end):
         return self.samples.get(pid, {}).get((start, end), 0)
 
-    def get(self, pid, start, end):
+    def extents(self, pid, start, end):
         return self.heat.get(pid, {}).get((start, end))
+
+    def heat_at(self, pid, address):
+        for (start, end), extents in self.heat.get(pid, {}).items():
+            if start <= address < end:
+                for low, high, heat in extents:
+                    if low <= address < high:
+                        return heat
+        return None
 
     def forget(self, live_pids):
         for pid in list(self.heat):
@@ -91,8 +96,48 @@ class HeatMap:
                 self.samples.pop(pid, None)
 
 
-def regions_to_samples(vmas, regions, max_accesses, min_idle_age=0):
-    """Per-page access frequencies of each mapping from DAMON regions [(start, end, nr_accesses, age)].
+def age_extents(extents, samples, writes, decay, write_weight, tolerance=HEAT_TOLERANCE):
+    """New extents after one interval's sample runs (and soft-dirty runs, 1 = written) are aged in.
+
+    Work is O(n log n) in the number of extents and runs, whatever the size of the mapping.
+    """
+    cuts = set()
+    for runs in (extents, samples, writes):
+        for run in runs:
+            cuts.add(run[0])
+            cuts.add(run[1])
+    low, high = extents[0][0], extents[-1][1]
+    points = sorted(c for c in cuts if low <= c <= high)
+    keep = decay
+    take = 1.0 - decay
+    result = []
+    e = s = w = 0
+    n_samples = len(samples)
+    n_writes = len(writes)
+    for begin, finish in zip(points, points[1:]):
+        # Three cursors walk the sorted lists once: each piece lies inside one run of each, or none.
+        while extents[e][1] <= begin:
+            e += 1
+        heat = extents[e][2]
+        while s < n_samples and samples[s][1] <= begin:
+            s += 1
+        if s < n_samples and samples[s][0] <= begin and samples[s][2] >= 0:
+            value = samples[s][2]
+            while w < n_writes and writes[w][1] <= begin:
+                w += 1
+            if w < n_writes and writes[w][0] <= begin and writes[w][2]:
+                value += write_weight
+            heat = keep * heat + take * value
+        if result and abs(result[-1][2] - heat) < tolerance:
+            first, _last, previous = result[-1]
+            result[-1] = (first, finish, (previous * (begin - first) + heat * (finish - begin)) / (finish - first))
+        else:
+            result.append((begin, finish, heat))
+    return result
+
+
+def regions_to_runs(vmas, regions, max_accesses, min_idle_age=0):
+    """Runs of access frequency per mapping from DAMON regions [(start, end, nr_accesses, age)].
 
     A region seen idle for fewer than ``min_idle_age`` aggregations gives UNKNOWN: right after
     start (or a split) DAMON samples one random page of a large mixed region, and a zero there
@@ -100,8 +145,7 @@ def regions_to_samples(vmas, regions, max_accesses, min_idle_age=0):
     """
     samples = {}
     for start, end, _name in vmas:
-        npages = (end - start) // PAGE_SIZE
-        sample = array("d", bytes(8 * npages))
+        runs = []
         for region in regions:
             rstart, rend, nr_accesses = region[:3]
             age = region[3] if len(region) > 3 else min_idle_age
@@ -109,14 +153,28 @@ def regions_to_samples(vmas, regions, max_accesses, min_idle_age=0):
             high = min(end, rend)
             if low >= high:
                 continue
-            first = (low - start) // PAGE_SIZE
-            last = (high - start + PAGE_SIZE - 1) // PAGE_SIZE
             value = min(1.0, float(nr_accesses) / max_accesses)
             if nr_accesses == 0 and age < min_idle_age:
                 value = UNKNOWN
-            sample[first:last] = array("d", [value]) * (last - first)
-        samples[start] = sample
+            runs.append((low, high, value))
+        samples[start] = sorted(runs)
     return samples
+
+
+def pages_to_runs(start, values):
+    """Runs of equal values from one value per page starting at ``start`` (None = no run)."""
+    runs = []
+    run_start = None
+    current = None
+    for index, value in enumerate(values):
+        if value != current:
+            if current is not None:
+                runs.append((run_start, start + index * PAGE_SIZE, current))
+            run_start = start + index * PAGE_SIZE
+            current = value
+    if current is not None:
+        runs.append((run_start, start + len(values) * PAGE_SIZE, current))
+    return runs
 
 
 class DamonBackend:
@@ -247,23 +305,11 @@ class DamonBackend:
         return True
 
     def _regions(self, index):
-        scheme = self._k(index, "/contexts/0/schemes/0/tried_regions")
-        regions = []
-        for name in self.kernel.listdir(scheme):
-            if not name.isdigit():
-                continue
-            base = "%s/%s" % (scheme, name)
-            try:
-                regions.append((int(self.kernel.read_text(base + "/start")),
-                                int(self.kernel.read_text(base + "/end")),
-                                int(self.kernel.read_text(base + "/nr_accesses")),
-                                int(self.kernel.read_text(base + "/age"))))
-            except (OSError, ValueError):
-                continue
-        return sorted(regions)
+        return sorted(self.kernel.numbered_rows(self._k(index, "/contexts/0/schemes/0/tried_regions"),
+                                                ("start", "end", "nr_accesses", "age")))
 
     def sample(self, targets):
-        """{pid: {vma start: per-page frequency}} for tracked PIDs whose kdamond is running."""
+        """{pid: {vma start: runs of access frequency}} for tracked PIDs whose kdamond is running."""
         self.track(list(targets))
         result = {}
         for index, pid in enumerate(self.pids):
@@ -273,8 +319,8 @@ class DamonBackend:
                 self.kernel.write_text(self._k(index, "/state"), "update_schemes_tried_regions")
             except OSError:
                 continue
-            result[pid] = regions_to_samples(targets[pid], self._regions(index), self.max_accesses,
-                                             self.cfg["min_idle_aggregations"])
+            result[pid] = regions_to_runs(targets[pid], self._regions(index), self.max_accesses,
+                                          self.cfg["min_idle_aggregations"])
         return result
 
     def close(self):
@@ -348,7 +394,7 @@ class PageIdleBackend:
                     if pfn and before is not None and i < len(before) and before[i] == pfn:
                         idle = (words.get(pfn >> 6, 0) >> (pfn & 63)) & 1
                         sample[i] = 0.0 if idle else 1.0
-                samples[start] = sample
+                samples[start] = pages_to_runs(start, sample)
             result[pid] = samples
         mark = {}
         for pfn in present:
@@ -362,7 +408,10 @@ class PageIdleBackend:
 
 
 class SoftDirtyTracker:
-    """Write signal: pagemap bit 55 since the last `echo 4 > /proc/PID/clear_refs`."""
+    """Write signal: pagemap bit 55 since the last `echo 4 > /proc/PID/clear_refs`, as runs (1 = written).
+
+    Reading pagemap costs one entry per page, so unlike DAMON it grows with the mapping: off by default.
+    """
 
     def __init__(self, kernel):
         self.kernel = kernel
@@ -376,8 +425,8 @@ class SoftDirtyTracker:
                 entries = read_present(self.kernel, pid, start, end)
                 if entries is None:
                     break
-                per_vma[start] = bytes(1 if (e & PAGEMAP_PRESENT and e & PAGEMAP_SOFT_DIRTY) else 0
-                                       for e in entries)
+                per_vma[start] = pages_to_runs(start, [(1 if e & PAGEMAP_SOFT_DIRTY else 0) if e & PAGEMAP_PRESENT
+                                                       else None for e in entries])
             else:
                 # The first read sees everything dirty since the process started: not a signal.
                 if pid in self.cleared:

@@ -1,5 +1,6 @@
-"""Shared helpers for tierd's unit tests: recorded guest trees and a move_pages double."""
+"""Shared helpers for tierd's unit tests: recorded guest trees, a move_pages double, a log sink."""
 
+import bisect
 import json
 import os
 import shutil
@@ -12,7 +13,20 @@ sys.path.insert(0, os.path.join(REPO, "tierd"))
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 DAMON_FIXTURE = os.path.join(FIXTURES, "trixie-nvdimm-damon")
 
-from tierd.kernel import Kernel  # noqa: E402
+from tierd.kernel import Kernel, parse_maps  # noqa: E402
+
+
+class ListStream:
+    """A log stream that keeps each written line (tierd's Logger writes one line per event)."""
+
+    def __init__(self):
+        self.lines = []
+
+    def write(self, text):
+        self.lines.append(text)
+
+    def flush(self):
+        pass
 
 
 def recorded_workload():
@@ -51,7 +65,8 @@ def guest_root(tmp_path):
 class SimulatedPages(Kernel):
     """Kernel over a recorded tree whose move_pages(2) moves pages in a dict instead of memory.
 
-    Only the system call is simulated; everything else reads the recorded files.
+    The system call is simulated, and numa_maps' per-node counts follow the simulated pages (the
+    kernel counts the pages where they are); everything else reads the recorded files.
     """
 
     def __init__(self, root, placement, fail=()):
@@ -75,3 +90,23 @@ class SimulatedPages(Kernel):
                 self.placement[key] = nodes[i]
                 status.append(nodes[i])
         return status
+
+    def numa_maps(self, pid):
+        parsed = Kernel.numa_maps(self, pid)
+        if parsed is None:
+            return None
+        vmas = parse_maps(self.proc_text(pid, "maps") or "")
+        starts = [vma["start"] for vma in vmas]
+        counted = {}
+        for (owner, address), node in self.placement.items():
+            index = bisect.bisect_right(starts, address) - 1
+            if owner != pid or index < 0 or address >= vmas[index]["end"]:
+                continue
+            per_node = counted.setdefault(vmas[index]["start"], {})
+            per_node[node] = per_node.get(node, 0) + 1
+        for start, per_node in counted.items():
+            entry = {key: value for key, value in parsed.get(start, {"policy": "default"}).items()
+                     if not (key[:1] == "N" and key[1:].isdigit())}
+            entry.update(("N%d" % node, pages) for node, pages in per_node.items())
+            parsed[start] = entry
+        return parsed

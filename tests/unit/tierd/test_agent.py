@@ -3,24 +3,13 @@
 import json
 import os
 
-from conftest import SimulatedPages, recorded_workload
+from conftest import ListStream, SimulatedPages, recorded_workload
 from tierd import metrics, status
 from tierd.agent import Agent
 from tierd.config import validate
 from tierd.log import Logger
 
 KDAMONDS = "sys/kernel/mm/damon/admin/kdamonds"
-
-
-class ListStream:
-    def __init__(self):
-        self.lines = []
-
-    def write(self, text):
-        self.lines.append(text)
-
-    def flush(self):
-        pass
 
 
 def make_agent(guest_root, tmp_path, policy, **extra):

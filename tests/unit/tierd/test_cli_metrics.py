@@ -1,20 +1,10 @@
 import json
 import urllib.request
 
+from conftest import ListStream
 from tierd import metrics
 from tierd.cli import ConfigReloader
 from tierd.log import Logger, format_line
-
-
-class ListStream:
-    def __init__(self):
-        self.lines = []
-
-    def write(self, text):
-        self.lines.append(text)
-
-    def flush(self):
-        pass
 
 
 def test_invalid_reload_keeps_running_config(tmp_path):

@@ -44,7 +44,7 @@ def test_over_quota_promotes_hottest_first_even_if_not_hot():
     decision = plan([view("vm", policy(pmem_max_percent=30), pmem_heats=heats)], 0.6, 0.1)["vm"]
     assert decision.pmem_limit == 3
     assert len(decision.promote) == 7
-    promoted = sorted(key[2] for key in decision.promote)
+    promoted = sorted(key[2] for key, _pages in decision.promote)
     assert promoted == [1, 2, 3, 5, 7, 8, 9]  # the three coldest (0.0, 0.0, 0.01) stay
     assert decision.demote == []
 
@@ -52,8 +52,8 @@ def test_over_quota_promotes_hottest_first_even_if_not_hot():
 def test_hot_pages_promoted_cold_ones_demoted_with_hysteresis_gap():
     decision = plan([view("vm", policy(), dram_heats=[0.05, 0.5, 0.9, 0.1], pmem_heats=[0.7, 0.59, 0.95])],
                     0.6, 0.1)["vm"]
-    assert sorted(k[2] for k in decision.promote) == [0, 2]  # 0.59 is below hot_threshold
-    assert sorted(k[2] for k in decision.demote) == [0, 3]  # 0.5 is between thresholds: stays
+    assert sorted(k[2] for k, _pages in decision.promote) == [0, 2]  # 0.59 is below hot_threshold
+    assert sorted(k[2] for k, _pages in decision.demote) == [0, 3]  # 0.5 is between thresholds: stays
 
 
 def test_direction_limits_moves():
@@ -88,7 +88,7 @@ def test_budget_shrink_demotes_coldest_of_lower_priority():
     assert len(decisions["gold"].promote) == 4
     assert decisions["bronze"].dram_granted == 0
     # not cold by threshold, but over budget: all four go, coldest first
-    assert [k[2] for k in decisions["bronze"].demote] == [1, 3, 2, 0]
+    assert [k[2] for k, _pages in decisions["bronze"].demote] == [1, 3, 2, 0]
 
 
 def test_promote_only_workload_is_not_demoted_by_budget():
@@ -117,9 +117,21 @@ def test_huge_page_blocks_overshoot_promotion_never_demotion_limits():
     # Blocks of 512 pages (a THP moves whole). 2048 pages on PMEM, limit 30 % → 1434 must go to DRAM.
     promote = [(0.0, ("vm", "pmem", i), 512) for i in range(4)]
     v = WorkloadView("vm", policy(pmem_max_percent=30), 2048, 0, 2048, promote, [])
-    decision = plan([v], 0.6, 0.1)["vm"]
-    assert len(decision.promote) == 3  # 1536 pages: the smallest whole-block cover of 1434
+    decision = plan([v], 0.6, 0.1, block_pages=512)["vm"]
+    assert [n for _k, n in decision.promote] == [512, 512, 512]  # 1536: the smallest whole-block cover of 1434
     # 2048 cold DRAM pages in blocks, limit 30 % of 2048 = 614 pages: one block fits, two would not.
     demote = [(0.0, ("vm", "dram", i), 512) for i in range(4)]
     v = WorkloadView("vm", policy(pmem_max_percent=30), 2048, 2048, 0, [], demote)
-    assert len(plan([v], 0.6, 0.1)["vm"].demote) == 1
+    assert [n for _k, n in plan([v], 0.6, 0.1, block_pages=512)["vm"].demote] == [512]
+
+
+def test_an_extent_is_taken_in_part():
+    # One extent of 1000 pages on PMEM, limit 30 % → 700 of it promoted, not all 1000.
+    v = WorkloadView("vm", policy(pmem_max_percent=30), 1000, 0, 1000, [(0.2, ("vm", "pmem", 0), 1000)], [])
+    assert plan([v], 0.6, 0.1)["vm"].promote == [(("vm", "pmem", 0), 700)]
+    # 1000 cold pages on DRAM in two extents, 300 may go to PMEM: the coldest extent gives 300.
+    demote = [(0.0, ("vm", "dram", 0), 600), (0.05, ("vm", "dram", 1), 400)]
+    v = WorkloadView("vm", policy(pmem_max_percent=30), 1000, 1000, 0, [], demote)
+    assert plan([v], 0.6, 0.1)["vm"].demote == [(("vm", "dram", 0), 300)]
+    # with 256-page blocks, 300 pages round down to 256: a demotion never overshoots the limit
+    assert plan([v], 0.6, 0.1, block_pages=256)["vm"].demote == [(("vm", "dram", 0), 256)]

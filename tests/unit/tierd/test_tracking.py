@@ -1,56 +1,82 @@
 import os
-from array import array
 
 import pytest
 
-from conftest import recorded_pagemap, recorded_workload
+from conftest import ListStream, recorded_pagemap, recorded_workload
 from tierd.config import validate
 from tierd.kernel import PAGEMAP_PFN_MASK, Kernel, KernelError
 from tierd.log import Logger
-from tierd.tracking import (DamonBackend, HeatMap, PageIdleBackend, SoftDirtyTracker, choose_backend,
-                            regions_to_samples, BackendUnavailable)
+from tierd.tracking import (DamonBackend, HeatMap, PageIdleBackend, SoftDirtyTracker, age_extents, choose_backend,
+                            pages_to_runs, regions_to_runs, BackendUnavailable)
 
 KDAMONDS = "sys/kernel/mm/damon/admin/kdamonds"
 
 
-class ListStream:
-    def __init__(self):
-        self.lines = []
+P = 4096
 
-    def write(self, text):
-        self.lines.append(text)
 
-    def flush(self):
-        pass
+def per_page(extents):
+    """One heat value per page of an extent list (for asserting on small mappings)."""
+    return [heat for low, high, heat in extents for _page in range(low, high, P)]
 
 
 def test_heat_ages_over_intervals():
-    heat = HeatMap(decay=0.5)
-    vmas = [(0x10000, 0x10000 + 4 * 4096, "")]
+    heat = HeatMap(decay=0.5, initial=0.5)
+    base = 0x10000
+    vmas = [(base, base + 4 * P, "")]
     for sample in ([1, 0, 1, -1], [1, 0, 0, -1], [1, 0, 0, 1]):
-        heat.update(7, vmas, {0x10000: array("d", sample)})
-    h = heat.get(7, 0x10000, 0x10000 + 4 * 4096)
-    assert h[0] == pytest.approx(0.875)  # 0.5 → 0.75 → 0.875: hot after a few intervals, not at once
-    assert h[1] == 0.0
-    assert h[2] == pytest.approx(0.125)  # 0.5 → 0.25 → 0.125: cools down by half each idle interval
-    assert h[3] == pytest.approx(0.5)  # unknown samples (-1) leave heat unchanged
-    assert heat.sampled(7, 0x10000, 0x10000 + 4 * 4096) == 3
+        heat.update(7, vmas, {base: pages_to_runs(base, sample)})
+    h = per_page(heat.extents(7, base, base + 4 * P))
+    assert h[0] == pytest.approx(0.9375)  # 0.5 → 0.75 → 0.875 → 0.9375: hot after a few intervals, not at once
+    assert h[1] == pytest.approx(0.0625)  # 0.5 → 0.25 → 0.125 → 0.0625: cools down by half each idle interval
+    assert h[2] == pytest.approx(0.1875)  # 0.75, then idle twice: 0.375 → 0.1875
+    assert h[3] == pytest.approx(0.75)  # unknown samples (-1) leave heat unchanged; then one access
+    assert heat.sampled(7, base, base + 4 * P) == 3
+    assert heat.heat_at(7, base + 3 * P) == pytest.approx(0.75)
 
 
 def test_write_weight_and_forget():
     heat = HeatMap(decay=0.5, write_weight=0.5)
-    vmas = [(0, 2 * 4096, "")]
-    heat.update(1, vmas, {0: array("d", [1, 1])}, {0: bytes([1, 0])})
-    assert list(heat.get(1, 0, 2 * 4096)) == [pytest.approx(0.75), pytest.approx(0.5)]
+    vmas = [(0, 2 * P, "")]
+    heat.update(1, vmas, {0: [(0, 2 * P, 1.0)]}, {0: pages_to_runs(0, [1, 0])})
+    assert per_page(heat.extents(1, 0, 2 * P)) == [pytest.approx(0.75), pytest.approx(0.5)]
     heat.forget({2})
-    assert heat.get(1, 0, 2 * 4096) is None
+    assert heat.extents(1, 0, 2 * P) is None
 
 
 def test_a_changed_mapping_starts_cold():
     heat = HeatMap(decay=0.5)
-    heat.update(1, [(0, 4096, "")], {0: array("d", [1])})
-    heat.update(1, [(0, 2 * 4096, "")], None)  # mapping grew: new extent, new heat
-    assert list(heat.get(1, 0, 2 * 4096)) == [0.0, 0.0]
+    heat.update(1, [(0, P, "")], {0: [(0, P, 1.0)]})
+    heat.update(1, [(0, 2 * P, "")], None)  # mapping grew: new extent, new heat
+    assert heat.extents(1, 0, 2 * P) == [(0, 2 * P, 0.0)]
+
+
+def test_extents_follow_regions_not_pages():
+    # A 1 GiB mapping (262144 pages) sampled as three DAMON regions stays three extents.
+    size = 1 << 30
+    extents = [(0, size, 0.5)]
+    for _interval in range(5):
+        extents = age_extents(extents, [(0, size // 5, 1.0), (size // 5, size // 2, 0.0), (size // 2, size, 0.0)],
+                              [], 0.5, 0.0)
+    assert len(extents) == 2  # the two idle regions age alike and merge back into one extent
+    assert extents[0][:2] == (0, size // 5) and extents[0][2] == pytest.approx(1 - 0.5 ** 6)
+    assert extents[1][:2] == (size // 5, size) and extents[1][2] == pytest.approx(0.5 ** 6)
+
+
+def test_moving_region_boundaries_do_not_fragment_the_heat():
+    # DAMON redraws its boundaries every aggregation; the hot part is always the first quarter.
+    size = 1000 * P
+    extents = [(0, size, 0.5)]
+    for interval in range(30):
+        cut = (250 + (interval * 37) % 50 - 25) * P
+        extents = age_extents(extents, [(0, cut, 1.0), (cut, size, 0.0)], [], 0.5, 0.0)
+    assert len(extents) <= 8
+    assert per_page(extents)[100] > 0.9 and per_page(extents)[500] < 0.01
+
+
+def test_pages_to_runs_skips_gaps():
+    assert pages_to_runs(0, [1, 1, None, 0, 0, 1]) == [(0, 2 * P, 1), (3 * P, 5 * P, 0), (5 * P, 6 * P, 1)]
+    assert pages_to_runs(0, []) == []
 
 
 def _recorded_regions(root):
@@ -65,12 +91,15 @@ def _recorded_regions(root):
 def test_recorded_damon_regions_find_the_hot_part(guest_root):
     info = recorded_workload()
     vmas = [tuple(v) for v in info["vmas"]]
-    samples = regions_to_samples(vmas, _recorded_regions(guest_root), max_accesses=10)[info["address"]]
+    runs = regions_to_runs(vmas, _recorded_regions(guest_root), max_accesses=10)[info["address"]]
+    samples = [value for low, high, value in runs for _page in range(low, high, P)]
+    assert len(samples) == info["length"] // P  # the regions cover the whole mapping
     hot = samples[:info["hot_pages"]]
     cold = samples[info["hot_pages"]:]
     # Recorded on trixie: DAMON saw accesses in most of the hot 20 % and none in the rest.
     assert sum(1 for s in hot if s > 0) / len(hot) >= 0.85
     assert sum(1 for s in cold if s > 0) / len(cold) <= 0.05
+    assert len(runs) <= 1000  # one run per region, whatever the mapping's size
 
 
 def test_damon_backend_configures_its_kdamond(guest_root):
@@ -97,7 +126,7 @@ def test_damon_backend_configures_its_kdamond(guest_root):
     assert read("schemes/0/access_pattern/nr_accesses/max") == str((1 << 32) - 1)
     assert open(os.path.join(guest_root, KDAMONDS, "0/state")).read() == "update_schemes_tried_regions"
     sample = samples[info["pid"]][info["address"]]
-    assert max(sample) > 0
+    assert max(value for _low, _high, value in sample) > 0
     backend.close()
     assert open(nr).read() == "0"
 
@@ -148,7 +177,7 @@ def test_page_idle_marks_then_reads_back(guest_root):
     path = _idle_bitmap(guest_root, pfns, idle=[])
     backend = PageIdleBackend(Kernel(guest_root), Logger(ListStream()))
     first = backend.sample({info["pid"]: vmas})[info["pid"]][start]
-    assert set(first) == {-1.0}  # nothing was marked before: unknown, not "hot"
+    assert {value for _low, _high, value in first} == {-1.0}  # nothing was marked before: unknown, not "hot"
     assert all(_read_bits(path, pfn) for pfn in pfns)  # every present frame now marked idle
 
     # Between intervals the kernel clears the idle flag of the frames that were accessed:
@@ -158,8 +187,9 @@ def test_page_idle_marks_then_reads_back(guest_root):
         data[(pfn >> 6) * 8 + ((pfn & 63) >> 3)] &= ~(1 << (pfn & 7)) & 0xFF
     open(path, "wb").write(bytes(data))
     second = backend.sample({info["pid"]: vmas})[info["pid"]][start]
-    assert [i for i, s in enumerate(second) if s == 1.0] == list(range(100))
-    assert all(s == 0.0 for s in second[100:])
+    pages = [value for low, high, value in second for _page in range(low, high, P)]
+    assert [i for i, s in enumerate(pages) if s == 1.0] == list(range(100))
+    assert all(s == 0.0 for s in pages[100:])
 
 
 def test_soft_dirty_first_read_is_not_a_signal(guest_root):
@@ -170,8 +200,9 @@ def test_soft_dirty_first_read_is_not_a_signal(guest_root):
     assert tracker.sample({info["pid"]: vmas}) == {}
     assert open(os.path.join(guest_root, "proc", str(info["pid"]), "clear_refs")).read() == "4"
     second = tracker.sample({info["pid"]: vmas})[info["pid"]][start]
-    expected = [1 if (e >> 55) & 1 else 0 for e in entries]
-    assert list(second) == expected
+    expected = [(1 if (e >> 55) & 1 else 0) if (e >> 63) & 1 else None for e in entries]
+    assert second == pages_to_runs(start, expected)
+    assert any(value == 1 for _low, _high, value in second)
 
 
 def _owner(tmp_path, root, tierd_pid):
@@ -207,8 +238,8 @@ def test_kdamond_of_a_live_tierd_is_not_taken(guest_root, tmp_path):
 def test_young_idle_region_is_unknown_not_cold():
     vmas = [(0, 4 * 4096, "")]
     regions = [(0, 2 * 4096, 0, 1), (2 * 4096, 3 * 4096, 0, 5), (3 * 4096, 4 * 4096, 7, 0)]
-    sample = regions_to_samples(vmas, regions, max_accesses=10, min_idle_age=3)[0]
-    assert list(sample) == [-1.0, -1.0, 0.0, pytest.approx(0.7)]
+    runs = regions_to_runs(vmas, regions, max_accesses=10, min_idle_age=3)[0]
+    assert runs == [(0, 2 * P, -1.0), (2 * P, 3 * P, 0.0), (3 * P, 4 * P, pytest.approx(0.7))]
 
 
 def _read_int(path):
