@@ -93,6 +93,10 @@ class FixedRegions:
             result[pid] = regions_to_runs(vmas, regions, 20, 3)
         return result
 
+    @staticmethod
+    def warmup_intervals(_interval_seconds):
+        return 0
+
     def close(self):
         pass
 

@@ -152,8 +152,8 @@ class Agent:
                 for per_vma in counts.values():
                     for node, pages in per_vma.items():
                         per_node[node] = per_node.get(node, 0) + pages
-                warm_vmas = {start for start, end, _n in vmas
-                             if self.heat.sampled(pid, start, end) >= heat_cfg["warmup_intervals"]}
+                warmup = max(heat_cfg["warmup_intervals"], self.backend.warmup_intervals(self.cfg["interval_seconds"]))
+                warm_vmas = {start for start, end, _n in vmas if self.heat.sampled(pid, start, end) >= warmup}
                 for ((vma_start, vma_end, _n), (low, high, heat)), estimate in zip(extents, estimates):
                     if not estimate:
                         continue  # nothing present in the sampled pages

@@ -24,7 +24,7 @@ DEFAULTS = {
     # a scan near 15 ms of CPU whatever the workload's size (bench/agent_scan). More regions give
     # finer placement at a proportional cost.
     "damon": {"sample_us": 5000, "aggr_us": 100000, "min_nr_regions": 10, "max_nr_regions": 500,
-              "min_idle_aggregations": 3},
+              "min_idle_aggregations": 3, "warmup_aggregations": 10},
     "mover": {"batch_pages": 1024, "rate_limit_mbps": 256.0, "min_residency_intervals": 3, "block_pages": "auto",
               "placement_refresh_intervals": 120},
     "metrics": {"textfile": None, "http_port": None},
@@ -216,6 +216,7 @@ def validate(data):
     _number(damon, "min_nr_regions", "damon", 3, 10 ** 6, integer=True)
     _number(damon, "max_nr_regions", "damon", 3, 10 ** 6, integer=True)
     _number(damon, "min_idle_aggregations", "damon", 0, 10 ** 6, integer=True)
+    _number(damon, "warmup_aggregations", "damon", 0, 10 ** 6, integer=True)
     if damon["aggr_us"] < damon["sample_us"]:
         raise ConfigError("damon.aggr_us: %r must be >= damon.sample_us %r" % (damon["aggr_us"], damon["sample_us"]))
     if damon["max_nr_regions"] < damon["min_nr_regions"]:

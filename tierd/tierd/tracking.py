@@ -203,6 +203,13 @@ class DamonBackend:
             return False, "%s missing (kernel without CONFIG_DAMON_SYSFS)" % (cls.KDAMONDS + "/nr_kdamonds")
         return True, "ok"
 
+    def warmup_intervals(self, interval_seconds):
+        """Intervals before a new target's regions are worth trusting: DAMON starts from a few big
+        regions and splits them once per aggregation, so right after (re)start a hot region still
+        holds cold pages, which would be promoted with it."""
+        aggregations = self.cfg["warmup_aggregations"] * self.cfg["aggr_us"] / 1e6
+        return int(-(-aggregations // interval_seconds))
+
     @property
     def max_accesses(self):
         return max(1, self.cfg["aggr_us"] // self.cfg["sample_us"])
@@ -354,6 +361,10 @@ class PageIdleBackend:
         self.kernel = kernel
         self.logger = logger
         self.marked = {}  # pid -> {vma start: array('Q') of PFNs marked last interval (0 = none)}
+
+    @staticmethod
+    def warmup_intervals(_interval_seconds):
+        return 0  # a reading per page from the first interval on
 
     @classmethod
     def available(cls, kernel):

@@ -17,7 +17,7 @@ def make_agent(guest_root, tmp_path, policy, **extra):
     open(os.path.join(guest_root, KDAMONDS, "nr_kdamonds"), "w").write("0\n")
     placement = {(info["pid"], info["address"] + i * 4096): 1 for i in range(info["length"] // 4096)}
     kernel = SimulatedPages(guest_root, placement)
-    data = {"interval_seconds": 2, "damon": {"sample_us": 100000, "aggr_us": 1000000},
+    data = {"interval_seconds": 2, "damon": {"sample_us": 100000, "aggr_us": 1000000, "warmup_aggregations": 2},
             "heat": {"hot_threshold": 0.3, "cold_threshold": 0.05, "warmup_intervals": 2},
             "mover": {"rate_limit_mbps": 100000, "min_residency_intervals": 3},
             "state_file": str(tmp_path / "state.json"),
@@ -122,3 +122,16 @@ def test_status_shows_placement_after_the_moves(guest_root, tmp_path):
     per_node = agent.state["workloads"]["wl"]["pages_per_node"]
     assert per_node["1"] == sum(1 for node in placement.values() if node == 1)
     assert per_node["0"] == sum(1 for node in placement.values() if node == 0)
+
+
+def test_hot_promotions_wait_until_damon_regions_have_split(guest_root, tmp_path):
+    # 10 aggregations of 1 s at 2 s intervals: no hot page moves before interval 5, then the hot region does.
+    agent, kernel, placement, info, _stream = make_agent(
+        guest_root, tmp_path, {"direction": "both"},
+        damon={"sample_us": 100000, "aggr_us": 1000000, "warmup_aggregations": 10})
+    for _interval in range(4):
+        agent.step()
+    assert all(node == 1 for node in placement.values())
+    agent.step()
+    assert agent.state["workloads"]["wl"]["promoted_total"] > 0.85 * info["hot_pages"]
+    agent.close()

@@ -91,7 +91,7 @@ def test_a_quiet_interval_queries_samples_not_pages(guest_root, tmp_path):
     """Once placement is settled, an interval's status queries follow the extents, not the 16384 pages."""
     kernel, info, pages = simulated(guest_root)
     open(os.path.join(guest_root, KDAMONDS, "nr_kdamonds"), "w").write("0\n")
-    cfg = validate({"damon": {"sample_us": 100000, "aggr_us": 1000000},
+    cfg = validate({"damon": {"sample_us": 100000, "aggr_us": 1000000, "warmup_aggregations": 0},
                     "heat": {"hot_threshold": 0.3, "cold_threshold": 0.05, "warmup_intervals": 2},
                     "mover": {"rate_limit_mbps": 100000},
                     "state_file": str(tmp_path / "state.json"),
