@@ -162,6 +162,8 @@ from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_blocks a
 
 # Tests point this at a fixture tree captured from a lab guest.
 ROOT = "/"
+# States whose outcome a successful write fully determines (no zone picked by the kernel).
+DETERMINED_BY_WRITE = ("online_movable", "offline")
 
 
 def parse_bytes(module, value, name):
@@ -272,7 +274,8 @@ def main():
     if wanted:
         selected, what = select_blocks(module, root)
         result["selected"] = blocks_util.compact(selected)
-        current = _sysfs.read_blocks(selected, root)
+        # Only a plain online or online_kernel needs the zone an offline block would go to.
+        current = _sysfs.read_blocks(selected, root, offline_zones=wanted in ("online", "online_kernel"))
         to_offline, to_set, wrong_zone = blocks_util.plan(current, wanted, rezone=params["force"])
         if wrong_zone and not params["force"]:
             zones = sorted(set(current[i]["zone"] for i in wrong_zone))
@@ -321,7 +324,12 @@ def main():
         refused.update(_sysfs.set_blocks_state(to_offline, "offline", root))
     if to_set:
         refused.update(blocks_util.apply([i for i in to_set if i not in refused], wanted, root))
-    final = _sysfs.read_blocks(sorted(current), root)
+    if refused or wanted not in DETERMINED_BY_WRITE:
+        final = _sysfs.read_blocks(sorted(current), root, offline_zones=False)
+    else:
+        # Every write succeeded and leaves no choice to the kernel (online_movable is ZONE_MOVABLE,
+        # offline is offline): reading the blocks again would only repeat the prediction.
+        final = after
     result["after"] = blocks_util.counts(final)
     if module._diff and current:
         # What the kernel actually did (differs from the prediction only where it refused).
