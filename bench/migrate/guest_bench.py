@@ -1,11 +1,16 @@
 """bench/migrate (guest side): tierd's mover vs numactl's migratepages on the same pages.
 
-    guest_bench.py SRC_DIR [--size-mib 256] [--rounds 3]
+    guest_bench.py SRC_DIR [--size-mib 256] [--rounds 5] [--batch-pages 1024 ...]
 
-A workload.py process holds SIZE MiB on the PMEM node (node 1). Each round: tierd's Mover moves
-every page of that mapping to node 0 (batches of 1024, no rate limit) and is timed; then
-`migratepages PID 0 1` moves the whole process back and is timed, and the pages it moved are
-counted from numa_maps (it also moves the interpreter's own pages, so MB/s uses its own count).
+A workload.py process holds SIZE MiB on the PMEM node (node 1). Both tools are timed moving the
+same direction, PMEM (1) -> DRAM (0), and each round times both back to back, so a round's ratio
+compares runs under the same host load (TCG on a shared host varies several-fold between minutes):
+  migratepages PID 1 0                                                        [timed]
+  tierd's Mover moves the mapping back 0 -> 1                                  [not timed]
+  for each --batch-pages B: tierd's Mover moves the mapping 1 -> 0, batches of B, no rate limit [timed],
+                            then back 0 -> 1 [not timed]
+migratepages moves the whole process (the interpreter's pages too), so its GB/s uses the pages
+it moved, counted from numa_maps. The result is the median of the per-round ratios.
 Prints one JSON line.
 """
 
@@ -31,7 +36,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("src")
     parser.add_argument("--size-mib", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch-pages", type=int, nargs="+", default=[1024], help="tierd mover batch sizes to time")
     args = parser.parse_args()
     info_file = "/run/bench-migrate.json"
     if os.path.exists(info_file):
@@ -48,26 +54,40 @@ def main():
         addresses = [info["address"] + i * 4096 for i in range(info["length"] // 4096)]
         kernel = Kernel("/")
         rounds = []
+
+        def tierd_move(node, batch):
+            mover = Mover(kernel, batch, RateLimiter(1 << 40, 1 << 40))
+            start = time.monotonic()
+            moved, failed, _stopped = mover.move(pid, addresses, node)
+            return moved, failed, time.monotonic() - start
+
+        def migratepages(source, target):
+            before = pages_on(pid, target)
+            start = time.monotonic()
+            subprocess.check_call(["migratepages", str(pid), str(source), str(target)])
+            took = time.monotonic() - start
+            return pages_on(pid, target) - before, took
+
         for _round in range(args.rounds):
-            limiter = RateLimiter(1 << 40, 1 << 40)
-            mover = Mover(kernel, 1024, limiter)
-            start = time.monotonic()
-            moved, failed, _stopped = mover.move(pid, addresses, 0)
-            tierd_s = time.monotonic() - start
-            before = pages_on(pid, 1)
-            start = time.monotonic()
-            subprocess.check_call(["migratepages", str(pid), "0", "1"])
-            numactl_s = time.monotonic() - start
-            numactl_pages = pages_on(pid, 1) - before
-            rounds.append({"tierd_pages": moved, "tierd_failed": failed, "tierd_s": round(tierd_s, 3),
-                           "tierd_gbps": round(moved * 4096 / tierd_s / 1e9, 3),
-                           "migratepages_pages": numactl_pages, "migratepages_s": round(numactl_s, 3),
-                           "migratepages_gbps": round(numactl_pages * 4096 / numactl_s / 1e9, 3)})
-        tierd = sorted(r["tierd_gbps"] for r in rounds)[len(rounds) // 2]
-        numactl = sorted(r["migratepages_gbps"] for r in rounds)[len(rounds) // 2]
-        print(json.dumps({"size_mib": args.size_mib, "rounds": rounds, "median_tierd_gbps": tierd,
-                          "median_migratepages_gbps": numactl, "ratio": round(tierd / numactl, 3),
-                          "target_ratio": 0.9}))
+            numactl_pages, numactl_s = migratepages(1, 0)
+            numactl_gbps = numactl_pages * 4096 / numactl_s / 1e9
+            result = {"migratepages_pages": numactl_pages, "migratepages_s": round(numactl_s, 3),
+                      "migratepages_gbps": round(numactl_gbps, 4)}
+            tierd_move(1, 1 << 20)
+            for batch in args.batch_pages:
+                moved, failed, tierd_s = tierd_move(0, batch)
+                tierd_gbps = moved * 4096 / tierd_s / 1e9
+                result["tierd_%d" % batch] = {"pages": moved, "failed": failed, "s": round(tierd_s, 3),
+                                              "gbps": round(tierd_gbps, 4), "ratio": round(tierd_gbps / numactl_gbps, 3)}
+                tierd_move(1, 1 << 20)
+            rounds.append(result)
+        summary = {"size_mib": args.size_mib, "direction": "1->0", "rounds": rounds, "target_ratio": 0.9}
+        for batch in args.batch_pages:
+            ratios = sorted(r["tierd_%d" % batch]["ratio"] for r in rounds)
+            best = max(r["tierd_%d" % batch]["gbps"] for r in rounds) / max(r["migratepages_gbps"] for r in rounds)
+            summary["batch_%d" % batch] = {"median_ratio": ratios[len(ratios) // 2], "min_ratio": ratios[0],
+                                           "max_ratio": ratios[-1], "best_vs_best": round(best, 3)}
+        print(json.dumps(summary))
     finally:
         child.kill()
 

@@ -11,4 +11,4 @@ if [ -z "${BENCH_GUEST:-}" ]; then
 fi
 tar -C "$REPO" -czf - tierd/tierd tests/lab/tierd bench/migrate | \
     $LAB ssh "$NAME" 'rm -rf /opt/b && mkdir -p /opt/b && tar -xzf - -C /opt/b'
-$LAB ssh "$NAME" 'sh /opt/b/tests/lab/tierd/online_pmem.sh >&2 && python3 /opt/b/bench/migrate/guest_bench.py /opt/b'
+$LAB ssh "$NAME" "sh /opt/b/tests/lab/tierd/online_pmem.sh >&2 && python3 /opt/b/bench/migrate/guest_bench.py /opt/b ${BENCH_MIGRATE_ARGS:-}"

@@ -19,7 +19,7 @@ def make_agent(guest_root, tmp_path, policy, **extra):
     kernel = SimulatedPages(guest_root, placement)
     data = {"interval_seconds": 2, "damon": {"sample_us": 100000, "aggr_us": 1000000, "warmup_aggregations": 2},
             "heat": {"hot_threshold": 0.3, "cold_threshold": 0.05, "warmup_intervals": 2},
-            "mover": {"rate_limit_mbps": 100000, "min_residency_intervals": 3},
+            "mover": {"batch_pages": 1024, "rate_limit_mbps": 100000, "min_residency_intervals": 3},
             "state_file": str(tmp_path / "state.json"),
             "metrics": {"textfile": str(tmp_path / "prom" / "tierd.prom")},
             "workloads": [{"name": "wl", "match": {"pid": info["pid"]}, "vmas": {"min_size": "32M"},
