@@ -9,6 +9,7 @@ compares runs under the same host load (TCG on a shared host varies several-fold
   tierd's Mover moves the mapping back 0 -> 1                                  [not timed]
   for each --batch-pages B: tierd's Mover moves the mapping 1 -> 0, batches of B, no rate limit [timed],
                             then back 0 -> 1 [not timed]
+  with THP on, also as the agent moves: one address per huge page, then the rest checked [timed]
 migratepages moves the whole process (the interpreter's pages too), so its GB/s uses the pages
 it moved, counted from numa_maps. The result is the median of the per-round ratios.
 Prints one JSON line.
@@ -55,10 +56,10 @@ def main():
         kernel = Kernel("/")
         rounds = []
 
-        def tierd_move(node, batch):
+        def tierd_move(node, batch, block_pages=1):
             mover = Mover(kernel, batch, RateLimiter(1 << 40, 1 << 40))
             start = time.monotonic()
-            moved, failed, _stopped = mover.move(pid, addresses, node)
+            moved, failed, _stopped = mover.move(pid, addresses, node, block_pages)
             return moved, failed, time.monotonic() - start
 
         def migratepages(source, target):
@@ -68,25 +69,29 @@ def main():
             took = time.monotonic() - start
             return pages_on(pid, target) - before, took
 
+        # (label, batch, block pages): per-page batches, and what the agent does with THP enabled.
+        variants = [("tierd_%d" % batch, batch, 1) for batch in args.batch_pages]
+        if kernel.thp_pages() > 1:
+            variants.append(("tierd_%d_blocks" % args.batch_pages[-1], args.batch_pages[-1], kernel.thp_pages()))
         for _round in range(args.rounds):
             numactl_pages, numactl_s = migratepages(1, 0)
             numactl_gbps = numactl_pages * 4096 / numactl_s / 1e9
             result = {"migratepages_pages": numactl_pages, "migratepages_s": round(numactl_s, 3),
                       "migratepages_gbps": round(numactl_gbps, 4)}
-            tierd_move(1, 1 << 20)
-            for batch in args.batch_pages:
-                moved, failed, tierd_s = tierd_move(0, batch)
+            tierd_move(1, 8192, kernel.thp_pages())
+            for label, batch, block_pages in variants:
+                moved, failed, tierd_s = tierd_move(0, batch, block_pages)
                 tierd_gbps = moved * 4096 / tierd_s / 1e9
-                result["tierd_%d" % batch] = {"pages": moved, "failed": failed, "s": round(tierd_s, 3),
-                                              "gbps": round(tierd_gbps, 4), "ratio": round(tierd_gbps / numactl_gbps, 3)}
-                tierd_move(1, 1 << 20)
+                result[label] = {"pages": moved, "failed": failed, "s": round(tierd_s, 3),
+                                 "gbps": round(tierd_gbps, 4), "ratio": round(tierd_gbps / numactl_gbps, 3)}
+                tierd_move(1, 8192, kernel.thp_pages())
             rounds.append(result)
         summary = {"size_mib": args.size_mib, "direction": "1->0", "rounds": rounds, "target_ratio": 0.9}
-        for batch in args.batch_pages:
-            ratios = sorted(r["tierd_%d" % batch]["ratio"] for r in rounds)
-            best = max(r["tierd_%d" % batch]["gbps"] for r in rounds) / max(r["migratepages_gbps"] for r in rounds)
-            summary["batch_%d" % batch] = {"median_ratio": ratios[len(ratios) // 2], "min_ratio": ratios[0],
-                                           "max_ratio": ratios[-1], "best_vs_best": round(best, 3)}
+        for label, _batch, _block_pages in variants:
+            ratios = sorted(r[label]["ratio"] for r in rounds)
+            best = max(r[label]["gbps"] for r in rounds) / max(r["migratepages_gbps"] for r in rounds)
+            summary[label] = {"median_ratio": ratios[len(ratios) // 2], "min_ratio": ratios[0],
+                              "max_ratio": ratios[-1], "best_vs_best": round(best, 3)}
         print(json.dumps(summary))
     finally:
         child.kill()

@@ -265,7 +265,7 @@ class Agent:
                 self.logger.info("would_move", workload=name, pid=pid, direction=kind, pages=len(addresses), node=node)
                 continue
             self.mover.errors = {}
-            moved, failed, stopped = self.mover.move(pid, addresses, node)
+            moved, failed, stopped = self.mover.move(pid, addresses, node, self.block_pages)
             totals["%sd_total" % kind] += moved
             totals["failed_total"] += failed
             self.recent.add(pid, addresses, self.intervals)

@@ -4,6 +4,9 @@ import time
 
 from .kernel import PAGE_SIZE, KernelError
 
+# Addresses per move_pages(2) status query.
+QUERY_CHUNK = 16384
+
 
 class NodeError(KernelError):
     pass
@@ -84,35 +87,72 @@ class Mover:
         self.errors = {}
         self.last_status = []  # per page of the last move(): the node it is on now, or -errno
 
-    def move(self, pid, addresses, node):
+    def move(self, pid, addresses, node, block_pages=1):
         """Move pages of one process to ``node``; (moved, failed, stopped).
 
-        Per-page errors (e.g. -EBUSY for a page under I/O or pinned) are counted in ``self.errors``.
+        Per-page errors (e.g. -EBUSY for a page under I/O or pinned) are counted in ``self.errors``;
+        ``self.last_status`` has each address's node afterwards (or -errno).
+
+        With ``block_pages`` > 1 (transparent huge pages), only the first given address of each
+        block goes to move_pages(2) first. Given every address of a huge page, the kernel queues
+        the folio at the first one, finds it busy at the second (-EBUSY), migrates it alone right
+        there, and then looks up the other 510: one migration per huge page. Given only one
+        address per block, a call migrates all its huge pages together. A status query then finds
+        the pages that moved with their block; those that did not (a block of small pages) are
+        moved one by one after it.
         """
+        status = {}
+        if block_pages <= 1:
+            stopped = self._move_pages(pid, addresses, node, self.batch_pages, status)
+        else:
+            block_bytes = block_pages * PAGE_SIZE
+            heads, rest = [], []
+            block = None
+            for address in addresses:
+                if address // block_bytes != block:
+                    block = address // block_bytes
+                    heads.append(address)
+                else:
+                    rest.append(address)
+            stopped = self._move_pages(pid, heads, node, max(1, self.batch_pages // block_pages), status,
+                                       bytes_per_address=block_bytes)
+            if not stopped and rest and all(address in status for address in heads):
+                self._query(pid, rest, status)
+                leftovers = [a for a in rest if a in status and status[a] >= 0 and status[a] != node]
+                # Their bytes were paid for with their block's head.
+                stopped = self._move_pages(pid, leftovers, node, self.batch_pages, status, bytes_per_address=0)
+        self.last_status = [status.get(address, -1) for address in addresses]
         moved = failed = 0
-        self.last_status = []
-        for batch in batches(addresses, self.batch_pages):
-            if self.should_stop() or not self.limiter.acquire(len(batch) * PAGE_SIZE):
-                return moved, failed, True
+        for address, code in zip(addresses, self.last_status):
+            if code == node:
+                moved += 1
+            elif address in status:
+                failed += 1
+                self.errors[code] = self.errors.get(code, 0) + 1
+        return moved, failed, stopped
+
+    def _query(self, pid, addresses, status):
+        for chunk in batches(addresses, QUERY_CHUNK):
+            part = self.kernel.move_pages(pid, chunk)
+            if part is None:
+                return
+            status.update(zip(chunk, part))
+
+    def _move_pages(self, pid, addresses, node, batch_size, status, bytes_per_address=PAGE_SIZE):
+        """move_pages(2) calls of ``batch_size`` addresses; records each tried address's status. True if stopped."""
+        for batch in batches(addresses, batch_size):
+            if self.should_stop() or not self.limiter.acquire(len(batch) * bytes_per_address):
+                return True
             self.calls += 1
             try:
-                status = self.kernel.move_pages(pid, batch, [node] * len(batch))
+                result = self.kernel.move_pages(pid, batch, [node] * len(batch))
             except KernelError as exc:
                 if self.logger:
                     self.logger.warning("move_failed", pid=pid, node=node, pages=len(batch), error=exc)
-                failed += len(batch)
-                self.last_status.extend([-1] * len(batch))
+                status.update((address, -1) for address in batch)
                 continue
-            if status is None:  # process exited
-                failed += len(batch)
-                break
-            self.last_status.extend(status)
-            done = 0
-            for code in status:
-                if code == node:
-                    done += 1
-                else:
-                    self.errors[code] = self.errors.get(code, 0) + 1
-            moved += done
-            failed += len(batch) - done
-        return moved, failed, False
+            if result is None:  # process exited
+                status.update((address, -3) for address in batch)  # -ESRCH
+                return False
+            status.update(zip(batch, result))
+        return False

@@ -69,11 +69,14 @@ class SimulatedPages(Kernel):
     kernel counts the pages where they are); everything else reads the recorded files.
     """
 
-    def __init__(self, root, placement, fail=()):
+    def __init__(self, root, placement, fail=(), huge_pages=0):
         Kernel.__init__(self, root)
         self.placement = placement  # (pid, address) -> node
         self.fail = set(fail)
         self.calls = []
+        # With huge_pages=N, aligned blocks of N pages are transparent huge pages: moving any
+        # address of one moves all of it, as the kernel does.
+        self.huge_bytes = huge_pages * 4096
 
     def move_pages(self, pid, addresses, nodes=None):
         self.calls.append((pid, len(addresses), None if nodes is None else nodes[0]))
@@ -86,6 +89,12 @@ class SimulatedPages(Kernel):
                 status.append(self.placement[key])
             elif key in self.fail:
                 status.append(-16)
+            elif self.huge_bytes:
+                base = address // self.huge_bytes * self.huge_bytes
+                for page in range(base, base + self.huge_bytes, 4096):
+                    if (pid, page) in self.placement:
+                        self.placement[(pid, page)] = nodes[i]
+                status.append(nodes[i])
             else:
                 self.placement[key] = nodes[i]
                 status.append(nodes[i])

@@ -95,3 +95,22 @@ def test_nodes_from_cpuless_fallback_config_and_refusal(tmp_path):
     with pytest.raises(NodeError) as err:
         discover_nodes(kernel, {"dram": None, "pmem": None})
     assert "no PMEM tier found" in str(err.value)
+
+
+@pytest.mark.parametrize("huge", [True, False])
+def test_blocks_move_by_their_first_page_then_the_rest(huge):
+    """Huge pages: one address per block goes to move_pages, the rest are only checked; blocks of
+    small pages get their other pages moved after that check."""
+    placement = {(5, 0x200000 + 0x1000 * i): 1 for i in range(4 * 512)}
+    kernel = SimulatedPages(DAMON_FIXTURE + "/root", placement, huge_pages=512 if huge else 0)
+    mover = Mover(kernel, 8192, RateLimiter(1 << 40, 1 << 40))
+    addresses = sorted(a for _p, a in placement)
+    moved, failed, stopped = mover.move(5, addresses, 0, block_pages=512)
+    assert (moved, failed, stopped) == (2048, 0, False)
+    assert set(placement.values()) == {0}
+    assert mover.last_status == [0] * 2048
+    calls = [(n, node) for _pid, n, node in kernel.calls]
+    if huge:
+        assert calls == [(4, 0), (2044, None)]  # 4 heads moved, the other pages only looked up
+    else:
+        assert calls == [(4, 0), (2044, None), (2044, 0)]
