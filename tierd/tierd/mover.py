@@ -97,30 +97,42 @@ class Mover:
         block goes to move_pages(2) first. Given every address of a huge page, the kernel queues
         the folio at the first one, finds it busy at the second (-EBUSY), migrates it alone right
         there, and then looks up the other 510: one migration per huge page. Given only one
-        address per block, a call migrates all its huge pages together. A status query then finds
-        the pages that moved with their block; those that did not (a block of small pages) are
-        moved one by one after it.
+        address per block, a call migrates all its huge pages together. Then one status query of
+        each block's last page tells which blocks were huge pages (they moved whole); the pages of
+        the other blocks (small pages) are checked and moved one by one after it.
         """
         status = {}
         if block_pages <= 1:
             stopped = self._move_pages(pid, addresses, node, self.batch_pages, status)
         else:
             block_bytes = block_pages * PAGE_SIZE
-            heads, rest = [], []
-            block = None
+            blocks = []  # the given addresses of each block, in order
             for address in addresses:
-                if address // block_bytes != block:
-                    block = address // block_bytes
-                    heads.append(address)
+                if blocks and address // block_bytes == blocks[-1][0] // block_bytes:
+                    blocks[-1].append(address)
                 else:
-                    rest.append(address)
+                    blocks.append([address])
+            heads = [block[0] for block in blocks]
             stopped = self._move_pages(pid, heads, node, max(1, self.batch_pages // block_pages), status,
                                        bytes_per_address=block_bytes)
-            if not stopped and rest and all(address in status for address in heads):
+            if not stopped and all(address in status for address in heads):
+                # Every given page was on a source node, and a huge page moves whole: if a block's
+                # last given page moved with its head, the block was one huge page and all of it moved.
+                multi = [block for block in blocks if len(block) > 1 and status[block[0]] == node]
+                self._query(pid, [block[-1] for block in multi], status)
+                rest = []
+                for block in multi:
+                    if status.get(block[-1]) == node:
+                        status.update((address, node) for address in block[1:-1])
+                    else:
+                        rest.extend(block[1:-1])
+                rest.extend(address for block in blocks if len(block) > 1 and status[block[0]] != node
+                            for address in block[1:])
                 self._query(pid, rest, status)
-                leftovers = [a for a in rest if a in status and status[a] >= 0 and status[a] != node]
+                leftovers = [a for a in rest + [b[-1] for b in multi]
+                             if a in status and status[a] >= 0 and status[a] != node]
                 # Their bytes were paid for with their block's head.
-                stopped = self._move_pages(pid, leftovers, node, self.batch_pages, status, bytes_per_address=0)
+                stopped = self._move_pages(pid, sorted(leftovers), node, self.batch_pages, status, bytes_per_address=0)
         self.last_status = [status.get(address, -1) for address in addresses]
         moved = failed = 0
         for address, code in zip(addresses, self.last_status):

@@ -111,6 +111,6 @@ def test_blocks_move_by_their_first_page_then_the_rest(huge):
     assert mover.last_status == [0] * 2048
     calls = [(n, node) for _pid, n, node in kernel.calls]
     if huge:
-        assert calls == [(4, 0), (2044, None)]  # 4 heads moved, the other pages only looked up
+        assert calls == [(4, 0), (4, None)]  # 4 heads moved, each block's last page looked up
     else:
-        assert calls == [(4, 0), (2044, None), (2044, 0)]
+        assert calls == [(4, 0), (4, None), (2040, None), (2044, 0)]
