@@ -5,6 +5,7 @@ guests with emulated persistent memory under QEMU, and stops them by their own p
 
     labctl.py image [--release trixie]
     labctl.py up NAME [--release trixie] [--flavour nvdimm|legacy|grub|plain] [--pmem-size 1G]
+                      [--kernel DIR]   (a lab kernel from lab/kernel/build.sh instead of Debian's)
     labctl.py ssh NAME [COMMAND...]
     labctl.py down NAME... | --all
     labctl.py list
@@ -120,6 +121,47 @@ def ensure_image(release):
     return image
 
 
+# ---------------------------------------------------------------- lab kernels (lab/kernel/build.sh)
+
+def kernel_release(kernel_dir):
+    """The release string (uname -r) of DIR/bzImage, read from its x86 boot protocol header."""
+    path = os.path.join(kernel_dir, "bzImage")
+    try:
+        with open(path, "rb") as handle:
+            image = handle.read(64 * 1024)
+    except OSError as exc:
+        raise LabError("--kernel %s: no readable bzImage there (%s); build one with lab/kernel/build.sh"
+                       % (kernel_dir, exc.strerror))
+    # 0x202: "HdrS" magic; 0x20e: offset of the version string, relative to 0x200.
+    if image[0x202:0x206] != b"HdrS":
+        raise LabError("--kernel %s: %s is not an x86 bzImage (no HdrS boot header)" % (kernel_dir, path))
+    start = int.from_bytes(image[0x20e:0x210], "little") + 0x200
+    release = image[start:image.find(b"\0", start)].decode(errors="replace").split(" ")[0]
+    if not release:
+        raise LabError("--kernel %s: no version string in %s" % (kernel_dir, path))
+    return release
+
+
+def install_builtin_module_list(inst):
+    """Let the guest's modprobe see the built-in drivers (a MODULES=n lab kernel has no module tree).
+
+    daxctl asks kmod for dax_pmem/kmem and fails with "insert failure: -2" unless
+    /lib/modules/RELEASE/modules.builtin{,.modinfo} exist and depmod indexed them (LAB-NOTES).
+    """
+    moddir = "/lib/modules/%s" % inst["kernel_release"]
+    try:
+        for name in ("modules.builtin", "modules.builtin.modinfo"):
+            with open(os.path.join(inst["kernel"], name), "rb") as handle:
+                subprocess.run(ssh_argv(inst, "mkdir -p %s && cat > %s/%s" % (moddir, moddir, name)),
+                               stdin=handle, check=True, timeout=120)
+        # modules-load.d (dax_pmem, kmem) failed before the list existed: run it again so no unit stays failed.
+        subprocess.run(ssh_argv(inst, "depmod %s && systemctl restart systemd-modules-load.service"
+                                % inst["kernel_release"]), stdin=subprocess.DEVNULL, check=True, timeout=120)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise LabError("installing %s/modules.builtin{,.modinfo} into %s:%s failed: %s"
+                       % (inst["kernel"], inst["name"], moddir, exc))
+
+
 # ---------------------------------------------------------------- QEMU command line
 
 def free_port():
@@ -188,8 +230,12 @@ def qemu_argv(inst, image):
     ]
     if inst["flavour"] != "grub":
         append = ["root=/dev/vda", "rw"] + list(GUEST_KERNEL_ARGS) + kernel_args
-        argv += ["-kernel", os.path.join(image, "vmlinuz"), "-initrd", os.path.join(image, "initrd.img"),
-                 "-append", " ".join(append + inst["append"])]
+        if inst.get("kernel"):
+            # A lab kernel has root's drivers built in: no initrd.
+            argv += ["-kernel", os.path.join(inst["kernel"], "bzImage")]
+        else:
+            argv += ["-kernel", os.path.join(image, "vmlinuz"), "-initrd", os.path.join(image, "initrd.img")]
+        argv += ["-append", " ".join(append + inst["append"])]
     return argv
 
 
@@ -275,6 +321,10 @@ def kill_qemu(inst, grace=15):
 
 
 def cmd_up(args):
+    kernel = os.path.abspath(args.kernel) if args.kernel else None
+    if kernel and args.flavour == "grub":
+        raise LabError("--kernel cannot be used with --flavour grub: that guest boots its own kernel through GRUB")
+    release = kernel_release(kernel) if kernel else None
     image = ensure_image(args.release)
     d = instance_path(args.name)
     if os.path.exists(os.path.join(d, "instance.json")):
@@ -292,7 +342,7 @@ def cmd_up(args):
         "image": image, "mem_bytes": parse_size(mem), "pmem_bytes": parse_size(pmem_size),
         "memmap_offset": int(args.memmap_offset, 0), "cpus": args.cpus, "append": args.append or [],
         "pmem_device": not no_pmem, "address": "127.0.0.1", "user": "root",
-        "identity_file": ensure_key(), "port": None,
+        "identity_file": ensure_key(), "port": None, "kernel": kernel, "kernel_release": release,
     }
     base = os.path.join(image, "disk-grub.img" if args.flavour == "grub" else "rootfs.img")
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw",
@@ -322,9 +372,13 @@ def cmd_up(args):
         inst["boot_seconds"] = round(time.monotonic() - started, 1)
         inst["boot_attempts"] = attempt
         save_instance(inst)
-        log("phase boot %s (%s, %s): %.1f s to SSH on 127.0.0.1:%s"
-            % (args.name, args.release, args.flavour, inst["boot_seconds"], inst["port"]))
-        reported = ("name", "address", "port", "user", "identity_file", "release", "flavour", "boot_seconds", "dir")
+        log("phase boot %s (%s, %s%s): %.1f s to SSH on 127.0.0.1:%s"
+            % (args.name, args.release, args.flavour, ", kernel " + release if kernel else "",
+               inst["boot_seconds"], inst["port"]))
+        if kernel:
+            install_builtin_module_list(inst)
+        reported = ("name", "address", "port", "user", "identity_file", "release", "flavour", "boot_seconds", "dir",
+                    "kernel", "kernel_release")
         print(json.dumps({k: inst[k] for k in reported}))
         return 0
     raise LabError("%s did not boot in %d attempts; serial logs in %s" % (args.name, attempts, d))
@@ -411,6 +465,8 @@ def main(argv=None):
     p.add_argument("--cpus", type=int, default=2)
     p.add_argument("--append", action="append", help="extra kernel argument (-kernel flavours)")
     p.add_argument("--no-pmem", action="store_true", help="leave the pmem device off (negative tests)")
+    p.add_argument("--kernel", metavar="DIR",
+                   help="boot DIR/bzImage (from lab/kernel/build.sh) without initrd instead of Debian's kernel")
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("down", help="stop guests by their pid file and remove their overlays")
     p.add_argument("names", nargs="*")
