@@ -1,14 +1,17 @@
 """tierd lab test, run as root inside a trixie nvdimm guest (run.sh copies it in and calls it).
 
     guest_test.py SRC_DIR   (SRC_DIR holds tierd/ and tests/lab/tierd/ of the repository)
+    TIERD_LAB_BACKEND=damon (default) | page_idle: the tracking backend tierd is configured with;
+    page_idle needs a guest kernel with CONFIG_IDLE_PAGE_TRACKING (lab/kernel/build.sh).
 
 1. onlines the pmem as a CPU-less node, installs tierd and a hardened unit, starts two workloads
    bound to PMEM: wl1 (hot 20 %, policy direction both) and wl2 (policy pmem_max_percent 30);
 2. waits (bounded by tierd intervals and wall time) until >= 90 % of wl1's hot pages are on DRAM
    while >= 90 % of its cold pages stay on PMEM, and wl2 has <= 30 % (+ one batch) on PMEM;
-3. kill -9 tierd: systemd restarts it, it takes back its own DAMON kdamond, placement holds,
-   the workloads' memory checksums are unchanged;
-4. systemctl stop: tierd releases DAMON (nr_kdamonds 0).
+3. kill -9 tierd: systemd restarts it (with DAMON it takes back its own kdamond), placement
+   holds, the workloads' memory checksums are unchanged;
+4. systemctl stop: no kdamond is left (DAMON released; page_idle never started one).
+The start lines of both tierd processes must name the backend asked for.
 Prints one JSON line of measurements and exits non-zero on the first failed check.
 """
 
@@ -28,10 +31,13 @@ INTERVAL = 3
 MAX_INTERVALS = int(os.environ.get("TIERD_LAB_MAX_INTERVALS", "40"))
 WALL_LIMIT = int(os.environ.get("TIERD_LAB_WALL_SECONDS", "900"))
 HOT_FRACTION = float(os.environ.get("TIERD_LAB_HOT_FRACTION", "0.9"))
+BACKENDS = ("damon", "page_idle")
+BACKEND = os.environ.get("TIERD_LAB_BACKEND", "damon")
+PAGE_IDLE_BITMAP = "/sys/kernel/mm/page_idle/bitmap"
 NR_KDAMONDS = "/sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds"
 CONFIG = {
     "interval_seconds": INTERVAL,
-    "backend": "damon",
+    "backend": BACKEND,
     "damon": {"sample_us": 200000, "aggr_us": 2000000, "min_nr_regions": 10, "max_nr_regions": 1000},
     "heat": {"decay": 0.5, "hot_threshold": 0.25, "cold_threshold": 0.05, "warmup_intervals": 2},
     "mover": {"batch_pages": BATCH, "rate_limit_mbps": 64, "min_residency_intervals": 3},
@@ -84,6 +90,23 @@ def tierd_intervals():
         return 0
 
 
+def start_line(pid=None):
+    """tierd's start log line (of one process), which must name the backend this test asked for."""
+    journal = "journalctl -u tierd-lab.service -o cat" + (" _PID=%d" % pid if pid else "")
+    line = sh(journal + " | grep -m1 'event=start'", check=False)
+    if "backend=%s" % BACKEND not in line.split():
+        fail("tierd%s did not start with backend=%s: start line %r" % (" %d" % pid if pid else "", BACKEND, line))
+    return line
+
+
+def nr_kdamonds():
+    try:
+        with open(NR_KDAMONDS) as handle:
+            return int(handle.read())
+    except OSError:
+        return 0
+
+
 def main_pid():
     return int(sh("systemctl show -p MainPID --value tierd-lab.service") or 0)
 
@@ -96,6 +119,14 @@ def goals(p1, p2):
 
 
 def install():
+    if BACKEND not in BACKENDS:
+        fail("TIERD_LAB_BACKEND=%r: choose one of %s" % (BACKEND, ", ".join(BACKENDS)))
+    if BACKEND == "page_idle" and not os.path.exists(PAGE_IDLE_BITMAP):
+        fail("backend page_idle needs %s, which kernel %s lacks (no CONFIG_IDLE_PAGE_TRACKING): boot the "
+             "guest with a lab kernel (run.sh does with TIERD_LAB_KERNEL or lab/kernel/build.sh)"
+             % (PAGE_IDLE_BITMAP, os.uname().release))
+    results["backend"] = BACKEND
+    results["kernel"] = os.uname().release
     sh("sh %s/online_pmem.sh" % HERE)
     lib = "/usr/local/lib/tierd"
     shutil.rmtree(lib, ignore_errors=True)
@@ -107,6 +138,12 @@ def install():
         json.dump(CONFIG, out, indent=1)
     results["check_config"] = sh("/usr/local/sbin/tierd check-config /etc/tierd/config.json")
     shutil.copy(os.path.join(HERE, "tierd-lab.service"), "/etc/systemd/system/tierd-lab.service")
+    dropin = "/etc/systemd/system/tierd-lab.service.d"
+    shutil.rmtree(dropin, ignore_errors=True)
+    if BACKEND == "page_idle":
+        # pagemap hides PFNs from readers without CAP_SYS_ADMIN, and page_idle needs the PFNs.
+        os.makedirs(dropin)
+        shutil.copy(os.path.join(HERE, "tierd-lab-page-idle.conf"), os.path.join(dropin, "page-idle.conf"))
     sh("systemctl daemon-reload")
 
 
@@ -165,7 +202,9 @@ def main():
             os.unlink(stale)
     sh("systemctl start tierd-lab.service")
     converge(wl1, wl2, "converged")
-    results["backend_line"] = sh("journalctl -u tierd-lab.service -o cat | grep -m1 'event=start'")
+    results["backend_line"] = start_line()
+    if BACKEND == "page_idle" and nr_kdamonds():
+        fail("backend page_idle, yet %d DAMON kdamonds exist" % nr_kdamonds())
     results["status"] = sh("/usr/local/sbin/tierd status -c /etc/tierd/config.json")
 
     # kill -9: systemd restarts tierd, which takes back its own leftover kdamond.
@@ -183,7 +222,8 @@ def main():
     while time.time() < deadline and sh(intervals_logged, check=False) in ("", "0", "1"):
         time.sleep(2)
     journal = sh("journalctl -u tierd-lab.service -o cat _PID=%d" % new, check=False)
-    if "event=damon_adopted" not in journal:
+    results["restart_backend_line"] = start_line(new)
+    if BACKEND == "damon" and "event=damon_adopted" not in journal:
         fail("restarted tierd did not take back its kdamond: %s" % journal[-1500:])
     if sh("systemctl is-active tierd-lab.service", check=False) != "active":
         fail("tierd not active after restart: %s" % journal[-1500:])
@@ -192,8 +232,7 @@ def main():
     results["metrics_sample"] = sh("grep tierd_pages_moved_total /run/tierd/metrics/tierd.prom")
 
     sh("systemctl stop tierd-lab.service")
-    with open(NR_KDAMONDS) as handle:
-        results["nr_kdamonds_after_stop"] = int(handle.read())
+    results["nr_kdamonds_after_stop"] = nr_kdamonds()
     if results["nr_kdamonds_after_stop"] != 0:
         fail("tierd left %d kdamonds after stop" % results["nr_kdamonds_after_stop"])
     results["stop_line"] = sh("journalctl -u tierd-lab.service -o cat | grep 'event=stop' | tail -1")

@@ -2,17 +2,32 @@
 # tierd lab test in one command: boots a trixie nvdimm guest, copies tierd and the test in,
 # runs guest_test.py as root, prints its measurements, and always stops the guest.
 #   tests/lab/tierd/run.sh            (TIERD_LAB_NAME=t-tierd-lab, TIERD_LAB_KEEP=1 keeps the guest)
+#   TIERD_LAB_BACKEND=page_idle tests/lab/tierd/run.sh
+#       the same test on tierd's page_idle backend, in a guest booted with the lab kernel
+#       TIERD_LAB_KERNEL=DIR (default: the cached build of lab/kernel/build.sh, which must exist)
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../../.." && pwd)
-NAME=${TIERD_LAB_NAME:-t-tierd-lab}
+BACKEND=${TIERD_LAB_BACKEND:-damon}
 LAB="python3 $REPO/lab/labctl.py"
+case $BACKEND in
+    damon)
+        NAME=${TIERD_LAB_NAME:-t-tierd-lab}
+        kernel_args=() ;;
+    page_idle)
+        NAME=${TIERD_LAB_NAME:-t-tierd-lab-page-idle}
+        kernel=${TIERD_LAB_KERNEL:-$(bash "$REPO/lab/kernel/build.sh" --print-dir)}
+        kernel_args=(--kernel "$kernel") ;;
+    *)
+        echo "run.sh: TIERD_LAB_BACKEND=$BACKEND is not valid; choose damon or page_idle" >&2
+        exit 2 ;;
+esac
 cleanup() { [ "${TIERD_LAB_KEEP:-0}" = 1 ] || $LAB down "$NAME" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 if ! $LAB list 2>/dev/null | grep -q "^$NAME .*running"; then
-    $LAB up "$NAME" --release trixie --flavour nvdimm >/dev/null
+    $LAB up "$NAME" --release trixie --flavour nvdimm "${kernel_args[@]}" >/dev/null
 fi
 tar -C "$REPO" -czf - tierd/tierd tierd/bin tests/lab/tierd | \
     $LAB ssh "$NAME" 'rm -rf /opt/t && mkdir -p /opt/t && tar -xzf - -C /opt/t'
 start=$(date +%s)
-$LAB ssh "$NAME" "TIERD_LAB_MAX_INTERVALS=${TIERD_LAB_MAX_INTERVALS:-40} TIERD_LAB_HOT_FRACTION=${TIERD_LAB_HOT_FRACTION:-0.9} python3 /opt/t/tests/lab/tierd/guest_test.py /opt/t" | tee "${TIERD_LAB_RESULT:-/dev/null}"
-echo "tierd lab test passed in $(( $(date +%s) - start )) s (guest $NAME)" >&2
+$LAB ssh "$NAME" "TIERD_LAB_BACKEND=$BACKEND TIERD_LAB_MAX_INTERVALS=${TIERD_LAB_MAX_INTERVALS:-40} TIERD_LAB_HOT_FRACTION=${TIERD_LAB_HOT_FRACTION:-0.9} python3 /opt/t/tests/lab/tierd/guest_test.py /opt/t" | tee "${TIERD_LAB_RESULT:-/dev/null}"
+echo "tierd lab test ($BACKEND) passed in $(( $(date +%s) - start )) s (guest $NAME)" >&2
