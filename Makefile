@@ -16,7 +16,7 @@ APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap fdisk e2fsprogs openssh-cl
   chromium fonts-dejavu-core shellcheck
 TIMED       = bash lab/timed.sh
 
-.PHONY: help deps venv collection-link unit molecule test demo lab-image clean-lab build sanity lint docs packaging-test ecosystem-lab tierd-lab bench-tierd bench-online-blocks
+.PHONY: help deps venv collection-link unit molecule test demo lab-image clean-lab build sanity lint docs packaging-test ecosystem-lab tierd-lab bench-tierd bench-online-blocks test-page-idle
 
 help:
 	@echo "make demo   - boot a lab guest with emulated pmem and run the collection against it"
@@ -67,6 +67,12 @@ packaging-test: venv
 # holds, kill -9 -> systemd restarts it and the workloads' memory is intact.
 tierd-lab: deps
 	$(TIMED) tierd-lab bash tests/lab/tierd/run.sh
+
+# The same tierd lab test on the page_idle backend (not part of make test): needs a guest kernel with
+# CONFIG_IDLE_PAGE_TRACKING, built once from Debian's linux-source-6.12 (~15 min on 2 cores, then cached).
+test-page-idle: deps
+	$(TIMED) kernel-page-idle bash lab/kernel/build.sh
+	TIERD_LAB_BACKEND=page_idle $(TIMED) tierd-lab-page-idle bash tests/lab/tierd/run.sh
 
 # Benchmarks (not part of make test): results and commands in bench/RESULTS.md.
 bench-tierd: deps
