@@ -196,6 +196,11 @@ def main():
         if p["on_pmem"] != p["pages"]:
             fail("%s did not start fully on PMEM: %s" % (name, p))
     results["sha256"] = {"wl1": info(wl1)["sha256"], "wl2": info(wl2)["sha256"]}
+    if BACKEND == "page_idle":
+        # Measured, not asserted: marking idle does not flush the TLB (LAB-NOTES), so this shows how
+        # many of wl1's touched pages the kernel reports as accessed one tierd interval later.
+        results["idle_probe"] = json.loads(sh("python3 %s/idle_probe.py %s %d" % (HERE, wl1, INTERVAL)))
+        log("idle probe: %s" % results["idle_probe"])
 
     for stale in ("/run/tierd/state.json", "/run/tierd/damon-owner.json"):
         if os.path.exists(stale):
