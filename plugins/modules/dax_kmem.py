@@ -64,12 +64,12 @@ options:
     description: Go beyond O(movable_ratio).
     type: bool
     default: false
+extends_documentation_fragment:
+  - tiering.pmem.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 requirements:
   - daxctl, the kmem kernel module; ndctl when selecting by O(namespace) or O(region)

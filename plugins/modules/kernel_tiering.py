@@ -59,6 +59,13 @@ options:
       - Keep a time-stamped copy of a file before it is changed.
     type: bool
     default: false
+extends_documentation_fragment:
+  - tiering.pmem.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
 notes:
   - Supports check mode and diff mode. Check mode writes nothing and returns the same RV(actions) and
     RV(changed) as a real run.

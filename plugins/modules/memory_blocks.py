@@ -61,12 +61,12 @@ options:
       - Allow O(state=offline) of blocks in a kernel zone (not ZONE_MOVABLE) on a node that has CPUs.
     type: bool
     default: false
+extends_documentation_fragment:
+  - tiering.pmem.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 notes:
   - Blocks are written in an order the kernel accepts (ZONE_MOVABLE above ZONE_NORMAL in a node).

@@ -61,12 +61,12 @@ options:
         not named by the task. Data on it is lost.
     type: bool
     default: false
+extends_documentation_fragment:
+  - tiering.pmem.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 requirements:
   - ndctl (and daxctl to release an offline system-ram device)

@@ -25,12 +25,12 @@ author:
 options: {}
 requirements:
   - ndctl and daxctl on the managed host
+extends_documentation_fragment:
+  - tiering.pmem.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 notes:
   - A machine without pmem returns empty C(regions), C(namespaces) and C(dax_devices), not a failure.
