@@ -60,6 +60,13 @@ def test_offline_block_reports_the_default_zone():
     assert blocks[33] == {"state": "offline", "zone": None, "default_zone": "Normal", "kernel_zone": "Normal"}
 
 
+def test_offline_zones_can_be_skipped_but_online_zones_are_always_read():
+    offline = _sysfs.read_blocks([33], root_of("trixie-nvdimm-system-ram-offline"), offline_zones=False)
+    assert offline[33] == {"state": "offline", "zone": None, "default_zone": None, "kernel_zone": None}
+    online = _sysfs.read_blocks([33], root_of("trixie-nvdimm-system-ram-movable"), offline_zones=False)
+    assert online[33] == {"state": "online", "zone": "Movable", "default_zone": None, "kernel_zone": None}
+
+
 def test_legacy_pmem_below_4g_goes_to_dma32():
     blocks = _sysfs.read_blocks([17], root_of("trixie-legacy-system-ram-offline"))
     assert blocks[17] == {"state": "offline", "zone": None, "default_zone": "DMA32", "kernel_zone": "DMA32"}
