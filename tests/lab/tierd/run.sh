@@ -2,9 +2,11 @@
 # tierd lab test in one command: boots a trixie nvdimm guest, copies tierd and the test in,
 # runs guest_test.py as root, prints its measurements, and always stops the guest.
 #   tests/lab/tierd/run.sh            (TIERD_LAB_NAME=t-tierd-lab, TIERD_LAB_KEEP=1 keeps the guest)
+#   then soft_dirty_test.py in the same guest (damon backend; TIERD_LAB_SOFT_DIRTY=0 skips it)
 #   TIERD_LAB_BACKEND=page_idle tests/lab/tierd/run.sh
 #       the same test on tierd's page_idle backend, in a guest booted with the lab kernel
 #       TIERD_LAB_KERNEL=DIR (default: the cached build of lab/kernel/build.sh, which must exist)
+#   TIERD_LAB_APPEND="word ..."  extra guest kernel arguments (e.g. transparent_hugepage=madvise)
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../../.." && pwd)
 BACKEND=${TIERD_LAB_BACKEND:-damon}
@@ -21,6 +23,7 @@ case $BACKEND in
         echo "run.sh: TIERD_LAB_BACKEND=$BACKEND is not valid; choose damon or page_idle" >&2
         exit 2 ;;
 esac
+for word in ${TIERD_LAB_APPEND:-}; do kernel_args+=(--append "$word"); done
 cleanup() { [ "${TIERD_LAB_KEEP:-0}" = 1 ] || $LAB down "$NAME" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 if ! $LAB list 2>/dev/null | grep -q "^$NAME .*running"; then
@@ -31,3 +34,9 @@ tar -C "$REPO" -czf - tierd/tierd tierd/bin tests/lab/tierd | \
 start=$(date +%s)
 $LAB ssh "$NAME" "TIERD_LAB_BACKEND=$BACKEND TIERD_LAB_MAX_INTERVALS=${TIERD_LAB_MAX_INTERVALS:-40} TIERD_LAB_HOT_FRACTION=${TIERD_LAB_HOT_FRACTION:-0.9} python3 /opt/t/tests/lab/tierd/guest_test.py /opt/t" | tee "${TIERD_LAB_RESULT:-/dev/null}"
 echo "tierd lab test ($BACKEND) passed in $(( $(date +%s) - start )) s (guest $NAME)" >&2
+if [ "$BACKEND" = damon ] && [ "${TIERD_LAB_SOFT_DIRTY:-1}" = 1 ]; then
+    # The write signal is backend-independent; checked once, on the default backend.
+    start=$(date +%s)
+    $LAB ssh "$NAME" "python3 /opt/t/tests/lab/tierd/soft_dirty_test.py /opt/t"
+    echo "tierd soft-dirty lab test passed in $(( $(date +%s) - start )) s (guest $NAME)" >&2
+fi
