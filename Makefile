@@ -82,6 +82,7 @@ bench-tierd: deps
 
 bench-online-blocks: deps venv collection-link
 	$(TIMED) bench-online-blocks bash bench/online_blocks/run.sh
+	$(TIMED) bench-noop-rerun bash bench/noop_rerun/run.sh
 
 # The installed collection's status playbook (by FQCN) and an ansible-runner job, as AWX runs it, on one guest.
 ecosystem-lab: deps venv

@@ -1,6 +1,6 @@
 """bench/migrate (guest side): tierd's mover vs numactl's migratepages on the same pages.
 
-    guest_bench.py SRC_DIR [--size-mib 256] [--rounds 5] [--batch-pages 1024 ...]
+    guest_bench.py SRC_DIR [--size-mib 64] [--rounds 20] [--batch-pages 8192 ...]
 
 A workload.py process holds SIZE MiB on the PMEM node (node 1). Both tools are timed moving the
 same direction, PMEM (1) -> DRAM (0), and each round times both back to back, so a round's ratio
@@ -36,9 +36,9 @@ def pages_on(pid, node):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("src")
-    parser.add_argument("--size-mib", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--batch-pages", type=int, nargs="+", default=[1024], help="tierd mover batch sizes to time")
+    parser.add_argument("--size-mib", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--batch-pages", type=int, nargs="+", default=[8192], help="tierd mover batch sizes to time")
     args = parser.parse_args()
     info_file = "/run/bench-migrate.json"
     if os.path.exists(info_file):
