@@ -17,6 +17,9 @@ DAMON_ADMIN = "/sys/kernel/mm/damon/admin"
 PAGE_IDLE_BITMAP = "/sys/kernel/mm/page_idle/bitmap"
 CGROUP2_ROOT = "/sys/fs/cgroup"
 
+KPAGEFLAGS = "/proc/kpageflags"
+KPF_THP = 1 << 22
+
 PAGEMAP_PRESENT = 1 << 63
 PAGEMAP_SOFT_DIRTY = 1 << 55
 PAGEMAP_PFN_MASK = (1 << 55) - 1
@@ -158,6 +161,20 @@ class Kernel:
                     handle.write(struct.pack("<Q", bits))
                 except OSError:
                     continue
+
+    def read_kpageflags(self, pfns):
+        """{pfn: 64-bit page flags} from /proc/kpageflags; {} when it cannot be read (needs CAP_SYS_ADMIN)."""
+        flags = {}
+        try:
+            with open(self.path(KPAGEFLAGS), "rb") as handle:
+                for pfn in pfns:
+                    handle.seek(pfn * 8)
+                    data = handle.read(8)
+                    if len(data) == 8:
+                        flags[pfn] = struct.unpack("<Q", data)[0]
+        except OSError:
+            return flags
+        return flags
 
     def thp_pages(self):
         """Pages per transparent huge page when THP may be used (not [never]), else 1."""

@@ -11,7 +11,7 @@ import json
 import os
 from array import array
 
-from .kernel import DAMON_ADMIN, PAGE_SIZE, PAGEMAP_PFN_MASK, PAGEMAP_PRESENT, PAGEMAP_SOFT_DIRTY, KernelError
+from .kernel import DAMON_ADMIN, KPF_THP, PAGE_SIZE, PAGEMAP_PFN_MASK, PAGEMAP_PRESENT, PAGEMAP_SOFT_DIRTY, KernelError
 
 UNKNOWN = -1.0
 ULONG_MAX = (1 << 64) - 1
@@ -352,8 +352,33 @@ def read_present(kernel, pid, start, end):
     return kernel.read_pagemap(pid, start, (end - start) // PAGE_SIZE)
 
 
+def fold_huge_pages(kernel, start, pfns, huge_pages):
+    """``pfns`` with every frame of a transparent huge page replaced by its head frame.
+
+    page_idle keeps a huge page's idle flag on its head frame only: a tail frame can be neither
+    marked nor read (it always reads as accessed). A huge page mapped whole sits on an aligned
+    virtual block with aligned, consecutive frames; /proc/kpageflags confirms it is one.
+    """
+    if huge_pages <= 1:
+        return pfns
+    first = (-(start // PAGE_SIZE)) % huge_pages
+    candidates = [i for i in range(first, len(pfns) - huge_pages + 1, huge_pages)
+                  if pfns[i] and pfns[i] % huge_pages == 0 and pfns[i + huge_pages - 1] == pfns[i] + huge_pages - 1]
+    if not candidates:
+        return pfns
+    flags = kernel.read_kpageflags([pfns[i] for i in candidates])
+    folded = array("Q", pfns)
+    for i in candidates:
+        if flags.get(pfns[i], 0) & KPF_THP:
+            folded[i:i + huge_pages] = array("Q", [pfns[i]]) * huge_pages
+    return folded
+
+
 class PageIdleBackend:
-    """page_idle: mark each present page's frame idle, read the flag back one interval later."""
+    """page_idle: mark each present page's frame idle, read the flag back one interval later.
+
+    Pages of a transparent huge page are tracked through its head frame (see fold_huge_pages).
+    """
 
     name = "page_idle"
 
@@ -361,6 +386,8 @@ class PageIdleBackend:
         self.kernel = kernel
         self.logger = logger
         self.marked = {}  # pid -> {vma start: array('Q') of PFNs marked last interval (0 = none)}
+        size = kernel.read_text("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", default="0")
+        self.huge_pages = max(1, int(size) // PAGE_SIZE) if size.isdigit() else 1
 
     @staticmethod
     def warmup_intervals(_interval_seconds):
@@ -389,7 +416,7 @@ class PageIdleBackend:
                 pfns = array("Q", (e & PAGEMAP_PFN_MASK if e & PAGEMAP_PRESENT else 0 for e in entries))
                 if len(pfns) < (end - start) // PAGE_SIZE:
                     pfns.extend([0] * ((end - start) // PAGE_SIZE - len(pfns)))
-                per_vma[start] = pfns
+                per_vma[start] = fold_huge_pages(self.kernel, start, pfns, self.huge_pages)
             else:
                 frames[pid] = per_vma
         present = [pfn for per_vma in frames.values() for pfns in per_vma.values() for pfn in pfns if pfn]

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from conftest import ListStream, recorded_pagemap, recorded_workload
+from conftest import ListStream, recorded_pagemap, recorded_workload, write_sparse_pagemap
 from tierd.config import validate
 from tierd.kernel import PAGEMAP_PFN_MASK, Kernel, KernelError
 from tierd.log import Logger
@@ -245,3 +245,35 @@ def test_young_idle_region_is_unknown_not_cold():
 def _read_int(path):
     with open(path) as handle:
         return int(handle.read())
+
+
+def test_page_idle_tracks_a_huge_page_through_its_head_frame(tmp_path):
+    """The kernel keeps a huge page's idle flag on its head frame: tail frames always read as
+    accessed. 512 pages of one huge page and 512 small pages, none accessed: all must read idle."""
+    root = str(tmp_path)
+    pid, start = 42, 0x40000000  # a 2 MiB-aligned mapping
+    head = 0x80000  # an aligned frame number
+    small = [0x200000 + 7 * i for i in range(512)]
+    pfns = list(range(head, head + 512)) + small
+    write_sparse_pagemap(root, pid, start, [(1 << 63) | pfn for pfn in pfns])
+    thp = os.path.join(root, "sys/kernel/mm/transparent_hugepage")
+    os.makedirs(thp)
+    open(os.path.join(thp, "hpage_pmd_size"), "w").write("2097152\n")
+    with open(os.path.join(root, "proc/kpageflags"), "wb") as out:
+        out.seek(head * 8)
+        out.write((1 << 22 | 1 << 15).to_bytes(8, "little"))  # THP, compound head
+    path = _idle_bitmap(root, pfns, idle=[])
+    backend = PageIdleBackend(Kernel(root), Logger(ListStream()))
+    vmas = [(start, start + 1024 * P, "")]
+    backend.sample({pid: vmas})
+    # only frames the kernel can mark were written: the head, not its 511 tails
+    assert _read_bits(path, head) == 1 and not any(_read_bits(path, pfn) for pfn in range(head + 1, head + 512))
+    assert all(_read_bits(path, pfn) for pfn in small)
+    runs = backend.sample({pid: vmas})[pid][start]
+    assert runs == [(start, start + 1024 * P, 0.0)]  # all idle, huge page included
+    # an access to any byte of the huge page clears its head's flag: all 512 pages read accessed
+    data = bytearray(open(path, "rb").read())
+    data[(head >> 6) * 8 + ((head & 63) >> 3)] &= ~(1 << (head & 7)) & 0xFF
+    open(path, "wb").write(bytes(data))
+    runs = backend.sample({pid: vmas})[pid][start]
+    assert runs == [(start, start + 512 * P, 1.0), (start + 512 * P, start + 1024 * P, 0.0)]
