@@ -141,16 +141,20 @@ class Kernel:
     def page_idle_available(self):
         return self.exists(PAGE_IDLE_BITMAP)
 
-    def read_idle_words(self, word_indexes):
-        """{word index: 64-bit idle word} for the bitmap words covering some PFNs."""
+    def _read_u64s(self, path, indexes):
+        """{index: the 64-bit little-endian word at index * 8} of a /proc or /sys table file."""
         words = {}
-        with open(self.path(PAGE_IDLE_BITMAP), "rb") as handle:
-            for index in word_indexes:
+        with open(self.path(path), "rb") as handle:
+            for index in indexes:
                 handle.seek(index * 8)
                 data = handle.read(8)
                 if len(data) == 8:
                     words[index] = struct.unpack("<Q", data)[0]
         return words
+
+    def read_idle_words(self, word_indexes):
+        """{word index: 64-bit idle word} for the bitmap words covering some PFNs."""
+        return self._read_u64s(PAGE_IDLE_BITMAP, word_indexes)
 
     def write_idle_words(self, words):
         """Mark pages idle: each 8-byte write sets the idle flag of the PFNs whose bits are 1."""
@@ -164,17 +168,10 @@ class Kernel:
 
     def read_kpageflags(self, pfns):
         """{pfn: 64-bit page flags} from /proc/kpageflags; {} when it cannot be read (needs CAP_SYS_ADMIN)."""
-        flags = {}
         try:
-            with open(self.path(KPAGEFLAGS), "rb") as handle:
-                for pfn in pfns:
-                    handle.seek(pfn * 8)
-                    data = handle.read(8)
-                    if len(data) == 8:
-                        flags[pfn] = struct.unpack("<Q", data)[0]
+            return self._read_u64s(KPAGEFLAGS, pfns)
         except OSError:
-            return flags
-        return flags
+            return {}
 
     def thp_pages(self):
         """Pages per transparent huge page when THP may be used (not [never]), else 1."""
