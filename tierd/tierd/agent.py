@@ -122,6 +122,7 @@ class Agent:
         hot_threshold = heat_cfg["hot_threshold"]
         cold_threshold = heat_cfg["cold_threshold"]
         not_hot = hot_threshold * 0.999
+        warmup = max(heat_cfg["warmup_intervals"], self.backend.warmup_intervals(self.cfg["interval_seconds"]))
         block_bytes = self.block_pages * PAGE_SIZE
         policies = {w["name"]: w["policy"] for w in self.cfg["workloads"] if w["policy"] is not None}
 
@@ -152,7 +153,6 @@ class Agent:
                 for per_vma in counts.values():
                     for node, pages in per_vma.items():
                         per_node[node] = per_node.get(node, 0) + pages
-                warmup = max(heat_cfg["warmup_intervals"], self.backend.warmup_intervals(self.cfg["interval_seconds"]))
                 warm_vmas = {start for start, end, _n in vmas if self.heat.sampled(pid, start, end) >= warmup}
                 for ((vma_start, vma_end, _n), (low, high, heat)), estimate in zip(extents, estimates):
                     if not estimate:

@@ -39,6 +39,17 @@ def discover_nodes(kernel, nodes_cfg):
     return dram, pmem, "cpuless"
 
 
+def query_nodes(kernel, pid, addresses):
+    """Node of each page (negative errno for pages not present); None when the process is gone."""
+    status = []
+    for offset in range(0, len(addresses), QUERY_CHUNK):
+        part = kernel.move_pages(pid, addresses[offset:offset + QUERY_CHUNK])
+        if part is None:
+            return None
+        status.extend(part)
+    return status
+
+
 class RateLimiter:
     """Token bucket in bytes per second; ``clock`` and ``sleep`` are injectable for tests.
 
@@ -144,11 +155,9 @@ class Mover:
         return moved, failed, stopped
 
     def _query(self, pid, addresses, status):
-        for chunk in batches(addresses, QUERY_CHUNK):
-            part = self.kernel.move_pages(pid, chunk)
-            if part is None:
-                return
-            status.update(zip(chunk, part))
+        found = query_nodes(self.kernel, pid, addresses)
+        if found is not None:
+            status.update(zip(addresses, found))
 
     def _move_pages(self, pid, addresses, node, batch_size, status, bytes_per_address=PAGE_SIZE):
         """move_pages(2) calls of ``batch_size`` addresses; records each tried address's status. True if stopped."""

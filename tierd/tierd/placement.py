@@ -14,24 +14,13 @@ interval at 100 GiB. Instead tierd keeps
 import bisect
 
 from .kernel import PAGE_SIZE
+from .mover import query_nodes
 
-QUERY_CHUNK = 16384
 SAMPLES_PER_EXTENT = 8
 # Share of a process's pages whose node may differ between the sampled estimate and the counts
 # before numa_maps is re-read; above the sampling noise of a few hundred extents.
 DRIFT = 0.02
 PICK_CHUNK = 4096
-
-
-def query_nodes(kernel, pid, addresses):
-    """Node of each page (negative errno for pages not present); None when the process is gone."""
-    status = []
-    for offset in range(0, len(addresses), QUERY_CHUNK):
-        part = kernel.move_pages(pid, addresses[offset:offset + QUERY_CHUNK])
-        if part is None:
-            return None
-        status.extend(part)
-    return status
 
 
 class Placement:
