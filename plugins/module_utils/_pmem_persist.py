@@ -49,12 +49,13 @@ set -eu
 dev="$1"
 . "/etc/tiering-pmem/dax-kmem/$dev.conf"
 policy_file=/sys/devices/system/memory/auto_online_blocks
-# The dax driver probes asynchronously after its module loads: wait for the device.
+# The dax driver probes asynchronously after its module loads: wait for the device, up to
+# 170 s (inside the unit's 180 s): emulated lab guests under load took 60-200 s to boot.
 tries=0
 while [ ! -e "/sys/bus/dax/devices/$dev" ]; do
     tries=$((tries + 1))
-    if [ "$tries" -gt 120 ]; then
-        echo "tiering-pmem-dax-kmem: no dax device $dev after 60 s" >&2
+    if [ "$tries" -gt 340 ]; then
+        echo "tiering-pmem-dax-kmem: no dax device $dev after 170 s" >&2
         exit 1
     fi
     sleep 0.5
