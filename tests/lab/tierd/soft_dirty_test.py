@@ -3,10 +3,14 @@
     soft_dirty_test.py SRC_DIR   (run as root in a trixie nvdimm guest; run.sh calls it after guest_test.py)
 
 Two workloads of 64 MiB on PMEM touch every page all the time: `wlr` only reads, `wlw` writes.
-DAMON sees both as fully accessed (frequency 1.0). tierd runs with heat.soft_dirty on, write_weight
-0.5 and hot_threshold 1.1: only pages with a write on top of their accesses can get that hot
-(reads alone top out at 1.0), so the read-only workload is the control. Checks:
-1. control, soft-dirty off, hot_threshold 0.5, dry run: tierd plans to promote >= 90 % of BOTH
+DAMON sees both as accessed, though well below frequency 1.0 under TCG: x86 clears the accessed
+bit without a TLB flush, and QEMU's software TLB holds all 16384 pages, so a page sets its bit
+again only after the next flush (measured in the guest: 2 to 7 of 10 samples per aggregation,
+changing from one aggregation to the next, for both workloads). So the thresholds leave DAMON's
+frequency out of the verdict: tierd runs with heat.soft_dirty on, write_weight 1.0 and
+hot_threshold 1.05; reads alone top out at 1.0, so only written pages can get that hot, and the
+read-only workload is the control. Checks:
+1. control, soft-dirty off, hot_threshold 0.15, dry run: tierd plans to promote >= 90 % of BOTH
    workloads (DAMON sees the reads as well as the writes);
 2. soft-dirty on: from move_pages status queries of the workloads' pages, >= 90 % of wlw on DRAM
    and >= 90 % of wlr still on PMEM.
@@ -27,8 +31,8 @@ CONFIG = {
     "interval_seconds": 3,
     "backend": "damon",
     "damon": {"sample_us": 200000, "aggr_us": 2000000, "min_nr_regions": 10, "max_nr_regions": 100},
-    "heat": {"decay": 0.5, "hot_threshold": 1.1, "cold_threshold": 0.05, "warmup_intervals": 2,
-             "soft_dirty": True, "write_weight": 0.5},
+    "heat": {"decay": 0.5, "hot_threshold": 1.05, "cold_threshold": 0.05, "warmup_intervals": 2,
+             "soft_dirty": True, "write_weight": 1.0},
     "mover": {"batch_pages": 1024, "rate_limit_mbps": 256, "min_residency_intervals": 3},
     "state_file": "/run/tierd-soft-dirty/state.json",
     "workloads": [
@@ -80,13 +84,14 @@ def main():
             if time.time() > deadline:
                 raise SystemExit("workloads did not start")
             time.sleep(1)
-        control = dict(CONFIG, heat=dict(CONFIG["heat"], soft_dirty=False, hot_threshold=0.5))
+        control = dict(CONFIG, heat=dict(CONFIG["heat"], soft_dirty=False, hot_threshold=0.15))
         state, stderr = tierd_once(control, ["--dry-run"])
         planned = {name: wl["planned_promote"] for name, wl in state["workloads"].items()}
         results["control_planned_promote"] = planned
-        log("control (no soft-dirty, hot_threshold 0.5, dry run): planned promotions %s of 16384 pages each" % planned)
+        log("control (no soft-dirty, hot_threshold 0.15, dry run): planned promotions %s of 16384 pages each" % planned)
         if min(planned.values()) < 0.9 * 16384:
-            raise SystemExit("FAIL: control: DAMON did not see both workloads as hot: %s" % planned)
+            raise SystemExit("FAIL: control: DAMON did not see both workloads as hot: %s\nstate: %s\ntierd log:\n%s"
+                             % (planned, json.dumps(state["workloads"]), stderr[-4000:]))
         state, stderr = tierd_once(CONFIG, [])
         read, written = placement(workloads["wlr"][0]), placement(workloads["wlw"][0])
         results.update({"intervals": INTERVALS, "backend": state["backend"], "wlr": read, "wlw": written,
