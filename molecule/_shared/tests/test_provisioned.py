@@ -54,13 +54,13 @@ def test_dax_device_is_system_ram_fully_online(host, expect):
     assert device["online_memblocks"] == device["total_memblocks"]
 
 
-
 def test_boot_unit_made_the_device_system_ram_in_this_boot(host):
     device = _json(host, "daxctl list")[0]["chardev"]
     unit = host.service("tiering-pmem-dax-kmem@%s" % device)
     assert unit.is_enabled
     # RemainAfterExit: "active" means the script ran to its end in this boot.
     assert host.check_output("systemctl is-active %s" % unit.name) == "active"
+
 
 def test_every_block_of_the_device_is_online_in_the_zone(host, expect):
     # The kmem range from /proc/iomem ("dax0.0" under "System RAM (kmem)") -> its memory blocks.
