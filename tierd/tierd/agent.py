@@ -8,7 +8,7 @@ from . import discovery, metrics, policy as policy_mod
 from .kernel import PAGE_SIZE, KernelError
 from .mover import Mover, RateLimiter, discover_nodes
 from .placement import Placement, RecentMoves, pick_pages
-from .tracking import HeatMap, SoftDirtyTracker, choose_backend
+from .tracking import HeatMap, PagemapReads, SoftDirtyTracker, choose_backend
 
 
 class Agent:
@@ -111,8 +111,9 @@ class Agent:
         self.intervals += 1
         heat_cfg = self.cfg["heat"]
         targets, assignment = self._targets()
-        samples = self.backend.sample(targets)
-        writes = self.writes.sample(targets) if self.writes else {}
+        pagemap = PagemapReads(self.kernel)
+        samples = self.backend.sample(targets, pagemap)
+        writes = self.writes.sample(targets, pagemap) if self.writes else {}
         live_pids = set(targets)
         self.heat.forget(live_pids)
         self.placement.forget(live_pids)

@@ -315,8 +315,9 @@ class DamonBackend:
         return sorted(self.kernel.numbered_rows(self._k(index, "/contexts/0/schemes/0/tried_regions"),
                                                 ("start", "end", "nr_accesses", "age")))
 
-    def sample(self, targets):
-        """{pid: {vma start: runs of access frequency}} for tracked PIDs whose kdamond is running."""
+    def sample(self, targets, _pagemap=None):
+        """{pid: {vma start: runs of access frequency}} for tracked PIDs whose kdamond is running
+        (the pagemap reads are for backends that need them; DAMON does not)."""
         self.track(list(targets))
         result = {}
         for index, pid in enumerate(self.pids):
@@ -347,9 +348,20 @@ class DamonBackend:
         self.pids = []
 
 
-def read_present(kernel, pid, start, end):
-    """Pagemap entries of a mapping, or None when the process is gone."""
-    return kernel.read_pagemap(pid, start, (end - start) // PAGE_SIZE)
+class PagemapReads:
+    """One interval's pagemap entries per mapping, read once: page_idle (PFNs) and soft-dirty
+    (bit 55) both need them, and a pagemap read is one entry per page."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.entries = {}
+
+    def read(self, pid, start, end):
+        """Pagemap entries of a mapping, or None when the process is gone."""
+        key = (pid, start, end)
+        if key not in self.entries:
+            self.entries[key] = self.kernel.read_pagemap(pid, start, (end - start) // PAGE_SIZE)
+        return self.entries[key]
 
 
 def fold_huge_pages(kernel, start, pfns, huge_pages):
@@ -404,13 +416,14 @@ class PageIdleBackend:
             if pid not in pids:
                 del self.marked[pid]
 
-    def sample(self, targets):
+    def sample(self, targets, pagemap=None):
         self.track(targets)
+        pagemap = pagemap or PagemapReads(self.kernel)
         frames = {}  # pid -> {vma start: array('Q') of current PFNs}
         for pid, vmas in targets.items():
             per_vma = {}
             for start, end, _name in vmas:
-                entries = read_present(self.kernel, pid, start, end)
+                entries = pagemap.read(pid, start, end)
                 if entries is None:
                     break
                 pfns = array("Q", (e & PAGEMAP_PFN_MASK if e & PAGEMAP_PRESENT else 0 for e in entries))
@@ -455,12 +468,15 @@ class SoftDirtyTracker:
         self.kernel = kernel
         self.cleared = set()
 
-    def sample(self, targets):
+    def sample(self, targets, pagemap=None):
+        """Call after the tracking backend's sample of the same interval, sharing its ``pagemap``:
+        this clears the soft-dirty bits, which page_idle does not read."""
         result = {}
+        pagemap = pagemap or PagemapReads(self.kernel)
         for pid, vmas in targets.items():
             per_vma = {}
             for start, end, _name in vmas:
-                entries = read_present(self.kernel, pid, start, end)
+                entries = pagemap.read(pid, start, end)
                 if entries is None:
                     break
                 per_vma[start] = pages_to_runs(start, [(1 if e & PAGEMAP_SOFT_DIRTY else 0) if e & PAGEMAP_PRESENT

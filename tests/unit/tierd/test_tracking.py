@@ -6,8 +6,8 @@ from conftest import ListStream, recorded_pagemap, recorded_workload, write_spar
 from tierd.config import validate
 from tierd.kernel import PAGEMAP_PFN_MASK, Kernel, KernelError
 from tierd.log import Logger
-from tierd.tracking import (DamonBackend, HeatMap, PageIdleBackend, SoftDirtyTracker, age_extents, choose_backend,
-                            pages_to_runs, regions_to_runs, BackendUnavailable)
+from tierd.tracking import (DamonBackend, HeatMap, PageIdleBackend, PagemapReads, SoftDirtyTracker, age_extents,
+                            choose_backend, pages_to_runs, regions_to_runs, BackendUnavailable)
 
 KDAMONDS = "sys/kernel/mm/damon/admin/kdamonds"
 
@@ -203,6 +203,33 @@ def test_soft_dirty_first_read_is_not_a_signal(guest_root):
     expected = [(1 if (e >> 55) & 1 else 0) if (e >> 63) & 1 else None for e in entries]
     assert second == pages_to_runs(start, expected)
     assert any(value == 1 for _low, _high, value in second)
+
+
+class CountingKernel(Kernel):
+    def __init__(self, root):
+        super().__init__(root)
+        self.pagemap_reads = 0
+
+    def read_pagemap(self, pid, start, npages):
+        self.pagemap_reads += 1
+        return super().read_pagemap(pid, start, npages)
+
+
+def test_page_idle_and_soft_dirty_share_one_pagemap_read_per_interval(guest_root):
+    info = recorded_workload()
+    start, entries = recorded_pagemap()
+    pfns = [e & PAGEMAP_PFN_MASK for e in entries]
+    _idle_bitmap(guest_root, pfns, idle=[])
+    kernel = CountingKernel(guest_root)
+    targets = {info["pid"]: [(start, start + len(entries) * 4096, "")]}
+    backend, tracker = PageIdleBackend(kernel, Logger(ListStream())), SoftDirtyTracker(kernel)
+    for interval in (1, 2):
+        pagemap = PagemapReads(kernel)
+        backend.sample(targets, pagemap)
+        writes = tracker.sample(targets, pagemap)
+        assert kernel.pagemap_reads == interval  # one mapping, one read, for both users
+    expected = [(1 if (e >> 55) & 1 else 0) if (e >> 63) & 1 else None for e in entries]
+    assert writes[info["pid"]][start] == pages_to_runs(start, expected)
 
 
 def _owner(tmp_path, root, tierd_pid):
