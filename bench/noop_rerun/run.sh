@@ -4,7 +4,8 @@
 # guest; not counted), then REPS rounds of [ping, provision rerun], each timed on the host with the
 # host's load average. Every rerun must report changed=0 and failed=0, or the script fails. Per-task
 # wall times of each rerun come from the task_times callback next to this script (ansible-core ships
-# no profile_tasks; ansible.posix is not in the venv): OUT_DIR/rerun-N.tsv.
+# no profile_tasks; ansible.posix is not in the venv): OUT_DIR/rerun-N.tsv. Every round runs again
+# with ANSIBLE_PIPELINING=True (OUT_DIR/rerun_pipelined-N.tsv).
 #   bench/noop_rerun/run.sh [GUEST_NAME (default ob-noop)] [REPS (default 3)] [OUT_DIR (default a temp dir)]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,12 +35,17 @@ TASK_TIMES_FILE=$out/first.tsv timed provision_first 1 "${play[@]}"
 grep -A1 'PLAY RECAP' "$out/provision_first-1.log" | tail -1
 ansible lab -i "$out/inventory.json" -m ping >/dev/null  # warm the SSH control connection
 for rep in $(seq "$reps"); do
-  timed ansible_ping "$rep" ansible lab -i "$out/inventory.json" -m ping
-  TASK_TIMES_FILE=$out/rerun-$rep.tsv timed provision_rerun "$rep" "${play[@]}"
-  recap=$(grep -A1 'PLAY RECAP' "$out/provision_rerun-$rep.log" | tail -1)
-  echo "#   $recap"
-  case $recap in
-    *" changed=0 "*" failed=0 "*) ;;
-    *) echo "FAILED: rerun $rep is not a no-op: $recap" >&2; exit 1 ;;
-  esac
+  # Each round twice: Ansible's defaults, then with SSH pipelining (one SSH command per module
+  # instead of several: put the payload, run it, remove it).
+  for mode in "" _pipelined; do
+    if [ -n "$mode" ]; then export ANSIBLE_PIPELINING=True; else export ANSIBLE_PIPELINING=False; fi
+    timed "ansible_ping$mode" "$rep" ansible lab -i "$out/inventory.json" -m ping
+    TASK_TIMES_FILE=$out/rerun$mode-$rep.tsv timed "provision_rerun$mode" "$rep" "${play[@]}"
+    recap=$(grep -A1 'PLAY RECAP' "$out/provision_rerun$mode-$rep.log" | tail -1)
+    echo "#   $recap"
+    case $recap in
+      *" changed=0 "*" failed=0 "*) ;;
+      *) echo "FAILED: rerun $rep$mode is not a no-op: $recap" >&2; exit 1 ;;
+    esac
+  done
 done

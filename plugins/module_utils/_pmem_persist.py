@@ -36,7 +36,7 @@ ConditionPathExists=/etc/tiering-pmem/dax-kmem/%I.conf
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/usr/local/sbin/tiering-pmem-dax-kmem %I
-TimeoutStartSec=180
+TimeoutStartSec=300
 
 [Install]
 WantedBy=multi-user.target
@@ -50,7 +50,7 @@ dev="$1"
 . "/etc/tiering-pmem/dax-kmem/$dev.conf"
 policy_file=/sys/devices/system/memory/auto_online_blocks
 # The dax driver probes asynchronously after its module loads: wait for the device, up to
-# 170 s (inside the unit's 180 s): emulated lab guests under load took 60-200 s to boot.
+# 170 s (the unit allows 300 s in all): emulated lab guests under load took 60-200 s to boot.
 tries=0
 while [ ! -e "/sys/bus/dax/devices/$dev" ]; do
     tries=$((tries + 1))
@@ -60,15 +60,34 @@ while [ ! -e "/sys/bus/dax/devices/$dev" ]; do
     fi
     sleep 0.5
 done
-driver=$(basename "$(readlink "/sys/bus/dax/devices/$dev/driver" 2>/dev/null || echo none)")
-if [ "$driver" != kmem ]; then
+# The device appears before udev has loaded and bound its driver (device_dax, by modalias):
+# reconfiguring during that bind fails ("daxctl_dev_disable: failed to disable", EBUSY; seen on a
+# loaded trixie lab guest). Let udev finish, wait for a driver, and retry a failed reconfigure.
+udevadm settle --timeout=60 2>/dev/null || true
+tries=0
+while [ ! -e "/sys/bus/dax/devices/$dev/driver" ] && [ "$tries" -lt 60 ]; do
+    tries=$((tries + 1))
+    sleep 0.5
+done
+driver() { basename "$(readlink "/sys/bus/dax/devices/$dev/driver" 2>/dev/null || echo none)"; }
+if [ "$(driver)" != kmem ]; then
     # daxctl refuses while the kernel would auto-online the memory: clear the policy around it.
     policy=$(cat "$policy_file")
     [ "$policy" = offline ] || echo offline > "$policy_file"
-    rc=0
-    daxctl reconfigure-device --mode=system-ram --no-online "$dev" || rc=$?
+    attempt=1
+    while :; do
+        rc=0
+        daxctl reconfigure-device --mode=system-ram --no-online "$dev" || rc=$?
+        if [ "$rc" -eq 0 ] || [ "$(driver)" = kmem ] || [ "$attempt" -ge 5 ]; then
+            break
+        fi
+        echo "tiering-pmem-dax-kmem: $dev: reconfigure attempt $attempt failed (rc $rc), retrying in 3 s" >&2
+        attempt=$((attempt + 1))
+        sleep 3
+        udevadm settle --timeout=30 2>/dev/null || true
+    done
     [ "$policy" = offline ] || echo "$policy" > "$policy_file"
-    [ "$rc" -eq 0 ] || exit "$rc"
+    [ "$rc" -eq 0 ] || [ "$(driver)" = kmem ] || exit "$rc"
 fi
 [ "${ONLINE:-1}" = 1 ] || exit 0
 # Online the offline blocks of the device's range (daxctl online-memory fails when none is offline).
