@@ -16,7 +16,7 @@ APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap fdisk e2fsprogs openssh-cl
   chromium fonts-dejavu-core shellcheck
 TIMED       = bash lab/timed.sh
 
-.PHONY: help deps venv collection-link unit molecule test demo lab-image clean-lab build sanity lint docs packaging-test ecosystem-lab tierd-lab bench-tierd bench-online-blocks test-page-idle
+.PHONY: help deps venv collection-link unit molecule test demo lab-image clean-lab build sanity lint docs packaging-test ecosystem-lab boot-race-lab tierd-lab bench-tierd bench-online-blocks test-page-idle
 
 help:
 	@echo "make demo   - boot a lab guest with emulated pmem and run the collection against it"
@@ -48,7 +48,7 @@ molecule: deps venv collection-link
 	@for s in $(SCENARIOS); do $(TIMED) "molecule-$$s" molecule test -s $$s || exit 1; done
 
 test: deps venv
-	$(TIMED) total $(MAKE) --no-print-directory unit sanity lint docs packaging-test molecule tierd-lab ecosystem-lab
+	$(TIMED) total $(MAKE) --no-print-directory unit sanity lint docs packaging-test molecule boot-race-lab tierd-lab ecosystem-lab
 
 sanity: venv
 	$(TIMED) sanity bash tests/sanity/run.sh
@@ -62,6 +62,10 @@ docs: venv
 
 packaging-test: venv
 	$(TIMED) packaging $(PY) -m pytest -q tests/packaging tests/awx
+
+# The dax_kmem boot script against udev binding device_dax while it runs (a trixie legacy guest).
+boot-race-lab: deps
+	$(TIMED) boot-race-lab bash tests/lab/dax_kmem/boot_race.sh
 
 # tierd on a trixie NVDIMM guest with DAMON: hot set to DRAM, cold stays on PMEM, a 30 % PMEM quota
 # holds, kill -9 -> systemd restarts it and the workloads' memory is intact.
