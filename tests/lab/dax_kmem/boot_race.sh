@@ -18,9 +18,23 @@ python3 -c 'import re, sys; print(re.search(r"SCRIPT_TEXT = r\"\"\"(.*?)\"\"\"",
 $LAB ssh "$NAME" "TRIALS=$TRIALS sh -s" <<'GUEST'
 set -eu
 ndctl create-namespace -fe namespace0.0 -m devdax >/dev/null
+udevadm settle --timeout=60
 mkdir -p /etc/tiering-pmem/dax-kmem
 printf 'ONLINE=1\nMOVABLE=0\n' > /etc/tiering-pmem/dax-kmem/dax0.0.conf
 mode() { daxctl list -d dax0.0 | sed -n 's/.*"mode":"\([^"]*\)".*/\1/p'; }
+# Right after boot or a reconfigure, udev may still hold device_dax ("Module device_dax is in use").
+unload_device_dax() {
+    tries=0
+    until modprobe -r device_dax 2>/dev/null; do
+        tries=$((tries + 1))
+        if [ "$tries" -ge 40 ]; then
+            modprobe -r device_dax
+            return 1
+        fi
+        udevadm settle --timeout=10 || true
+        sleep 0.5
+    done
+}
 failed=0
 for delay in 0 0.05 0.08 0.1 0.12 0.15 0.3; do
     trial=1
@@ -29,7 +43,7 @@ for delay in 0 0.05 0.08 0.1 0.12 0.15 0.3; do
             daxctl offline-memory dax0.0 >/dev/null 2>&1
             daxctl reconfigure-device -m devdax -f dax0.0 >/dev/null 2>&1
         fi
-        modprobe -r device_dax
+        unload_device_dax
         (sleep "$delay"; modprobe device_dax) &
         rc=0
         out=$(sh /root/boot-script.sh dax0.0 2>&1) || rc=$?
