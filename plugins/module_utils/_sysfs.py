@@ -308,3 +308,111 @@ def meminfo(root="/"):
         if match:
             info[match.group(1)] = int(match.group(2)) * (1024 if match.group(3) else 1)
     return info
+
+
+# ---------------------------------------------------------------- who uses a device or memory
+
+def block_partitions(blockdev, root="/"):
+    """Partitions of a block device (pmem0 -> [pmem0p1, ...]) from /sys/class/block/<dev>/."""
+    if not blockdev:
+        return []
+    try:
+        names = os.listdir(host_path(root, "/sys/class/block/%s" % blockdev))
+    except OSError:
+        return []
+    return sorted(name for name in names
+                  if name.startswith(blockdev) and exists("/sys/class/block/%s/%s/partition" % (blockdev, name), root))
+
+
+def block_holders(blockdev, root="/"):
+    """Devices stacked on a block device (device-mapper, md): /sys/class/block/<dev>/holders."""
+    try:
+        return sorted(os.listdir(host_path(root, "/sys/class/block/%s/holders" % blockdev)))
+    except OSError:
+        return []
+
+
+def swaps(root="/"):
+    """Devices and files in use as swap (/proc/swaps)."""
+    return [line.split()[0] for line in read_text("/proc/swaps", root, default="").splitlines()[1:] if line.strip()]
+
+
+def processes_using(device_paths, root="/"):
+    """{device path: ["1234 (comm)", ...]} of processes that have one of the paths open or mapped.
+
+    Walks every /proc/PID/fd link and /proc/PID/maps once; a process that exits meanwhile is
+    simply not listed.
+    """
+    wanted = set(device_paths)
+    found = {}
+    proc = host_path(root, "/proc")
+    try:
+        pids = [name for name in os.listdir(proc) if name.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        users = set()
+        try:
+            for fd in os.listdir(os.path.join(proc, pid, "fd")):
+                try:
+                    target = os.readlink(os.path.join(proc, pid, "fd", fd))
+                except OSError:
+                    continue
+                if target in wanted:
+                    users.add(target)
+        except OSError:
+            pass
+        try:
+            with open(os.path.join(proc, pid, "maps")) as handle:
+                for line in handle:
+                    path = line.rstrip("\n").split(None, 5)[5:]
+                    if path and path[0] in wanted:
+                        users.add(path[0])
+        except (IOError, OSError, IndexError):
+            pass
+        if users:
+            comm = read_text("/proc/%s/comm" % pid, root, default="?")
+            for path in users:
+                found.setdefault(path, []).append("%s (%s)" % (pid, comm))
+    return found
+
+
+# /proc/kpageflags bits (Documentation/admin-guide/mm/pagemap.rst) that mark a page in use: on an
+# LRU list, slab, mapped, anonymous, swap cache, compound (free pages never are), unevictable,
+# KSM, page table. A free page has none of them (only the head of a free buddy block is marked).
+KPAGEFLAGS_PATH = "/proc/kpageflags"
+PAGE_IN_USE_BITS = (5, 7, 11, 12, 13, 15, 16, 18, 21, 26)
+_PAGE_IN_USE_MASK = sum(1 << bit for bit in PAGE_IN_USE_BITS)
+PAGE_SIZE = 4096
+
+
+def pages_in_use(indexes, root="/", block_size=None):
+    """{block index: pages in use} from /proc/kpageflags, or None when it cannot be read (no root)."""
+    import struct
+    block_size = block_size or memory_block_size(root)
+    pages_per_block = block_size // PAGE_SIZE
+    result = {}
+    try:
+        fd = os.open(host_path(root, KPAGEFLAGS_PATH), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        for index in indexes:
+            used = 0
+            offset = index * pages_per_block * 8
+            remaining = pages_per_block
+            while remaining:
+                count = min(remaining, 65536)
+                data = os.pread(fd, count * 8, offset)
+                if not data:
+                    break
+                used += sum(1 for flags in struct.unpack("<%dQ" % (len(data) // 8), data)
+                            if flags & _PAGE_IN_USE_MASK)
+                offset += len(data)
+                remaining -= len(data) // 8
+            result[index] = used
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return result

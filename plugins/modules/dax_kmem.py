@@ -23,6 +23,14 @@ description:
   - Refuses a layout where movable memory would exceed O(movable_ratio) times the kernel (normal)
     memory, unless O(force=true), because the kernel cannot place its own allocations in ZONE_MOVABLE
     (Documentation/admin-guide/mm/memory-hotplug.rst; ndctl issue 110, OOM).
+  - Refuses, unless O(force=true), to make system RAM of a dax device that a process has open or
+    mapped, or of a pmem-backed devdax device that the collection did not create or convert and whose
+    sampled contents are not all zeros (it holds an application's data; see
+    M(tiering.pmem.ndctl_namespace) for how it is sampled). Volatile dax devices without a pmem
+    namespace (firmware "Soft Reserved" / hmem, CXL RAM regions) hold nothing across a boot, so only
+    their users are checked. What it converts is recorded in C(/etc/tiering-pmem/owned.json).
+  - Refuses to offline memory blocks that hold pages (O(mode=devdax), O(online=false)) unless
+    O(force=true), and even then unless the memory left online has room for those pages.
 version_added: "0.1.0"
 author:
   - tiering.pmem contributors (@tiering-pmem)
@@ -61,7 +69,9 @@ options:
     type: float
     default: 3.0
   force:
-    description: Go beyond O(movable_ratio).
+    description:
+      - Go beyond O(movable_ratio); convert a device that holds data or is in use (its data is lost,
+        its users get SIGBUS); offline memory that holds pages while the rest of the system has room.
     type: bool
     default: false
 extends_documentation_fragment:
@@ -183,6 +193,8 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.tiering.pmem.plugins.module_utils import _sysfs
+from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_record as record
+from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_safety as safety
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_blocks as blocks_util
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_persist as persist
 from ansible_collections.tiering.pmem.plugins.module_utils._kernel import write_file_atomic
@@ -331,8 +343,12 @@ def run(module, tools, root, result):
     # ---- plan
     steps = []  # (kind, payload, description)
     predicted = dict((i, dict(b)) for i, b in current_blocks.items())
+    converting = want_ram and device["driver"] != "kmem"
+    owned = record.read(root) if converting else []
+    namespace = namespace_of(tools, name) if converting else None
     if want_ram:
         if device["driver"] != "kmem":
+            refuse_unsafe_conversion(module, name, device, namespace, owned, root, result)
             if params["online"] and params["movable"]:
                 movable, normal = kernel_memory(root)
                 added = len(device_blocks) * block_size
@@ -362,18 +378,23 @@ def run(module, tools, root, result):
             predicted = blocks_util.predicted(predicted, zone_state, to_set, to_offline)
         else:
             _o, to_set, _w = blocks_util.plan(predicted, "offline")
+            refuse_offline_in_use(module, name, to_set, predicted, root, block_size, result)
             if to_set:
                 steps.append(("blocks", ("offline", to_set), "offline %d blocks: memory%s"
                               % (len(to_set), blocks_util.compact(to_set))))
             predicted = blocks_util.predicted(predicted, "offline", to_set)
     elif device["driver"] == "kmem":
         _o, to_set, _w = blocks_util.plan(current_blocks, "offline")
+        refuse_offline_in_use(module, name, to_set, current_blocks, root, block_size, result)
         if to_set:
             steps.append(("blocks", ("offline", to_set), "offline %d blocks: memory%s"
                           % (len(to_set), blocks_util.compact(to_set))))
         steps.append(("cmd", tools.reconfigure_argv(name, "devdax"), None))
         predicted = {}
 
+    if converting and not owns(owned, name, namespace):
+        steps.append(("record", namespace, "record %s in %s" % (
+            "%s (%s, %s)" % (name, namespace["dev"], namespace["region"]) if namespace else name, record.RECORD_PATH)))
     if want_persistent:
         wanted = persist.wanted_files(name, params["online"], params["movable"])
         for path in stale:
@@ -425,6 +446,10 @@ def run(module, tools, root, result):
             write_file_atomic(module, path, content, root, mode=mode)
         elif kind == "remove":
             persist.remove_file(payload, root)
+        elif kind == "record":
+            entries = record.with_namespace(owned, payload, "converted", "devdax") if payload \
+                else record.with_device(owned, name)
+            record.write(module, entries, root)
 
     final_device = _sysfs.dax_device(name, root) or predicted_device
     final_blocks = _sysfs.read_blocks(_sysfs.blocks_in_range(device["start"], device["end"], root, block_size), root) \
@@ -442,6 +467,36 @@ def run(module, tools, root, result):
                          % (len(refused), name, "; ".join("memory%d: %s" % (i, refused[i])
                                                           for i in sorted(refused)[:10])), **result)
     module.exit_json(**result)
+
+
+def namespace_of(tools, device):
+    """The pmem namespace behind a dax device, or None (no ndctl, or a device without one)."""
+    if not tools.module.get_bin_path("ndctl"):
+        return None
+    return next((dict(ns) for ns in namespaces_of(tools.ndctl_list()) if ns.get("chardev") == device), None)
+
+
+def owns(owned, device, namespace):
+    return record.owns(owned, namespace) if namespace else record.owns_device(owned, device)
+
+
+def refuse_unsafe_conversion(module, name, device, namespace, owned, root, result):
+    findings = safety.users_findings(["/dev/%s" % name], root)
+    if namespace and not owns(owned, name, namespace) and device["size"]:
+        contents = safety.devdax_contents(name, device["size"], root)
+        if contents:
+            findings.append(contents)
+    if findings and not module.params["force"]:
+        module.fail_json(msg="refusing to make %s%s system RAM without force=true: %s (its data would be lost; "
+                         "the collection converts only devices it created or that hold nothing)"
+                         % (name, " (%s)" % namespace["dev"] if namespace else "", "; ".join(findings)), **result)
+
+
+def refuse_offline_in_use(module, name, to_offline, blocks, root, block_size, result):
+    online = [i for i in to_offline if blocks.get(i, {}).get("state") == "online"]
+    refusal = safety.offline_refusal("the memory of %s" % name, online, module.params["force"], root, block_size)
+    if refusal:
+        module.fail_json(msg=refusal, **result)
 
 
 def fill(result, state, blocks, root):

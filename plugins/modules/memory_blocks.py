@@ -158,6 +158,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
 from ansible_collections.tiering.pmem.plugins.module_utils import _sysfs
+from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_safety as safety
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_blocks as blocks_util
 
 # Tests point this at a fixture tree captured from a lab guest.
@@ -293,6 +294,10 @@ def main():
                                  "which has CPUs; use force=true to try anyway"
                                  % (blocks_util.compact(kernel_blocks), ",".join(str(n) for n in on_cpu_nodes)),
                                  **result)
+            refusal = safety.offline_refusal("%s (memory%s)" % (what, blocks_util.compact(to_set)), to_set,
+                                             params["force"], root)
+            if refusal:
+                module.fail_json(msg=refusal, **result)
         if to_offline:
             actions.append("offline %d blocks in the wrong zone: memory%s"
                            % (len(to_offline), blocks_util.compact(to_offline)))

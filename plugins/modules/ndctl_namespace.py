@@ -15,9 +15,19 @@ description:
   - Makes a namespace exist in the wanted O(mode) (devdax, fsdax, raw, sector), or removes it.
   - An existing namespace that already matches is left alone (no change).
   - Safe by default. Without O(force=true) it never destroys or reconfigures a namespace that holds
-    a mounted filesystem, that is an active system-ram dax device, or that the task does not name
-    (O(namespace) or O(name)). Even with O(force=true), a system-ram device with memory blocks
-    online is refused until its memory is offlined.
+    anything, that is in use, or that the task does not name (O(namespace) or O(name)) and is not
+    the collection's own. "Holds anything" is any signature C(blkid -p) finds on its block device
+    or on a partition of it (a filesystem, a partition table, RAID or LVM metadata), a mount, a
+    holder (device-mapper, md) or swap, and for a devdax namespace that the collection did not
+    create or convert, contents that are not all zeros where sampled (its first 16 MiB, its last
+    2 MiB, and 4 KiB at up to 4096 evenly spaced offsets: a fresh namespace reads as zeros). "In use"
+    is a process with C(/dev/pmemN), a partition of it, or C(/dev/daxX.Y) open or mapped
+    (C(/proc/*/fd), C(/proc/*/maps)), or an offline system-ram dax device. Even with O(force=true), a
+    system-ram device with memory blocks online is refused until its memory is offlined.
+  - The collection's own namespaces are those it created (named C(tiering-pmem) unless O(name) says
+    otherwise) or converted; it records them in C(/etc/tiering-pmem/owned.json), which is how it
+    knows them on label-less pmem that keeps no names. Given only O(region), an existing namespace
+    satisfies the task only when it is the collection's own.
   - Works on label-less regions (legacy C(memmap=) pmem, NVDIMMs without a label area) where the
     one namespace spanning the region is reconfigured in place (C(ndctl create-namespace -fe)),
     and on labelled regions where namespaces are created in the region's free space.
@@ -35,7 +45,9 @@ options:
         reconfigure (O(namespace)), or set O(force=true) to reconfigure the region's only namespace.
     type: str
   name:
-    description: The namespace's label name (labelled regions only); also selects an existing namespace.
+    description:
+      - The namespace's label name (labelled regions only); also selects an existing namespace.
+      - A namespace created without a name is named C(tiering-pmem), which marks it as the collection's.
     type: str
   mode:
     description: Namespace mode. Required with O(state=present).
@@ -57,8 +69,8 @@ options:
     default: present
   force:
     description:
-      - Allow destroying or reconfiguring a namespace that is mounted, is offline system-ram, or is
-        not named by the task. Data on it is lost.
+      - Allow destroying or reconfiguring a namespace that holds data, is in use, is offline system-ram,
+        or is not named by the task. Data on it is lost.
     type: bool
     default: false
 extends_documentation_fragment:
@@ -107,7 +119,8 @@ actions:
   returned: always
   type: list
   elements: str
-  sample: ["ndctl create-namespace --mode=devdax --force --reconfig=namespace0.0 --align=2M"]
+  sample: ["ndctl create-namespace --mode=devdax --force --reconfig=namespace0.0 --align=2M",
+           "record namespace0.0 (region0) in /etc/tiering-pmem/owned.json"]
 namespace:
   description: The namespace after the task (in check mode, as far as it can be predicted); null when absent.
   returned: always
@@ -127,6 +140,7 @@ import json
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
+from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_record as record
 from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import (
     NAMESPACE_MODES, PmemTools, PmemToolError, namespaces_of)
 from ansible_collections.tiering.pmem.plugins.module_utils._pmem_inventory import namespace_record
@@ -160,7 +174,7 @@ def render(record):
     return "".join("%s: %s\n" % (key, record[key]) for key in sorted(record) if record[key] is not None)
 
 
-def find_target(module, inventory):
+def find_target(module, inventory, owned):
     """(namespace or None, region dict or None) the task is about."""
     params = module.params
     regions = dict((r["dev"], r) for r in inventory["regions"])
@@ -226,22 +240,26 @@ def main():
     result = dict(changed=False, actions=[], namespace=None)
     try:
         inventory = tools.ndctl_list()
-        namespace, region = find_target(module, inventory)
+        owned = record.read(root)
+        namespace, region = find_target(module, inventory, owned)
         before = namespace_record(namespace) if namespace else None
         commands = []
         predicted = None
 
+        record_change = (None, None)
         if params["state"] == "absent":
             if namespace is None:
                 module.exit_json(**result)
-            check_hazards(module, namespace, root, "destroy")
+            check_hazards(module, namespace, root, "destroy", owned)
             commands += release_system_ram(tools, namespace, root)
             commands.append(tools.destroy_namespace_argv(namespace["dev"]))
+            record_change = ("drop", namespace)
         else:
             if namespace is None and region is not None and not params["name"]:
-                # "a <mode> namespace in <region>": one that is already there satisfies it.
+                # "a <mode> namespace in <region>": one of the collection's own already there satisfies it.
                 namespace = next((dict(ns, region=region["dev"]) for ns in region.get("namespaces", [])
-                                  if ns.get("size") and matches(ns, params, wanted_size, wanted_align)), None)
+                                  if ns.get("size") and matches(ns, params, wanted_size, wanted_align)
+                                  and record.owns(owned, dict(ns, region=region["dev"]))), None)
                 before = namespace_record(namespace) if namespace else None
             if namespace is not None and matches(namespace, params, wanted_size, wanted_align):
                 result["namespace"] = before
@@ -249,9 +267,10 @@ def main():
                     result["diff"] = dict(before=render(before), after=render(before))
                 module.exit_json(**result)
             if namespace is None:
-                namespace = reconfigure_candidate(module, region)
+                namespace = reconfigure_candidate(module, region, owned)
             if namespace is not None:
-                check_hazards(module, namespace, root, "reconfigure")
+                check_hazards(module, namespace, root, "reconfigure", owned)
+                record_change = ("add", namespace)
                 commands += release_system_ram(tools, namespace, root)
                 commands.append(tools.create_namespace_argv(params["mode"], reconfigure=namespace["dev"],
                                                             size=params["size"], align=params["align"],
@@ -260,13 +279,18 @@ def main():
                 predicted = dict(before, mode=params["mode"], align=wanted_align,
                                  blockdev=None, chardev=None)
             else:
+                new_name = params["name"] or record.OWNED_NAME
                 commands.append(tools.create_namespace_argv(params["mode"], region=region["dev"],
                                                             size=params["size"], align=params["align"],
-                                                            name=params["name"]))
+                                                            name=new_name))
                 predicted = {"dev": None, "region": region["dev"], "mode": params["mode"], "size": wanted_size,
-                             "name": params["name"], "align": wanted_align}
+                             "name": new_name, "align": wanted_align}
+                record_change = ("add", None)
         result["actions"] = [" ".join(["ndctl" if c[0].endswith("/ndctl") else
                                        "daxctl" if c[0].endswith("/daxctl") else c[0]] + c[1:]) for c in commands]
+        record_text = record_action(record_change, owned, params)
+        if record_text:
+            result["actions"].append(record_text)
         result["changed"] = True
         if module.check_mode:
             result["namespace"] = predicted
@@ -283,6 +307,8 @@ def main():
             final = tools.ndctl_list()
             dev = (created or {}).get("dev") or (namespace or {}).get("dev")
             after = next((namespace_record(ns) for ns in namespaces_of(final) if ns.get("dev") == dev), created)
+        if record_text:
+            update_record(module, root, owned, record_change, namespace, after, params)
         result["namespace"] = after
         if module._diff:
             result["diff"] = dict(before=render(before), after=render(after))
@@ -313,7 +339,42 @@ def matches(namespace, params, wanted_size, wanted_align):
     return True
 
 
-def reconfigure_candidate(module, region):
+def record_action(change, owned, params):
+    """The record-file action of a planned change, or None when the record stays as it is."""
+    kind, namespace = change
+    if kind is None:
+        return None
+    if kind == "drop":
+        return ("drop %s (%s) from %s" % (namespace["dev"], namespace["region"], record.RECORD_PATH)
+                if record.find(owned, namespace) else None)
+    if namespace is None:
+        return "record the new namespace in %s" % record.RECORD_PATH
+    entry = record.find(owned, namespace)
+    if entry and entry.get("original_mode") == params["mode"]:
+        return "drop %s (%s) from %s (back to its original mode %s)" % (
+            namespace["dev"], namespace["region"], record.RECORD_PATH, params["mode"])
+    if entry:
+        return None
+    return "record %s (%s) in %s" % (namespace["dev"], namespace["region"], record.RECORD_PATH)
+
+
+def update_record(module, root, owned, change, namespace, after, params):
+    kind, _planned = change
+    if kind == "drop" or (after is None):
+        entries = record.without_namespace(owned, namespace)
+    else:
+        final = dict(after, region=after.get("region") or (namespace or {}).get("region"))
+        entry = record.find(owned, namespace) if namespace else None
+        if entry and entry.get("original_mode") == params["mode"]:
+            entries = record.without_namespace(owned, namespace)
+        else:
+            entries = record.with_namespace([e for e in owned if e is not entry], final,
+                                            "created" if namespace is None else "converted",
+                                            None if namespace is None else namespace_mode(namespace))
+    record.write(module, entries, root)
+
+
+def reconfigure_candidate(module, region, owned):
     """On a region without free space the only way to get a namespace is to reconfigure one."""
     if region is None:
         module.fail_json(msg="no namespace named %r exists; give region= to create it" % module.params["name"])
@@ -324,15 +385,15 @@ def reconfigure_candidate(module, region):
         module.fail_json(msg="%s has no free space and %d namespaces (%s): name the one to reconfigure with "
                          "namespace=" % (region["dev"], len(existing), ", ".join(ns["dev"] for ns in existing)))
     namespace = dict(existing[0], region=region["dev"])
-    if not module.params["force"]:
+    if not module.params["force"] and not record.owns(owned, namespace):
         module.fail_json(msg="%s has no free space; its namespace %s (%s) is not named by the task: set "
                          "namespace=%s to reconfigure it, or force=true"
                          % (region["dev"], namespace["dev"], namespace_mode(namespace), namespace["dev"]))
     return namespace
 
 
-def check_hazards(module, namespace, root, what):
-    need_force, never = hazards(namespace, root)
+def check_hazards(module, namespace, root, what, owned):
+    need_force, never = hazards(module, namespace, root, owned=record.owns(owned, namespace))
     if never:
         module.fail_json(msg="refusing to %s %s: %s" % (what, namespace["dev"], "; ".join(never)))
     if need_force and not module.params["force"]:

@@ -39,7 +39,7 @@ FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.
 READ_ONLY_COMMANDS = {
     ("ndctl", "list"), ("daxctl", "list"), ("ndctl", "--version"), ("daxctl", "--version"),
     ("findmnt",), ("systemctl", "is-enabled"), ("systemctl", "is-active"), ("systemctl", "show"),
-    ("grub-editenv", "list"), ("grubby", "--info"), ("uname",),
+    ("grub-editenv", "list"), ("grubby", "--info"), ("uname",), ("blkid",),
 }
 
 _ZONE_OF = {"online_movable": "Movable", "online_kernel": "Normal", "online": "Normal"}
@@ -90,7 +90,9 @@ class FakeHost(object):
         self.transitions = {}
         self.calls = []
         self.refuse_offline = {}
-        self.binaries = {"ndctl", "daxctl", "systemctl", "udevadm", "findmnt", "update-grub", "grubby"}
+        self.binaries = {"ndctl", "daxctl", "systemctl", "udevadm", "findmnt", "update-grub", "grubby", "blkid"}
+        # blkid -p answers: {"/dev/pmem0p1": "TYPE=ext4"}; a device not listed holds no signature.
+        self.signatures = {}
         self.load(fixture)
         self._initial = self.snapshot()
 
@@ -105,12 +107,57 @@ class FakeHost(object):
             shutil.rmtree(self.root)
         shutil.copytree(os.path.join(source, "root"), self.root, symlinks=True)
         self.fixture = fixture
+        self._make_dax_device_nodes()
+        self._make_kpageflags()
         for name, key in (("ndctl-list.json", "ndctl list -RNDi"), ("daxctl-list.json", "daxctl list"),
                           ("daxctl-list-M.json", "daxctl list -M")):
             path = os.path.join(source, name)
             if os.path.exists(path):
                 with open(path) as handle:
                     self.responses[key] = (0, handle.read(), "")
+
+    def _make_dax_device_nodes(self):
+        """/dev/daxX.Y of every devdax device as a sparse file of its size (it reads as zeros, like a
+        fresh namespace); ``write_dax`` puts data in one."""
+        devices = os.path.join(self.root, "sys/bus/dax/devices")
+        for name in sorted(os.listdir(devices)) if os.path.isdir(devices) else []:
+            try:
+                with open(os.path.join(devices, name, "size")) as handle:
+                    size = int(handle.read().strip() or 0)
+            except (IOError, OSError, ValueError):
+                continue
+            if not size:
+                continue
+            node = os.path.join(self.root, "dev", name)
+            if not os.path.isdir(os.path.dirname(node)):
+                os.makedirs(os.path.dirname(node))
+            with open(node, "wb") as handle:
+                handle.truncate(size)
+
+    def _make_kpageflags(self):
+        """/proc/kpageflags as a sparse file over every memory block: no page in use."""
+        memory = os.path.join(self.root, "sys/devices/system/memory")
+        if not os.path.isdir(memory):
+            return
+        with open(os.path.join(memory, "block_size_bytes")) as handle:
+            self.block_size = int(handle.read().strip(), 16)
+        blocks = [int(name[6:]) for name in os.listdir(memory) if name.startswith("memory") and name[6:].isdigit()]
+        with open(os.path.join(self.root, "proc", "kpageflags"), "wb") as handle:
+            handle.truncate((max(blocks) + 1) * (self.block_size // 4096) * 8 if blocks else 0)
+
+    def use_pages(self, block, count, flags=1 << 5):
+        """Mark ``count`` pages of memory block ``block`` in use (default flag: on an LRU list)."""
+        import struct
+        with open(os.path.join(self.root, "proc", "kpageflags"), "r+b") as handle:
+            handle.seek(block * (self.block_size // 4096) * 8)
+            handle.write(struct.pack("<%dQ" % count, *([flags] * count)))
+        self.mark_clean()
+
+    def write_dax(self, name, offset, data):
+        with open(os.path.join(self.root, "dev", name), "r+b") as handle:
+            handle.seek(offset)
+            handle.write(data)
+        self.mark_clean()
 
     def path(self, kernel_path):
         return os.path.join(self.root, kernel_path.lstrip("/"))
@@ -133,6 +180,10 @@ class FakeHost(object):
                 path = os.path.join(top, name)
                 if os.path.islink(path):
                     files[os.path.relpath(path, self.root)] = "-> " + os.readlink(path)
+                    continue
+                if os.path.relpath(path, self.root).startswith("dev" + os.sep):
+                    # Device nodes are sparse and large: their modification time stands for them.
+                    files[os.path.relpath(path, self.root)] = "mtime %r" % os.stat(path).st_mtime
                     continue
                 with open(path, "rb") as handle:
                     files[os.path.relpath(path, self.root)] = handle.read()
@@ -160,6 +211,9 @@ class FakeHost(object):
             response = self.responses.get(key, (0, "", ""))
         elif key in self.responses:
             response = self.responses[key]
+        elif _program(argv[0]) == "blkid":
+            signature = self.signatures.get(argv[-1])
+            response = (0, signature + "\n", "") if signature else (2, "", "")
         else:
             raise UnexpectedCommand("unexpected command %r (known: %s)" % (key, sorted(self.responses)))
         if callable(response):

@@ -1,4 +1,5 @@
 import os
+import re
 
 import pytest
 
@@ -49,6 +50,7 @@ def test_devdax_to_movable_system_ram_on_an_auto_onlining_kernel(devdax_host, ru
         RECONFIGURE,
         "auto_online_blocks: offline -> online (restored)",
         "online_movable 7 blocks: memory33-39",
+        "record dax0.0 (namespace0.0, region0) in /etc/tiering-pmem/owned.json",
         "write /etc/systemd/system/tiering-pmem-dax-kmem@.service",
         "write /etc/tiering-pmem/dax-kmem/dax0.0.conf",
         "write /usr/local/sbin/tiering-pmem-dax-kmem",
@@ -211,3 +213,63 @@ def test_legacy_pmem_below_4g_is_predicted_and_onlined_as_dma32(fake_host, run_m
     assert real.data["zones"] == {"DMA32": 3} and real.data["numa_nodes"] == [0]
     for key in ("actions", "zones", "online_blocks", "total_blocks", "numa_nodes"):
         assert checked.data[key] == real.data[key], key
+
+
+def test_a_devdax_device_holding_data_is_refused(devdax_host, run_module):
+    host = devdax_host
+    host.write_dax("dax0.0", 0, b"PMDK pool header")
+    for check_mode in (True, False):
+        result = run_module(dax_kmem, {"device": "dax0.0"}, host, check_mode=check_mode)
+        assert result.failed
+        assert result.msg.startswith("refusing to make dax0.0 (namespace0.0) system RAM without force=true: "
+                                     "/dev/dax0.0 holds data (non-zero bytes from offset 0x0")
+    assert host.state_changing_calls() == [] and host.changed_files() == {}
+
+
+def test_a_devdax_device_mapped_by_a_process_is_refused(devdax_host, run_module):
+    import os
+    host = devdax_host
+    os.makedirs(host.path("/proc/777/fd"))
+    host.write("/proc/777/comm", "qemu-system-x86")
+    host.write("/proc/777/maps", "7f0000000000-7f0040000000 rw-s 00000000 00:06 123    /dev/dax0.0\n")
+    host.mark_clean()
+    result = run_module(dax_kmem, {"device": "dax0.0"}, host, check_mode=True)
+    assert result.failed
+    assert "/dev/dax0.0 is open or mapped by process 777 (qemu-system-x86)" in result.msg
+    assert host.state_changing_calls() == [] and host.changed_files() == {}
+
+
+def test_a_recorded_device_is_converted_whatever_it_holds(devdax_host, run_module):
+    import json
+    host = devdax_host
+    host.write_dax("dax0.0", 0, b"old system RAM contents")
+    namespace = next(ns for ns in json.loads(host.responses["ndctl list -RNDi"][1])["regions"][0]["namespaces"]
+                     if ns["dev"] == "namespace0.0")
+    host.write("/etc/tiering-pmem/owned.json", json.dumps({"namespaces": [
+        {"dev": "namespace0.0", "region": "region0", "uuid": namespace["uuid"]}]}))
+    result = run_module(dax_kmem, {"device": "dax0.0", "persistent": False}, host)
+    assert not result.failed, result.msg
+    assert not any(action.startswith("record") for action in result.data["actions"])
+
+
+def test_offlining_memory_that_holds_pages_is_refused(fake_host, run_module, monkeypatch):
+    host = fake_host("trixie-nvdimm-system-ram-movable")
+    host.emulate_memory_blocks(monkeypatch)
+    host.use_pages(35, 25600)  # 100 MiB
+    host.use_pages(39, 1)
+    for check_mode in (True, False):
+        refused = run_module(dax_kmem, {"device": "dax0.0", "mode": "devdax"}, host, check_mode=check_mode)
+        assert refused.failed
+        assert refused.msg.startswith("refusing to offline the memory of dax0.0: its 7 online memory blocks hold "
+                                      "100 MiB (pages in use (/proc/kpageflags))")
+        assert "force=true" in refused.msg
+    assert host.state_changing_calls() == [] and host.changed_files() == {}
+    # 896 MiB of node 1, 100 MiB used: 796 MiB of the 900 MiB free are node 1's, leaving 104 MiB elsewhere.
+    meminfo = host.read("/proc/meminfo")
+    host.write("/proc/meminfo", re.sub(r"MemFree: +\d+ kB", "MemFree: %d kB" % (900 * 1024), meminfo))
+    no_room = run_module(dax_kmem, {"device": "dax0.0", "mode": "devdax", "force": True}, host)
+    assert no_room.failed
+    assert no_room.msg == ("refusing to offline the memory of dax0.0 even with force=true: its blocks hold 100 MiB "
+                           "(pages in use (/proc/kpageflags)) and the memory left online elsewhere has 104 MiB free, "
+                           "less than that plus a 128 MiB reserve; free memory first")
+    assert host.state_changing_calls() == []

@@ -191,3 +191,17 @@ def test_devdax_device_has_no_blocks(fake_host, run_module):
     result = run_module(memory_blocks, {"device": "dax0.0", "state": "online_movable"}, host)
     assert result.failed and "dax device dax0.0 is not in system-ram mode (driver device_dax)" in result.msg
     assert "tiering.pmem.dax_kmem" in result.msg and host.changed_files() == {}
+
+
+def test_offlining_blocks_that_hold_pages_is_refused_without_force(fake_host, run_module, monkeypatch):
+    host = fake_host("trixie-nvdimm-system-ram-movable")
+    host.emulate_memory_blocks(monkeypatch)
+    host.use_pages(36, 384 * 256)  # 384 MiB over blocks 36-38
+    for check_mode in (True, False):
+        result = run_module(memory_blocks, {"node": 1, "state": "offline"}, host, check_mode=check_mode)
+        assert result.failed
+        assert result.msg.startswith("refusing to offline node 1 (memory33-39): its 7 online memory blocks hold 384 MiB")
+    assert host.state_changing_calls() == [] and host.changed_files() == {}
+    forced = run_module(memory_blocks, {"node": 1, "state": "offline", "force": True}, host)
+    assert not forced.failed, forced.msg
+    assert forced.data["offlined"] == "33-39"

@@ -1,9 +1,13 @@
+import json
+
 import pytest
 
 from ansible_collections.tiering.pmem.plugins.modules import ndctl_namespace
 
 TO_DEVDAX = "ndctl create-namespace --mode=devdax --force --reconfig=namespace0.0"
 TO_DEVDAX_2M = TO_DEVDAX + " --align=2M"
+RECORD_NS0 = "record namespace0.0 (region0) in /etc/tiering-pmem/owned.json"
+RECORD_PATH = "etc/tiering-pmem/owned.json"
 
 
 def test_reconfigures_the_named_raw_namespace_to_devdax(fake_host, run_module):
@@ -12,8 +16,11 @@ def test_reconfigures_the_named_raw_namespace_to_devdax(fake_host, run_module):
     result = run_module(ndctl_namespace, {"namespace": "namespace0.0", "mode": "devdax", "align": "2M"}, host)
     assert not result.failed, result.msg
     assert result.data["changed"] is True
-    assert result.data["actions"] == [TO_DEVDAX_2M]
+    assert result.data["actions"] == [TO_DEVDAX_2M, RECORD_NS0]
     assert host.state_changing_calls() == [TO_DEVDAX_2M]
+    owned = json.loads(host.read(RECORD_PATH))["namespaces"]
+    assert [(e["dev"], e["region"], e["how"], e["original_mode"]) for e in owned] == \
+        [("namespace0.0", "region0", "converted", "raw")]
     namespace = result.data["namespace"]
     assert (namespace["dev"], namespace["mode"], namespace["chardev"], namespace["align"]) == \
         ("namespace0.0", "devdax", "dax0.0", 2 * 1024 * 1024)
@@ -49,7 +56,7 @@ def test_check_mode_runs_only_the_list_and_predicts_the_actions(fake_host, run_m
     checked = run_module(ndctl_namespace, {"namespace": "namespace0.0", "mode": "devdax", "align": "2M"}, host,
                          check_mode=True, diff=True)
     assert host.state_changing_calls() == [] and host.changed_files() == {}
-    assert checked.data["changed"] is True and checked.data["actions"] == [TO_DEVDAX_2M]
+    assert checked.data["changed"] is True and checked.data["actions"] == [TO_DEVDAX_2M, RECORD_NS0]
     assert checked.data["namespace"]["mode"] == "devdax"
     assert "mode: raw\n" in checked.data["diff"]["before"]
     assert "mode: devdax\n" in checked.data["diff"]["after"]
@@ -162,16 +169,92 @@ def test_creates_in_the_free_space_of_a_labelled_region(fake_host, run_module):
     host.responses[create] = (0, json.dumps(created), "")
     args = {"region": "region0", "name": "scratch", "mode": "fsdax", "size": "512M"}
     checked = run_module(ndctl_namespace, args, host, check_mode=True)
-    assert checked.data["actions"] == [create] and host.state_changing_calls() == []
+    assert checked.data["actions"] == [create, "record the new namespace in /etc/tiering-pmem/owned.json"]
+    assert host.state_changing_calls() == []
     result = run_module(ndctl_namespace, args, host)
     assert not result.failed, result.msg
     assert host.state_changing_calls() == [create]
     assert result.data["namespace"]["dev"] == "namespace0.1" and result.data["namespace"]["name"] == "scratch"
+    owned = json.loads(host.read(RECORD_PATH))["namespaces"]
+    assert [(e["dev"], e["name"], e["how"]) for e in owned] == [("namespace0.1", "scratch", "created")]
 
 
-def test_region_and_mode_alone_are_satisfied_by_a_matching_namespace(fake_host, run_module):
+def test_a_new_namespace_without_a_name_is_named_as_the_collections(fake_host, run_module):
+    host = fake_host("trixie-nvdimm-raw")
+    inventory = json.loads(host.responses["ndctl list -RNDi"][1])
+    region = inventory["regions"][0]
+    region["available_size"] = region["max_available_extent"] = region["size"]
+    region["namespaces"] = []
+    host.responses["ndctl list -RNDi"] = (0, json.dumps(inventory), "")
+    checked = run_module(ndctl_namespace, {"region": "region0", "mode": "devdax"}, host, check_mode=True)
+    assert checked.data["actions"][0] == "ndctl create-namespace --mode=devdax --region=region0 --name=tiering-pmem"
+
+
+def test_region_and_mode_alone_are_satisfied_by_a_namespace_of_the_collection(fake_host, run_module):
     host = fake_host("trixie-nvdimm-devdax")
+    foreign = run_module(ndctl_namespace, {"region": "region0", "mode": "devdax"}, host)
+    assert foreign.failed and "namespace0.0 (devdax) is not named by the task" in foreign.msg
+    namespace = next(ns for ns in json.loads(host.responses["ndctl list -RNDi"][1])["regions"][0]["namespaces"]
+                     if ns["dev"] == "namespace0.0")
+    host.write(RECORD_PATH, json.dumps({"namespaces": [{"dev": "namespace0.0", "region": "region0",
+                                                         "uuid": namespace.get("uuid")}]}))
     result = run_module(ndctl_namespace, {"region": "region0", "mode": "devdax"}, host)
     assert not result.failed, result.msg
     assert result.data["changed"] is False and result.data["namespace"]["dev"] == "namespace0.0"
     assert host.state_changing_calls() == []
+
+
+def test_a_record_entry_with_another_uuid_is_not_the_collections(fake_host, run_module):
+    host = fake_host("trixie-nvdimm-devdax")
+    host.write(RECORD_PATH, json.dumps({"namespaces": [{"dev": "namespace0.0", "region": "region0",
+                                                         "uuid": "00000000-0000-0000-0000-000000000000"}]}))
+    result = run_module(ndctl_namespace, {"region": "region0", "mode": "devdax"}, host)
+    assert result.failed and "is not named by the task" in result.msg
+
+
+def test_a_filesystem_on_a_partition_is_refused(fake_host, run_module):
+    host = fake_host("trixie-nvdimm-fsdax")
+    host.write("sys/class/block/pmem0/pmem0p1/partition", "1")
+    host.signatures["/dev/pmem0"] = "PTTYPE=dos"
+    host.signatures["/dev/pmem0p1"] = "TYPE=ext4"
+    host.mark_clean()
+    for check_mode in (True, False):
+        result = run_module(ndctl_namespace, {"namespace": "namespace0.0", "mode": "devdax"}, host,
+                            check_mode=check_mode)
+        assert result.failed
+        assert result.msg == ("refusing to reconfigure namespace0.0 without force=true: /dev/pmem0 holds PTTYPE=dos; "
+                              "/dev/pmem0p1 holds TYPE=ext4 (its data would be lost)")
+    assert host.state_changing_calls() == [] and host.changed_files() == {}
+    assert "blkid -p -o export /dev/pmem0p1" in host.commands()
+
+
+def test_devdax_contents_are_refused_unless_the_collection_made_them(fake_host, run_module):
+    host = fake_host("trixie-nvdimm-devdax")
+    host.write_dax("dax0.0", 0x100000, b"application data")
+    result = run_module(ndctl_namespace, {"namespace": "namespace0.0", "mode": "raw"}, host)
+    assert result.failed
+    assert "/dev/dax0.0 holds data (non-zero bytes from offset 0x100000" in result.msg
+    assert "force=true" in result.msg and host.state_changing_calls() == []
+    namespace = next(ns for ns in json.loads(host.responses["ndctl list -RNDi"][1])["regions"][0]["namespaces"]
+                     if ns["dev"] == "namespace0.0")
+    host.write(RECORD_PATH, json.dumps({"namespaces": [{"dev": "namespace0.0", "region": "region0",
+                                                         "uuid": namespace.get("uuid"), "original_mode": "raw"}]}))
+    host.responses["ndctl create-namespace --mode=raw --force --reconfig=namespace0.0"] = (0, "{}", "")
+    ours = run_module(ndctl_namespace, {"namespace": "namespace0.0", "mode": "raw"}, host)
+    assert not ours.failed, ours.msg
+    assert ours.data["actions"][-1] == ("drop namespace0.0 (region0) from /etc/tiering-pmem/owned.json "
+                                        "(back to its original mode raw)")
+    assert json.loads(host.read(RECORD_PATH))["namespaces"] == []
+
+
+def test_a_process_with_the_device_open_is_refused(fake_host, run_module, tmp_path):
+    host = fake_host("trixie-nvdimm-fsdax")
+    fd_dir = host.path("/proc/4242/fd")
+    import os
+    os.makedirs(fd_dir)
+    os.symlink("/dev/pmem0", os.path.join(fd_dir, "3"))
+    host.write("/proc/4242/comm", "pmemapp")
+    host.write("/proc/4242/maps", "")
+    result = run_module(ndctl_namespace, {"namespace": "namespace0.0", "mode": "devdax"}, host, check_mode=True)
+    assert result.failed
+    assert "/dev/pmem0 is open or mapped by process 4242 (pmemapp)" in result.msg
