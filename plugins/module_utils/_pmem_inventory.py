@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.tiering.pmem.plugins.module_utils import _kernel, _sysfs
+from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_record as record
 from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import namespaces_of
 
 NAMESPACE_KEYS = ("dev", "region", "mode", "size", "uuid", "name", "blockdev", "chardev", "align", "map",
@@ -114,13 +115,25 @@ def gather(tools, root="/"):
     """The whole inventory (see pmem_info's RETURN)."""
     ndctl = tools.ndctl_list()
     daxctl = tools.daxctl_list()
+    owned = record.read(root)
     namespaces = [namespace_record(ns) for ns in namespaces_of(ndctl) if ns.get("size")]
+    for namespace in namespaces:
+        entry = record.find(owned, namespace) or {}
+        namespace["owned"] = record.owns(owned, namespace)
+        # How it became the collection's: "created" (also any namespace named tiering-pmem) or "converted".
+        namespace["owned_how"] = ("created" if namespace["name"] == record.OWNED_NAME else entry.get("how")) \
+            if namespace["owned"] else None
+        namespace["original_mode"] = entry.get("original_mode")
+    devices = [dax_record(device, namespaces, root) for device in daxctl]
+    for device in devices:
+        owner = next((ns for ns in namespaces if ns["dev"] == device["namespace"] and device["namespace"]), None)
+        device["owned"] = owner["owned"] if owner else record.owns_device(owned, device["name"])
     tiers = _sysfs.memory_tiers(root)
     rate = _sysfs.read_text(_sysfs.PROMOTE_RATE_PATH, root, default="")
     return {
         "regions": [region_record(region) for region in ndctl["regions"]],
         "namespaces": namespaces,
-        "dax_devices": [dax_record(device, namespaces, root) for device in daxctl],
+        "dax_devices": devices,
         "numa_nodes": numa_nodes(root, tiers),
         "memory_tiers": tiers,
         "memory_block_size": _sysfs.memory_block_size(root),

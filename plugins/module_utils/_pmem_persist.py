@@ -71,6 +71,11 @@ while [ ! -e "/sys/bus/dax/devices/$dev/driver" ] && [ "$tries" -lt 60 ]; do
 done
 driver() { basename "$(readlink "/sys/bus/dax/devices/$dev/driver" 2>/dev/null || echo none)"; }
 if [ "$(driver)" != kmem ]; then
+    # auto_online_blocks is one switch for the whole kernel, and every device's unit starts at boot
+    # at once: without a lock one unit restores "online" while another hot-adds, and the kernel
+    # onlines that device's memory in ZONE_NORMAL itself.
+    exec 9>/run/tiering-pmem-dax-kmem.lock
+    flock 9
     # daxctl refuses while the kernel would auto-online the memory: clear the policy around it.
     policy=$(cat "$policy_file")
     [ "$policy" = offline ] || echo offline > "$policy_file"
@@ -87,6 +92,7 @@ if [ "$(driver)" != kmem ]; then
         udevadm settle --timeout=30 2>/dev/null || true
     done
     [ "$policy" = offline ] || echo "$policy" > "$policy_file"
+    flock -u 9
     [ "$rc" -eq 0 ] || [ "$(driver)" = kmem ] || exit "$rc"
 fi
 [ "${ONLINE:-1}" = 1 ] || exit 0
@@ -98,10 +104,19 @@ block=$((0x$(cat /sys/devices/system/memory/block_size_bytes)))
 first=$(((start + block - 1) / block))
 end=$(((start + size) / block))
 if [ "${MOVABLE:-1}" = 1 ]; then state=online_movable; else state=online_kernel; fi
+in_wanted_zone() {
+    zone=$(cat "/sys/devices/system/memory/memory$1/valid_zones")
+    if [ "$state" = online_movable ]; then [ "$zone" = Movable ]; else [ "$zone" != Movable ]; fi
+}
 i=0
 while [ "$i" -lt $((end - first)) ]; do
     if [ "$state" = online_movable ]; then n=$((end - 1 - i)); else n=$((first + i)); fi
     file=/sys/devices/system/memory/memory$n/state
+    # Memory something else onlined in the other zone at boot holds nothing yet: move it.
+    if [ -e "$file" ] && [ "$(cat "$file")" = online ] && ! in_wanted_zone "$n"; then
+        echo "tiering-pmem-dax-kmem: $dev: memory$n came up in zone $zone, moving it to $state" >&2
+        echo offline > "$file" || true
+    fi
     if [ -e "$file" ] && [ "$(cat "$file")" = offline ]; then
         echo "$state" > "$file"
     fi
@@ -140,6 +155,15 @@ def remove_file(path, root="/"):
         os.unlink(target)
         return True
     return False
+
+
+def configured_devices(root="/", exclude=None):
+    """Devices with a boot config of ours (CONFIG_DIR/DEVICE.conf), ``exclude`` left out."""
+    try:
+        names = os.listdir(host_path(root, CONFIG_DIR))
+    except OSError:
+        return []
+    return sorted(name[:-len(".conf")] for name in names if name.endswith(".conf") and name[:-len(".conf")] != exclude)
 
 
 def unit_instance(device):

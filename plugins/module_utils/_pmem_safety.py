@@ -58,7 +58,7 @@ OFFLINE_RESERVE_BYTES = 128 << 20
 
 
 def blkid_signatures(module, device_path):
-    """["TYPE=ext4", "PTTYPE=dos", ...] that blkid finds on a block device (low-level probe).
+    """What blkid's low-level probe finds on a block device: ["ext4 filesystem", "dos partition table"].
 
     Returns (signatures, error): error is text when the probe itself could not run.
     """
@@ -71,11 +71,14 @@ def blkid_signatures(module, device_path):
         return [], None
     if rc != 0:
         return [], "blkid -p %s failed (rc %s): %s" % (device_path, rc, (err or out).strip()[:200] or "no output")
+    fields = dict(line.partition("=")[::2] for line in out.splitlines() if "=" in line)
     found = []
-    for line in out.splitlines():
-        key, _sep, value = line.partition("=")
-        if key in ("TYPE", "PTTYPE", "PART_ENTRY_TYPE") or (key == "USAGE" and value != "filesystem"):
-            found.append("%s=%s" % (key, value[:64]))
+    if fields.get("TYPE"):
+        found.append("%s %s" % (fields["TYPE"][:64], fields.get("USAGE", "signature")[:32]))
+    if fields.get("PTTYPE"):
+        found.append("%s partition table" % fields["PTTYPE"][:32])
+    if not found:
+        found.append("a signature blkid reports as %s" % ", ".join(sorted(fields))[:120])
     return found, None
 
 
@@ -124,7 +127,7 @@ def blockdev_findings(module, blockdev, root="/"):
         if error:
             findings.append(error)
         if signatures:
-            findings.append("/dev/%s holds %s" % (dev, ", ".join(signatures)))
+            findings.append("/dev/%s holds signatures: %s" % (dev, ", ".join(signatures)))
         holders = _sysfs.block_holders(dev, root)
         if holders:
             findings.append("/dev/%s is used by %s" % (dev, ", ".join(holders)))

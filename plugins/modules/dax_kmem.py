@@ -403,11 +403,19 @@ def run(module, tools, root, result):
             steps.append(("cmd", [tools.bin("systemctl"), "daemon-reload"], None))
         if not enabled:
             steps.append(("cmd", [tools.bin("systemctl"), "enable", persist.unit_instance(name)], None))
-    elif has_config or enabled:
+    else:
         if enabled:
             steps.append(("cmd", [tools.bin("systemctl"), "disable", persist.unit_instance(name)], None))
         if has_config:
             steps.append(("remove", persist.config_path(name), "remove %s" % persist.config_path(name)))
+        if not persist.configured_devices(root, exclude=name):
+            # The last device no longer needs the boot unit: take the unit and its script away too.
+            leftovers = [path for path in (persist.UNIT_PATH, persist.SCRIPT_PATH)
+                         if persist.read_file(path, root) is not None]
+            for path in leftovers:
+                steps.append(("remove", path, "remove %s" % path))
+            if persist.UNIT_PATH in leftovers:
+                steps.append(("cmd", [tools.bin("systemctl"), "daemon-reload"], None))
 
     for kind, payload, text in steps:
         actions.append(text or short(payload))

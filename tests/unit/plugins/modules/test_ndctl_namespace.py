@@ -216,14 +216,15 @@ def test_a_filesystem_on_a_partition_is_refused(fake_host, run_module):
     host = fake_host("trixie-nvdimm-fsdax")
     host.write("sys/class/block/pmem0/pmem0p1/partition", "1")
     host.signatures["/dev/pmem0"] = "PTTYPE=dos"
-    host.signatures["/dev/pmem0p1"] = "TYPE=ext4"
+    host.signatures["/dev/pmem0p1"] = "TYPE=ext4\nUSAGE=filesystem"
     host.mark_clean()
     for check_mode in (True, False):
         result = run_module(ndctl_namespace, {"namespace": "namespace0.0", "mode": "devdax"}, host,
                             check_mode=check_mode)
         assert result.failed
-        assert result.msg == ("refusing to reconfigure namespace0.0 without force=true: /dev/pmem0 holds PTTYPE=dos; "
-                              "/dev/pmem0p1 holds TYPE=ext4 (its data would be lost)")
+        assert result.msg == ("refusing to reconfigure namespace0.0 without force=true: /dev/pmem0 holds signatures: "
+                              "dos partition table; /dev/pmem0p1 holds signatures: ext4 filesystem (its data would be "
+                              "lost)")
     assert host.state_changing_calls() == [] and host.changed_files() == {}
     assert "blkid -p -o export /dev/pmem0p1" in host.commands()
 
