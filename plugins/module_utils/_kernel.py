@@ -24,6 +24,8 @@ import tempfile
 from ansible_collections.tiering.pmem.plugins.module_utils._sysfs import host_path, read_text, write_text
 
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+# parse_size() refuses this and more: no physical address or size reaches 2^64.
+MAX_SIZE = 1 << 64
 SIZE_HELP = ("a whole number (decimal, or hex with 0x) with an optional K, M, G or T suffix, "
              "e.g. 512M, 4G or 0x20000000")
 MEMMAP_HELP = "SIZE!OFFSET, e.g. 512M!0x80000000 or 4G!12G (SIZE and OFFSET: %s)" % SIZE_HELP
@@ -48,13 +50,35 @@ class KernelError(Exception):
 
 # ---------------------------------------------------------------- sizes and memmap=
 
+def shorten(value, limit=64, quote=True):
+    """``repr()`` of a user value for a message (``str()`` with ``quote=False``), cut after
+    ``limit`` characters: messages name the bad value, but a huge input is not echoed back whole.
+    """
+    text = value if isinstance(value, str) else str(value)
+    shown = text[:limit]
+    shown = repr(shown) if quote else shown
+    return shown if len(text) <= limit else "%s... (%d characters)" % (shown, len(text))
+
+
 def parse_size(text, what="size"):
-    """``'512M'``, ``'0x80000000'``, ``'4G'`` -> bytes, the way the kernel's memparse() reads them."""
-    match = re.match(r"^(0[xX][0-9a-fA-F]+|[0-9]+)([KMGTkmgt]?)$", str(text).strip())
+    """``'512M'``, ``'0x80000000'``, ``'4G'`` -> bytes, the way the kernel's memparse() reads them.
+
+    Values of 2^64 bytes or more are refused: no physical address or size is that large.
+    """
+    match = re.match(r"^(0[xX][0-9a-fA-F]+|[0-9]+)([KMGTkmgt]?)\Z", str(text).strip())
     if not match:
-        raise KernelError("%s %r is not a valid size: use %s" % (what, text, SIZE_HELP))
+        raise KernelError("%s %s is not a valid size: use %s" % (what, shorten(text), SIZE_HELP))
     number, unit = match.groups()
-    return int(number, 0 if number.lower().startswith("0x") else 10) * SIZE_UNITS[unit.upper()]
+    # More than 20 decimal digits is above 2^64 whatever the unit (and int() of a huge decimal
+    # string is slow, or refused past 4300 digits).
+    if len(number) > 20 and not number.lower().startswith("0x"):
+        value = MAX_SIZE
+    else:
+        value = int(number, 0 if number.lower().startswith("0x") else 10) * SIZE_UNITS[unit.upper()]
+    if value >= MAX_SIZE:
+        raise KernelError("%s %s is too large: sizes and addresses are below 2^64 bytes (16 EiB); use %s"
+                          % (what, shorten(text), SIZE_HELP))
+    return value
 
 
 def format_size(value):
@@ -108,11 +132,13 @@ def parse_reservation(text):
     """A wanted legacy-pmem reservation ``SIZE!OFFSET`` -> MemmapRange (kind pmem)."""
     parts = str(text).strip().split("!")
     if len(parts) != 2 or not parts[0] or not parts[1]:
-        raise KernelError("reservation %r is not SIZE!OFFSET: use %s" % (text, MEMMAP_HELP))
-    size = parse_size(parts[0], "size of reservation %r" % text)
-    offset = parse_size(parts[1], "offset of reservation %r" % text)
+        raise KernelError("reservation %s is not SIZE!OFFSET: use %s" % (shorten(text), MEMMAP_HELP))
+    size = parse_size(parts[0], "size of reservation %s" % shorten(text))
+    offset = parse_size(parts[1], "offset of reservation %s" % shorten(text))
     if size == 0:
-        raise KernelError("reservation %r has size 0: use %s" % (text, MEMMAP_HELP))
+        raise KernelError("reservation %s has size 0: use %s" % (shorten(text), MEMMAP_HELP))
+    if offset + size > MAX_SIZE:
+        raise KernelError("reservation %s ends beyond 2^64 bytes: use %s" % (shorten(text), MEMMAP_HELP))
     return MemmapRange("pmem", size, offset, str(text).strip())
 
 

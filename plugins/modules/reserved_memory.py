@@ -39,6 +39,17 @@ description:
     counts as RAM) or, when that is absent, of C(/proc/iomem) (C(System RAM) and
     C(Persistent Memory (legacy))); the wanted ranges do not overlap each other, another kept
     reservation, a C(memmap=) reserved/ACPI range, or the crash kernel."
+  - "B(RAM left to the host.) The reservations together (with O(exclusive=false), the kept ones
+    too) must leave the host at least the larger of 1 GiB and 25 % of its usable RAM (the RAM of the
+    firmware memory map, as above); a reservation that would leave less is refused, since the host
+    could not boot or run with it. 25 % matches the default C(movable_ratio) of
+    M(tiering.pmem.dax_kmem), at most 3 parts movable memory per part normal memory. For example a
+    host with 2 GiB of RAM (a little less in the firmware map) can reserve at most 896 MiB in 128 MiB
+    memory blocks, one with 16 GiB a little less than 12 GiB. The message of a refusal names the
+    RAM, the floor and the most that can be reserved."
+  - "B(Kernel command line size.) The C(memmap=) arguments of O(reservations) must fit in the 2048
+    bytes of an x86 kernel command line (C(COMMAND_LINE_SIZE)) with room for the rest of it: together
+    at most 1024 bytes."
   - The change takes effect at the next boot; RV(reboot_required) says whether one is needed.
     This module never reboots.
 author:
@@ -195,6 +206,11 @@ MODULE_NAME = "tiering.pmem.reserved_memory"
 DROPIN = _kernel.GRUB_DROPIN_DIR + "/90-tiering-pmem.cfg"
 # Tests point this at a copy of a tree captured from a lab guest.
 ROOT = "/"
+# The RAM the reservations must leave to the host: the larger of these two (DOCUMENTATION).
+MIN_HOST_RAM = 1 << 30
+MIN_HOST_RAM_PERCENT = 25
+# x86 COMMAND_LINE_SIZE is 2048; our memmap= arguments may take half of it.
+MAX_MEMMAP_ARGS_BYTES = 1024
 
 
 def unique(ranges):
@@ -254,6 +270,43 @@ def validate_wanted(wanted, root):
                         "reservation %s overlaps the crash kernel reservation 0x%x-0x%x in /proc/iomem"
                         % (item.describe(), entry["start"], entry["end"]))
     return source
+
+
+def check_command_line_room(wanted):
+    """The memmap= arguments must fit in the kernel command line; checked before anything else."""
+    length = len(" ".join("memmap=%s" % item.canonical() for item in wanted))
+    if length > MAX_MEMMAP_ARGS_BYTES:
+        raise _kernel.KernelError(
+            "%d reservations take %d bytes of the kernel command line as memmap= arguments: at most %d are "
+            "allowed (an x86 command line holds 2048 bytes); use fewer, larger ranges"
+            % (len(wanted), length, MAX_MEMMAP_ARGS_BYTES))
+
+
+def host_ram_floor(total):
+    """Bytes of usable RAM the reservations must leave: max(1 GiB, 25 % of the usable RAM)."""
+    return max(MIN_HOST_RAM, total * MIN_HOST_RAM_PERCENT // 100)
+
+
+def check_ram_left(target, root):
+    """Refuse reservations that leave the host less than host_ram_floor() of its usable RAM."""
+    ram, source = _kernel.usable_ram(root)
+    total = sum(end - start for start, end in ram)
+    reserved = sum(item.size for item in target)
+    floor = host_ram_floor(total)
+    if total - reserved >= floor:
+        return
+    try:
+        block = memory_block_size(root)
+    except (IOError, OSError, ValueError):
+        block = 1 << 20
+    most = max(0, (total - floor) // block * block)
+    advice = ("reserve at most %s (%d MiB) in total" % (_kernel.format_size(most), most >> 20) if most
+              else "this host has too little RAM for any reservation")
+    raise _kernel.KernelError(
+        "reservations %s take %d MiB and would leave the host %d MiB of its %d MiB of usable RAM (per %s): "
+        "it needs at least %d MiB, the larger of %d MiB and %d %% of its RAM, to boot and run; %s" % (
+            ", ".join(item.text for item in target), reserved >> 20, max(0, total - reserved) >> 20, total >> 20,
+            source, floor >> 20, MIN_HOST_RAM >> 20, MIN_HOST_RAM_PERCENT, advice))
 
 
 def check_against_configured(wanted, kept, others):
@@ -390,7 +443,8 @@ def run_grub(module, grub, params, root, target_of, result):
 def run_grubby(module, root, target_of, result):
     grubby = module.get_bin_path("grubby")
     if not grubby:
-        raise _kernel.KernelError("bootloader=grubby but grubby is not installed")
+        raise _kernel.KernelError("bootloader=grubby but grubby is not installed: install it, or use "
+                                  "bootloader=auto, grub_dropin or grub_defaults")
     args = _kernel.grubby_default_args(module, grubby)
     configured = _kernel.memmap_ranges(args, "pmem")
     target = target_of(configured)
@@ -436,6 +490,7 @@ def run_module(module, root):
         wanted = unique(_kernel.parse_reservation(text) for text in params["reservations"])
     result = dict(changed=False, actions=[], backup_files=[], reboot_required=False, ram_source="")
     if state == "present":
+        check_command_line_room(wanted)
         result["ram_source"] = validate_wanted(wanted, root)
     running_text = _kernel.running_cmdline(root)
     running = _kernel.memmap_ranges(running_text, "pmem")
@@ -448,6 +503,7 @@ def run_module(module, root):
         if state == "present":
             kept = [item for item in target if item not in wanted]
             check_against_configured(wanted, kept, others_of_configured)
+            check_ram_left(target, root)
         return target
 
     if result["bootloader"] == "grubby":

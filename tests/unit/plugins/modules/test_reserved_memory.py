@@ -276,6 +276,15 @@ BAD = [
     (["512M!0x80000000", "256M!0x90000000"], "reservations 512M!0x80000000 (0x80000000-0x9fffffff) and "
                                              "256M!0x90000000 (0x90000000-0x9fffffff) overlap"),
     ([], "reservations is empty: with state=present give at least one SIZE!OFFSET"),
+    (["-512M!0x80000000"], "'-512M' is not a valid size: use a whole number"),
+    (["512M!0x80000000 init=/bin/sh"], "'0x80000000 init=/bin/sh' is not a valid size"),
+    (["512M!0x80000000\ninit=/bin/sh"], "is not a valid size"),
+    (["99999999999999999999999T!0x80000000"], "'99999999999999999999999T' is too large: sizes and addresses are "
+                                              "below 2^64 bytes (16 EiB)"),
+    (["16777216T!0"], "'16777216T' is too large"),
+    (["1G!0xffffffffffffffff"], "reservation '1G!0xffffffffffffffff' ends beyond 2^64 bytes"),
+    (["128M!%dG" % i for i in range(4, 80)], "76 reservations take 1839 bytes of the kernel command line as memmap= "
+                                            "arguments: at most 1024 are allowed"),
 ]
 
 
@@ -285,6 +294,85 @@ def test_bad_reservations_are_refused_before_anything_changes(fresh, run_module,
     assert result.failed
     assert message in result.msg
     assert fresh.calls == [] and fresh.changed_files() == {}
+
+
+def test_a_huge_reservation_is_not_echoed_back(fresh, run_module):
+    result = run_module(reserved_memory, {"reservations": ["9" * 100000 + "!0x80000000"]}, fresh, check_mode=True)
+    assert result.failed
+    assert "(100011 characters)" in result.msg and "is too large" in result.msg
+    assert len(result.msg) < 600
+    result = run_module(reserved_memory, {"reservations": ["x" * 100000]}, fresh)
+    assert result.failed and "(100000 characters) is not SIZE!OFFSET" in result.msg and len(result.msg) < 400
+    assert fresh.calls == [] and fresh.changed_files() == {}
+
+
+# ---------------------------------------------------------------- RAM left to the host
+
+# trixie-grub-fresh: 3071 MiB of firmware System RAM (0x0-0x9fbff, 0x100000-0xbffdcfff), 128 MiB blocks.
+# The floor is max(1 GiB, 25 % of 3071 MiB) = 1024 MiB, so at most 15 blocks (1920 MiB) can be reserved.
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_a_reservation_leaving_less_than_1g_is_refused(fresh, run_module, check_mode):
+    result = run_module(reserved_memory, {"reservations": ["2G!0x10000000"]}, fresh, check_mode=check_mode)
+    assert result.failed
+    assert result.msg == (
+        "reservations 2G!0x10000000 take 2048 MiB and would leave the host 1023 MiB of its 3071 MiB of usable RAM "
+        "(per /sys/firmware/memmap): it needs at least 1024 MiB, the larger of 1024 MiB and 25 % of its RAM, to "
+        "boot and run; reserve at most 1920M (1920 MiB) in total")
+    assert fresh.calls == [] and fresh.changed_files() == {}
+
+
+def test_the_most_the_message_allows_is_accepted(fresh, run_module):
+    result = run_module(reserved_memory, {"reservations": ["1920M!0x10000000"]}, fresh, check_mode=True)
+    assert not result.failed, result.msg
+    assert result.data["reservations"] == ["1920M!0x10000000"]
+
+
+def test_kept_reservations_count_against_the_floor(fresh, run_module):
+    set_grub_cmdline(fresh, "memmap=1G!0x80000000")
+    result = run_module(reserved_memory, {"reservations": ["1G!0x10000000"], "exclusive": False}, fresh)
+    assert result.failed
+    assert "reservations 1G!0x80000000, 1G!0x10000000 take 2048 MiB and would leave the host 1023 MiB" in result.msg
+    assert fresh.calls == [] and fresh.changed_files() == {}
+    # exclusive=true removes the other one: 1 GiB reserved in all, which fits.
+    fresh.responses["update-grub"] = (0, "", "")
+    assert not run_module(reserved_memory, {"reservations": ["1G!0x10000000"]}, fresh, check_mode=True).failed
+
+
+def shrink_ram(host, end):
+    """The host's firmware map and iomem with System RAM 0x100000-END only."""
+    host.write("/sys/firmware/memmap/3/end", "0x%x\n" % end)
+    host.mark_clean()
+
+
+def test_768m_of_a_1g_guest_is_refused(fresh, run_module):
+    # The case of issue 10: 1 GiB of RAM (QEMU -m 1G: RAM ends at 0x3ffdffff), 768 MiB reserved.
+    shrink_ram(fresh, 0x3ffdffff)
+    result = run_module(reserved_memory, {"reservations": ["768M!0x8000000"]}, fresh, check_mode=True)
+    assert result.failed
+    assert result.msg == (
+        "reservations 768M!0x8000000 take 768 MiB and would leave the host 255 MiB of its 1023 MiB of usable RAM "
+        "(per /sys/firmware/memmap): it needs at least 1024 MiB, the larger of 1024 MiB and 25 % of its RAM, to "
+        "boot and run; this host has too little RAM for any reservation")
+    assert fresh.calls == [] and fresh.changed_files() == {}
+
+
+def test_the_floor_is_25_percent_on_a_large_host(fresh, run_module):
+    # 64 GiB of RAM (less 1 MiB): the floor is 25 % (16383 MiB), not 1 GiB.
+    shrink_ram(fresh, (64 << 30) - 1)
+    result = run_module(reserved_memory, {"reservations": ["48G!0x10000000"]}, fresh, check_mode=True)
+    assert result.failed
+    assert "it needs at least 16383 MiB, the larger of 1024 MiB and 25 % of its RAM" in result.msg
+    assert "reserve at most 49024M (49024 MiB) in total" in result.msg
+    assert not run_module(reserved_memory, {"reservations": ["47G!0x10000000"]}, fresh, check_mode=True).failed
+
+
+def test_grubby_missing_names_the_other_boot_loaders(fresh, run_module):
+    fresh.binaries = {"update-grub"}
+    result = run_module(reserved_memory, {"reservations": [WANTED], "bootloader": "grubby"}, fresh)
+    assert result.failed
+    assert result.msg == ("bootloader=grubby but grubby is not installed: install it, or use bootloader=auto, "
+                          "grub_dropin or grub_defaults")
 
 
 def test_overlap_with_a_kept_reservation_is_refused(fresh, run_module):
