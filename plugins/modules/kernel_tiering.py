@@ -164,8 +164,10 @@ def from_kernel(option, text):
 def validate(params):
     rate = params["promote_rate_limit_mbps"]
     if rate is not None and not 0 <= rate <= RATE_LIMIT_MAX:
-        raise _kernel.KernelError("promote_rate_limit_mbps=%d is out of range: use a whole number of MB/s "
-                                  "from 0 to %d (kernel default 65536)" % (rate, RATE_LIMIT_MAX))
+        # Shortened: a 4000-digit number is a valid int, but not one to echo back whole.
+        raise _kernel.KernelError("promote_rate_limit_mbps=%s is out of range: use a whole number of MB/s "
+                                  "from 0 to %d (kernel default 65536)"
+                                  % (_kernel.shorten(rate, quote=False), RATE_LIMIT_MAX))
 
 
 def run_module(module, root):

@@ -56,16 +56,23 @@ regions:
     - {dev: region0, size: 1073741824, available_size: 0, type: pmem, align: 16777216,
        persistence_domain: unknown, numa_node: 1, namespaces: [namespace0.0]}
 namespaces:
-  description: Namespaces of every region (idle seeds of size 0 left out).
+  description:
+    - Namespaces of every region (idle seeds of size 0 left out).
+    - C(owned) is true for the collection's own namespaces (named C(tiering-pmem), or recorded in
+      C(/etc/tiering-pmem/owned.json) when it created or converted them); C(owned_how) says which
+      (V(created) or V(converted)), and C(original_mode) the mode a converted one had before.
   returned: always
   type: list
   elements: dict
   sample:
     - {dev: namespace0.0, region: region0, mode: devdax, size: 1054867456,
        uuid: abf69d97-c6ba-4460-bf4f-372918ec992e, name: null, blockdev: null, chardev: dax0.0,
-       align: 2097152, map: dev, sector_size: null, state: enabled}
+       align: 2097152, map: dev, sector_size: null, state: enabled, owned: true,
+       owned_how: converted, original_mode: raw}
 dax_devices:
-  description: Dax devices from C(daxctl list) joined with their sysfs range and memory blocks.
+  description:
+    - Dax devices from C(daxctl list) joined with their sysfs range and memory blocks.
+    - C(owned) is true when the device's namespace, or the device itself, is the collection's own.
   returned: always
   type: list
   elements: dict
@@ -73,7 +80,7 @@ dax_devices:
     - {name: dax0.0, mode: system-ram, size: 1054867456, target_node: 1, align: 2097152,
        namespace: namespace0.0, region: region0, movable: true, online_memblocks: 7,
        total_memblocks: 7, start: 4313841664, end: 5368709120, driver: kmem,
-       zones: {Movable: 7}, memory_nodes: [1]}
+       zones: {Movable: 7}, memory_nodes: [1], owned: true}
 numa_nodes:
   description: Online NUMA nodes.
   returned: always
@@ -144,7 +151,9 @@ mem_total:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.errors import UnsupportedError
 
+from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
 from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import PmemTools, PmemToolError
 from ansible_collections.tiering.pmem.plugins.module_utils._pmem_inventory import gather
 
@@ -152,8 +161,26 @@ from ansible_collections.tiering.pmem.plugins.module_utils._pmem_inventory impor
 ROOT = "/"
 
 
+class InfoModule(AnsibleModule):
+    """AnsibleModule whose refusal of an option says that there are none.
+
+    Ansible's own message would end in "Supported parameters include: ." (an empty list).
+    """
+
+    def fail_json(self, msg, **kwargs):
+        try:
+            unsupported = isinstance(self.validation_result.errors[0], UnsupportedError)
+        except (AttributeError, IndexError):
+            unsupported = False
+        if unsupported:
+            given = sorted(name for name in self.params if not name.startswith("_ansible_"))
+            msg = ("tiering.pmem.pmem_info takes no options (it only reads the host), but got: %s; "
+                   "remove them" % ", ".join(_kernel.shorten(name, 40, quote=False) for name in given[:10]))
+        super(InfoModule, self).fail_json(msg, **kwargs)
+
+
 def main():
-    module = AnsibleModule(argument_spec={}, supports_check_mode=True)
+    module = InfoModule(argument_spec={}, supports_check_mode=True)
     try:
         inventory = gather(PmemTools(module), ROOT)
     except PmemToolError as exc:

@@ -124,6 +124,15 @@ def test_bad_values_are_refused_before_anything_changes(host, run_module, args, 
     assert host.changed_files() == {}
 
 
+def test_a_huge_number_is_not_echoed_back(host, run_module):
+    result = run_module(kernel_tiering, {"promote_rate_limit_mbps": "9" * 4000}, host, check_mode=True)
+    assert result.failed
+    assert result.msg.startswith("promote_rate_limit_mbps=" + "9" * 64 + "... (4000 characters) is out of range: "
+                                 "use a whole number of MB/s from 0 to 2147483647")
+    assert len(result.msg) < 300
+    assert host.changed_files() == {}
+
+
 def test_bad_type_messages_name_the_value(host, run_module):
     result = run_module(kernel_tiering, {"promote_rate_limit_mbps": "fast"}, host)
     assert "fast" in result.msg and "int" in result.msg

@@ -70,6 +70,16 @@ def test_unknown_option_is_refused(fake_host, run_module):
     assert host.calls == []
 
 
+def test_unknown_options_message_says_there_are_none(fake_host, run_module):
+    # Ansible's own message would end in "Supported parameters include: ." (nothing after it).
+    host = fake_host("trixie-nvdimm-raw")
+    result = run_module(pmem_info, {"region": "region0", "x" * 5000: 1}, host, check_mode=True)
+    assert result.failed
+    assert result.msg.startswith("tiering.pmem.pmem_info takes no options (it only reads the host), but got: region, ")
+    assert "remove them" in result.msg and len(result.msg) < 300
+    assert host.calls == []
+
+
 @pytest.mark.parametrize("garbage", ["{not json", "[1, 2"])
 def test_unparsable_tool_output(fake_host, run_module, garbage):
     host = fake_host("trixie-nvdimm-raw")
