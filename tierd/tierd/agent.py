@@ -39,7 +39,7 @@ class Agent:
         self.http = None
         self._apply_config(cfg, initial=True)
 
-    def _apply_config(self, cfg, initial=False):
+    def _apply_config(self, cfg, initial=False, new_http=None):
         mover_cfg = cfg["mover"]
         rate = mover_cfg["rate_limit_mbps"] * 1024 * 1024
         self.limiter = RateLimiter(rate, mover_cfg["batch_pages"] * PAGE_SIZE, clock=self.clock,
@@ -51,12 +51,27 @@ class Agent:
         if self.http and port != old_port:
             self.http.close()
             self.http = None
-        if port and not self.http:
+        if new_http is not None:
+            self.http = new_http
+        elif port and not self.http:
             self.http = metrics.MetricsServer(port)
         self.placement.refresh_intervals = mover_cfg["placement_refresh_intervals"]
         self.cfg = cfg
 
     def reload(self, cfg):
+        """Apply a checked config, or keep the running one whole (and return False) when it cannot be applied."""
+        port = cfg["metrics"]["http_port"]
+        new_http = None
+        if port and port != self.cfg["metrics"]["http_port"]:
+            # Listen before anything changes: a port in use must not leave half the new config applied.
+            try:
+                new_http = metrics.MetricsServer(port)
+            except OSError as exc:
+                self.logger.error("reload_rejected", reason="metrics.http_port %d: cannot listen on 127.0.0.1 (%s)"
+                                  % (port, exc.strerror or exc), action="keeping the running config")
+                return False
+            if self.http:
+                new_http.text = self.http.text
         if cfg["backend"] != self.cfg["backend"] or cfg["damon"] != self.cfg["damon"] or cfg["nodes"] != self.cfg["nodes"]:
             self.logger.warning("reload_partial", reason="backend, damon and nodes settings apply after a restart")
             for key in ("backend", "damon", "nodes"):
@@ -67,8 +82,9 @@ class Agent:
             self.writes = None
         self.heat.decay = cfg["heat"]["decay"]
         self.heat.write_weight = cfg["heat"]["write_weight"]
-        self._apply_config(cfg)
+        self._apply_config(cfg, new_http=new_http)
         self.logger.info("reloaded", workloads=len(cfg["workloads"]))
+        return True
 
     # ------------------------------------------------------------------------------------------
     def _targets(self):

@@ -13,19 +13,31 @@ from .log import Logger
 DEFAULT_CONFIG = "/etc/tierd/config.json"
 
 
-def _load_or_exit(path):
+STDIN_SOURCE = "<stdin>"
+
+
+def _load_or_exit(path, stdin_allowed=False):
+    """The checked config, or exit 2 with one line naming the problem (never a traceback)."""
     try:
+        if stdin_allowed and path == "-":
+            # The role checks its rendered config this way on the controller, before installing anything.
+            return config_mod.loads_bytes(config_mod.read_stream(sys.stdin.buffer, STDIN_SOURCE), STDIN_SOURCE)
         return config_mod.load(path)
     except config_mod.ConfigError as exc:
         print("tierd: invalid config: %s" % exc, file=sys.stderr)
-        sys.exit(2)
+    except Exception as exc:  # pylint: disable=broad-except
+        print("tierd: invalid config: %s: tierd could not check it (%s: %s)"
+              % (path, type(exc).__name__, config_mod.cut(str(exc))), file=sys.stderr)
+    sys.exit(2)
 
 
 def cmd_check_config(args):
-    cfg = _load_or_exit(args.path)
+    cfg = _load_or_exit(args.path, stdin_allowed=True)
     managed = sum(1 for w in cfg["workloads"] if w["policy"] is not None)
+    # stdout is strict UTF-8: a path from argv may hold undecodable bytes (surrogate escapes).
+    shown = STDIN_SOURCE if args.path == "-" else args.path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     print("%s: ok (%d workloads, %d with a policy, backend %s)"
-          % (args.path, len(cfg["workloads"]), managed, cfg["backend"]))
+          % (shown, len(cfg["workloads"]), managed, cfg["backend"]))
     return 0
 
 
@@ -51,7 +63,8 @@ def _agent(args, logger):
 
 class ConfigReloader:
     """SIGHUP sets a flag; at the next interval the file is read again. An invalid file is logged
-    and None returned, so the agent keeps running with the config it has."""
+    and None returned, so the agent keeps running with the config it has: config.load raises only
+    ConfigError, and anything else is caught too, since no config file may end the agent."""
 
     def __init__(self, path, logger):
         self.path = path
@@ -68,8 +81,11 @@ class ConfigReloader:
         try:
             return config_mod.load(self.path)
         except config_mod.ConfigError as exc:
-            self.logger.error("reload_rejected", reason=exc, action="keeping the running config")
-            return None
+            reason = str(exc)
+        except Exception as exc:  # pylint: disable=broad-except
+            reason = "%s: tierd could not check it (%s: %s)" % (self.path, type(exc).__name__, config_mod.cut(str(exc)))
+        self.logger.error("reload_rejected", reason=reason, action="keeping the running config")
+        return None
 
 
 def cmd_run(args):
@@ -155,7 +171,7 @@ def build_parser():
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("check-config", help="validate a config file; exit 2 with the reason if invalid")
-    p.add_argument("path")
+    p.add_argument("path", help="the JSON config, or - to read it from stdin (no file ownership check then)")
     p.set_defaults(func=cmd_check_config)
     return parser
 

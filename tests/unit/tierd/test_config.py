@@ -1,4 +1,7 @@
+import io
 import json
+import os
+import stat
 
 import pytest
 
@@ -100,3 +103,152 @@ def test_check_config_command(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["check-config", str(broken)])
     assert "not valid JSON" in capsys.readouterr().err
+
+
+LONG = "x" * 5000
+# Each message names the bad value, cut to config.EXCERPT_CHARS, and says what would be valid.
+BAD_MORE = [
+    (lambda d: d.update(interval_seconds=1e400), "interval_seconds: inf must be a number >= 0.1 and <= 3600"),
+    (lambda d: d.update(backend=LONG), "backend: 'xxxxx"),
+    (lambda d: d.update(workloads=LONG), "workloads: 'xxxx"),
+    (lambda d: d.update(state_file=LONG), "must be an absolute path such as /run/tierd/state.json"),
+    (lambda d: d.update(heat=[1] * 3000), "heat: [1, 1, "),
+    (lambda d: d.update(mover={"block_pages": "huge"}),
+     "mover.block_pages: 'huge' must be \"auto\" (the transparent huge page size) or an integer >= 1"),
+    (lambda d: d.update(mover={"rate_limit_mbps": 10 ** 9}), "mover.rate_limit_mbps: 1000000000 must be <= 1000000"),
+    (lambda d: d.update({LONG: 1}), "config: unknown key 'xxxx"),
+    (lambda d: d["workloads"][0].update(name=LONG), "workloads[0].name: 'xxxx"),
+    (lambda d: d["workloads"][0].update(name="vm1\n"), "workloads[0].name: 'vm1\\n' must be a name of 1 to 128"),
+    (lambda d: d["workloads"][0]["match"].update(cmdline="(" * 3000 + ")" * 1000),
+     "is not a valid regular expression (groups nested too deeply)"),
+    (lambda d: d["workloads"][0]["match"].update(cmdline="a{99999999999}"),
+     "workloads[vm1].match.cmdline: 'a{99999999999}' is not a valid regular expression (the repetition number"),
+    (lambda d: d["workloads"][0]["match"].update(comm="a" * 5000),
+     "is 5000 characters long; regular expressions may have at most 4096"),
+    (lambda d: d["workloads"][0]["match"].update(cmdline="(" + "x" * 4000),
+     "is not a valid regular expression (missing ), unterminated subpattern at position 0)"),
+    (lambda d: d["workloads"][0]["vmas"].update(min_size="9" * 30 + "G"), "vmas.min_size: '999"),
+    (lambda d: d.update(nodes={"dram": [0], "pmem": [LONG]}), "nodes.pmem: ['xxx"),
+]
+
+
+@pytest.mark.parametrize("change, message", BAD_MORE, ids=[m.split(":")[0] for _c, m in BAD_MORE])
+def test_bad_values_are_named_but_cut_short(change, message):
+    with pytest.raises(config.ConfigError) as err:
+        config.validate(_with(change))
+    text = str(err.value)
+    assert message in text
+    assert len(text) < 400, text
+    if LONG in repr(_with(change)):
+        assert "…" in text and LONG not in text
+
+
+def test_excerpt_cuts_to_the_limit():
+    assert config.excerpt("short") == "'short'"
+    cut = config.excerpt("y" * 1000)
+    assert len(cut) == config.EXCERPT_CHARS and cut.endswith("…")
+
+
+def _write(tmp_path, data, mode=0o644, name="config.json"):
+    path = tmp_path / name
+    if isinstance(data, str):
+        data = data.encode()
+    path.write_bytes(data)
+    os.chmod(str(path), mode)  # whatever the umask: the tests below choose the mode
+    return str(path)
+
+
+BAD_FILES = [
+    (b"[" * 100000 + b"]" * 100000, "nested deeper than 32 levels (line 1)"),
+    (b'{"workloads": [' + b"[" * 40 + b"]" * 40 + b"]}", "nested deeper than 32 levels"),
+    (b"\xff\xfe{}", "not UTF-8 (byte 0xff at offset 0, line 1); save the file as UTF-8"),
+    (b'{"interval_seconds": NaN}', "NaN is not a number tierd accepts; use a finite number"),
+    (b'{"interval_seconds": -Infinity}', "-Infinity is not a number tierd accepts"),
+    (b'{"backend": "auto", "backend": "damon"}', "key 'backend' appears twice in one object; keep one of them"),
+    (b'{"workloads": [}', "not valid JSON: Expecting value: line 1 column 16"),
+    (b'{"interval_seconds": ' + b"1" * 5000 + b"}", "not valid JSON: Exceeds the limit (4300 digits)"),
+    (b"", "not valid JSON"),
+    (b"[]", "config: [] must be a JSON object"),
+]
+
+
+@pytest.mark.parametrize("raw, message", BAD_FILES, ids=[m.split(";")[0][:40] for _r, m in BAD_FILES])
+def test_every_bad_file_is_a_config_error(tmp_path, raw, message):
+    with pytest.raises(config.ConfigError) as err:
+        config.load(_write(tmp_path, raw), euid=1000)
+    assert message in str(err.value)
+    assert len(str(err.value)) < 300
+
+
+def test_brackets_in_strings_do_not_count_as_nesting(tmp_path):
+    text = json.dumps({"comment": "[[[[{{{{" * 100 + '\\"]', "workloads": []})
+    assert config.load(_write(tmp_path, text), euid=1000)["comment"].startswith("[[[[{{{{")
+
+
+def test_hundreds_of_workloads_fit_the_size_limit():
+    workloads = [{"name": "customer-%d" % i, "match": {"cmdline": "qemu-system-x86_64 .*-name guest=customer-%d" % i},
+                  "vmas": {"min_size": "1G"}, "policy": {"pmem_max_percent": 30, "priority": 10}}
+                 for i in range(1000)]
+    text = json.dumps({"workloads": workloads}, indent=2)  # as the role writes it (to_nice_json)
+    assert len(text) < config.MAX_CONFIG_BYTES / 2
+    assert len(config.loads(text)["workloads"]) == 1000
+
+
+def test_too_large_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    path = tmp_path / "config.json"
+    with open(str(path), "wb") as out:
+        out.truncate(50 << 20)  # sparse: 50 MB of NULs
+    monkeypatch.setattr(config, "read_stream", lambda *_a: pytest.fail("read a file already known to be too large"))
+    with pytest.raises(config.ConfigError) as err:
+        config.load(str(path), euid=1000)
+    assert str(err.value) == ("%s: 52428800 bytes, over tierd's limit of 1048576 bytes (1 MiB); a config is a few KiB "
+                              "(about 300 bytes per workload)" % path)
+
+
+def test_file_that_grows_while_read_is_bounded(tmp_path):
+    with pytest.raises(config.ConfigError) as err:
+        config.read_stream(io.BytesIO(b" " * (config.MAX_CONFIG_BYTES + 10)), "<stdin>")
+    assert "<stdin>: more than 1048576 bytes, over tierd's limit" in str(err.value)
+
+
+def test_missing_directory_and_fifo(tmp_path):
+    with pytest.raises(config.ConfigError, match="missing.json: cannot read: No such file or directory"):
+        config.load(str(tmp_path / "missing.json"))
+    with pytest.raises(config.ConfigError, match=r"not a regular file \(a directory\)"):
+        config.load(str(tmp_path))
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)  # with no writer: a blocking open() would hang here
+    with pytest.raises(config.ConfigError, match=r"not a regular file \(a FIFO\)"):
+        config.load(fifo)
+
+
+def _stat(uid, mode):
+    return os.stat_result((stat.S_IFREG | mode, 0, 0, 1, uid, 0, 100, 0, 0, 0))
+
+
+@pytest.mark.parametrize("uid, mode, valid", [
+    (0, 0o644, True), (0, 0o600, True), (0, 0o444, True),
+    (0, 0o664, False), (0, 0o646, False), (0, 0o666, False), (1000, 0o644, False), (1000, 0o600, False),
+])
+def test_as_root_only_root_may_be_able_to_write_the_config(uid, mode, valid):
+    if valid:
+        config.check_trusted("/etc/tierd/config.json", _stat(uid, mode), euid=0)
+        return
+    with pytest.raises(config.ConfigError) as err:
+        config.check_trusted("/etc/tierd/config.json", _stat(uid, mode), euid=0)
+    text = str(err.value)
+    assert text.startswith("/etc/tierd/config.json: mode %04o, owner " % mode)
+    assert "uid %d" % uid in text
+    assert "make it owned by root and not writable by group or others (e.g. chown root:root and chmod 0644)" in text
+
+
+def test_as_another_user_ownership_and_mode_are_not_checked():
+    # As a user tierd can only check the file (run and once need root), so a user's own files are fine.
+    config.check_trusted("/home/u/config.json", _stat(1000, 0o666), euid=1000)
+
+
+def test_load_as_root_refuses_a_file_writable_by_others(tmp_path):
+    path = _write(tmp_path, json.dumps(GOOD), mode=0o666)
+    assert config.load(path, euid=1000)["backend"] == "auto"
+    with pytest.raises(config.ConfigError, match=r"config.json: mode 0666, owner .*not writable by group or others"):
+        config.load(path, euid=0)
