@@ -39,6 +39,7 @@ def _numbers_file(path, size=50 << 20):
         while out.tell() < size:
             out.write(chunk + b",")
         out.write(b"0]")
+    os.chmod(str(path), 0o644)  # as root tierd refuses a group-writable file first, whatever the umask made
     return str(path)
 
 

@@ -10,6 +10,7 @@ from tierd.log import Logger, format_line
 def test_invalid_reload_keeps_running_config(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"interval_seconds": 5}))
+    path.chmod(0o644)  # run as root, tierd refuses a group-writable config (umask 0002)
     stream = ListStream()
     reloader = ConfigReloader(str(path), Logger(stream))
     assert reloader() is None  # no SIGHUP yet

@@ -88,11 +88,13 @@ def test_bad_config_names_key_and_value(change, message):
 def test_check_config_command(tmp_path, capsys):
     good = tmp_path / "good.json"
     good.write_text(json.dumps(GOOD))
+    good.chmod(0o644)  # run as root, tierd refuses a group-writable config (umask 0002)
     assert cli.main(["check-config", str(good)]) == 0
     assert "ok (2 workloads, 1 with a policy, backend auto)" in capsys.readouterr().out
 
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(_with(lambda d: d.update(backend="ebpf"))))
+    bad.chmod(0o644)
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["check-config", str(bad)])
     assert exit_info.value.code == 2
@@ -100,6 +102,7 @@ def test_check_config_command(tmp_path, capsys):
 
     broken = tmp_path / "broken.json"
     broken.write_text('{"workloads": [}')
+    broken.chmod(0o644)
     with pytest.raises(SystemExit):
         cli.main(["check-config", str(broken)])
     assert "not valid JSON" in capsys.readouterr().err
