@@ -4,7 +4,7 @@ Builds Debian guest images from Debian's packages (cached by a hash of their rec
 guests with emulated persistent memory under QEMU, and stops them by their own pid file.
 
     labctl.py image [--release trixie]
-    labctl.py up NAME [--release trixie] [--flavour nvdimm|legacy|grub|plain] [--pmem-size 1G]
+    labctl.py up NAME [--release trixie] [--flavour nvdimm|two-socket|labelled|legacy|grub|plain] [--pmem-size 1G]
                       [--kernel DIR]   (a lab kernel from lab/kernel/build.sh instead of Debian's)
     labctl.py ssh NAME [COMMAND...]
     labctl.py down NAME... | --all
@@ -29,7 +29,19 @@ import time
 LAB_DIR = os.path.dirname(os.path.abspath(__file__))
 IMAGE_RECIPE_DIR = os.path.join(LAB_DIR, "image")
 RELEASES = ("trixie", "bookworm")
-FLAVOURS = ("nvdimm", "legacy", "grub", "plain")
+FLAVOURS = ("nvdimm", "two-socket", "labelled", "legacy", "grub", "plain")
+# Two sockets, as operators' Optane hosts: nodes 0 and 1 with a CPU and DRAM each, an NVDIMM on
+# CPU-less node 2 (near node 0) and one on node 3 (near node 1), odd sizes. "labelled" is the same
+# machine with the NVDIMMs' label areas initialised (ndctl init-labels), so regions hold named
+# namespaces in their free space as Optane App Direct regions do.
+TWO_SOCKET_FLAVOURS = ("two-socket", "labelled")
+TWO_SOCKET_PMEM_MIB = (1040, 784)
+# (initiator, target) -> (latency ns, bandwidth): local DRAM, remote DRAM, near pmem, far pmem.
+TWO_SOCKET_HMAT = {
+    (0, 0): (10, "10G"), (0, 1): (20, "5G"), (0, 2): (100, "2G"), (0, 3): (200, "1G"),
+    (1, 1): (10, "10G"), (1, 0): (20, "5G"), (1, 3): (100, "2G"), (1, 2): (200, "1G"),
+}
+TWO_SOCKET_SLIT = {(0, 1): 21, (0, 2): 17, (0, 3): 28, (1, 2): 28, (1, 3): 17, (2, 3): 28}
 # QEMU needs the NVDIMM size minus its label area aligned to 16 MiB (LAB-NOTES).
 NVDIMM_LABEL_BYTES = 128 * 1024
 MIB = 1024 * 1024
@@ -164,6 +176,18 @@ def install_builtin_module_list(inst):
                        % (inst["kernel"], inst["name"], moddir, exc))
 
 
+def init_labels(inst):
+    """Initialise every NVDIMM's label area, so its region holds named namespaces in free space."""
+    script = ("set -e; ndctl disable-region all; ndctl init-labels -f all; ndctl enable-region all; "
+              "ndctl list -R")
+    probe = subprocess.run(ssh_argv(inst, script), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=300, check=False)
+    if probe.returncode != 0:
+        raise LabError("initialising the label areas of %s failed (rc %d): %s"
+                       % (inst["name"], probe.returncode, (probe.stderr or probe.stdout).strip()[-2000:]))
+    log("%s: NVDIMM label areas initialised" % inst["name"])
+
+
 # ---------------------------------------------------------------- QEMU command line
 
 def free_port():
@@ -172,9 +196,36 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def two_socket_options(mem_mib, pmem_mib):
+    if mem_mib % 2:
+        raise LabError("two-socket guests split DRAM between two nodes: %d MiB is odd" % mem_mib)
+    maxmem_mib = mem_mib + sum(pmem_mib) + 1024
+    options = ["-m", "%dM,slots=4,maxmem=%dM" % (mem_mib, maxmem_mib)]
+    for node in (0, 1):
+        options += ["-object", "memory-backend-ram,id=dram%d,size=%dM" % (node, mem_mib // 2),
+                    "-numa", "node,nodeid=%d,cpus=%d,memdev=dram%d,initiator=%d" % (node, node, node, node)]
+    options += ["-numa", "node,nodeid=2,initiator=0", "-numa", "node,nodeid=3,initiator=1"]
+    for (src, dst), distance in sorted(TWO_SOCKET_SLIT.items()):
+        options += ["-numa", "dist,src=%d,dst=%d,val=%d" % (src, dst, distance)]
+    for (initiator, target), (latency, bandwidth) in sorted(TWO_SOCKET_HMAT.items()):
+        options += ["-numa", "hmat-lb,initiator=%d,target=%d,hierarchy=memory,data-type=access-latency,latency=%d"
+                    % (initiator, target, latency),
+                    "-numa", "hmat-lb,initiator=%d,target=%d,hierarchy=memory,data-type=access-bandwidth,"
+                    "bandwidth=%s" % (initiator, target, bandwidth)]
+    for index, size_mib in enumerate(pmem_mib):
+        if size_mib % 16:
+            raise LabError("nvdimm size %d MiB is not a multiple of 16 MiB" % size_mib)
+        options += ["-object", "memory-backend-ram,id=nvmem%d,size=%d" % (index, size_mib * MIB + NVDIMM_LABEL_BYTES),
+                    "-device", "nvdimm,id=nvdimm%d,memdev=nvmem%d,label-size=%d,node=%d"
+                    % (index, index, NVDIMM_LABEL_BYTES, 2 + index)]
+    return "pc,nvdimm=on,hmat=on", options, []
+
+
 def pmem_options(flavour, mem_bytes, pmem_bytes, memmap_offset):
     """Return (machine, memory/NUMA/device options, extra kernel args) of a flavour."""
     mem_mib = mem_bytes // MIB
+    if flavour in TWO_SOCKET_FLAVOURS:
+        return two_socket_options(mem_mib, TWO_SOCKET_PMEM_MIB)
     if flavour == "nvdimm":
         if pmem_bytes % (16 * MIB):
             raise LabError("nvdimm pmem size %d MiB is not a multiple of 16 MiB" % (pmem_bytes // MIB))
@@ -335,7 +386,7 @@ def cmd_up(args):
             raise LabError("instance %r is already running (labctl.py down %s)" % (args.name, args.name))
         shutil.rmtree(d)
     os.makedirs(d)
-    mem = args.mem or ("2G" if args.flavour == "nvdimm" else "3G")
+    mem = args.mem or ("2G" if args.flavour == "nvdimm" else "1536M" if args.flavour in TWO_SOCKET_FLAVOURS else "3G")
     # 512M at 2 GiB is what fits below the end of a 3 GiB pc guest's low RAM (0xbffdffff).
     pmem_size = args.pmem_size or ("1G" if args.flavour == "nvdimm" else "512M")
     no_pmem = args.no_pmem or os.environ.get("LAB_NO_PMEM") == "1"
@@ -379,6 +430,8 @@ def cmd_up(args):
                inst["boot_seconds"], inst["port"]))
         if kernel:
             install_builtin_module_list(inst)
+        if args.flavour == "labelled" and inst["pmem_device"]:
+            init_labels(inst)
         reported = ("name", "address", "port", "user", "identity_file", "release", "flavour", "boot_seconds", "dir",
                     "kernel", "kernel_release")
         print(json.dumps({k: inst[k] for k in reported}))
