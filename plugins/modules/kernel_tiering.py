@@ -22,6 +22,9 @@ description:
     C(kernel.numa_balancing_promote_rate_limit_MBps); both are persisted in
     C(/etc/sysctl.d/90-tiering-pmem.conf).
   - Only the knobs given are touched. Entries of our two files for knobs not given are kept.
+  - The first time it changes a live knob (with O(persist=true)), it keeps the value the kernel had in
+    C(/etc/tiering-pmem/kernel-tiering-before.json); O(state=absent) puts those values back, removes
+    that record and both files, and so undoes what the module did.
   - All checks (value ranges, the knob exists in the running kernel) are done before anything is
     written. A knob missing from the running kernel is an error naming the knob, its path and the
     kernel release; for example Debian 12's 6.1 kernel and Debian 13's 6.12 kernel both have all
@@ -48,6 +51,12 @@ options:
       - C(kernel.numa_balancing_promote_rate_limit_MBps), the most MB/s that tiering mode promotes;
         the kernel default is 65536. A whole number from 0 to 2147483647.
     type: int
+  state:
+    description:
+      - V(present) sets the knobs given. V(absent) reverts the collection's tiering settings (takes no knobs).
+    type: str
+    choices: [present, absent]
+    default: present
   persist:
     description:
       - Also write the values to the sysctl.d and tmpfiles.d files so that they survive a reboot.
@@ -77,6 +86,10 @@ EXAMPLES = r"""
     demotion_enabled: true
     numa_balancing: 2
     promote_rate_limit_mbps: 1024
+
+- name: Undo it all (the knobs as they were before, our files removed)
+  tiering.pmem.kernel_tiering:
+    state: absent
 
 - name: Turn demotion off for this boot only
   tiering.pmem.kernel_tiering:
@@ -126,6 +139,8 @@ diff:
             "before": "kernel.numa_balancing = 0\n", "after": "kernel.numa_balancing = 2\n"}]
 """
 
+import json
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
 
@@ -133,6 +148,7 @@ MODULE_NAME = "tiering.pmem.kernel_tiering"
 SYSCTL_FILE = "/etc/sysctl.d/90-tiering-pmem.conf"
 TMPFILES_FILE = "/etc/tmpfiles.d/tiering-pmem.conf"
 DEMOTION_PATH = "/sys/kernel/mm/numa/demotion_enabled"
+BEFORE_FILE = "/etc/tiering-pmem/kernel-tiering-before.json"
 RATE_LIMIT_MAX = 2147483647
 # Tests point this at a copy of a tree captured from a lab guest.
 ROOT = "/"
@@ -170,8 +186,62 @@ def validate(params):
                                   % (_kernel.shorten(rate, quote=False), RATE_LIMIT_MAX))
 
 
+def read_before(root):
+    """{option: value the kernel had before the collection first changed it}."""
+    text = _kernel.read_file(BEFORE_FILE, root)
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return dict((k, v) for k, v in data.items() if k in KNOBS) if isinstance(data, dict) else {}
+
+
+def revert(module, root):
+    """state=absent: the recorded live values back, our files and the record removed."""
+    release = _kernel.kernel_release(root)
+    result = dict(changed=False, actions=[], before={}, after={}, backup_files=[], kernel_release=release)
+    before = read_before(root)
+    live = []
+    for option in ORDER:
+        if option not in before or not _kernel.knob_exists(KNOBS[option][1], root):
+            continue
+        current = from_kernel(option, _kernel.read_knob(KNOBS[option][1], root))
+        result["before"][option] = current
+        result["after"][option] = before[option]
+        if current != before[option]:
+            live.append(option)
+            result["actions"].append("set %s %s -> %s (as before tiering.pmem)" % (
+                KNOBS[option][0], to_kernel(option, current), to_kernel(option, before[option])))
+    files = [path for path in (SYSCTL_FILE, TMPFILES_FILE, BEFORE_FILE) if _kernel.read_file(path, root) is not None]
+    result["actions"] += ["remove %s" % path for path in files]
+    if module._diff:
+        result["diff"] = [dict(before_header="live knobs (%s)" % release, after_header="live knobs (%s)" % release,
+                               before="".join("%s = %s\n" % (KNOBS[o][0], to_kernel(o, result["before"][o])) for o in live),
+                               after="".join("%s = %s\n" % (KNOBS[o][0], to_kernel(o, before[o])) for o in live))]
+        result["diff"] += [dict(before_header=path, after_header=path, before=_kernel.read_file(path, root), after="")
+                           for path in files]
+    result["changed"] = bool(result["actions"])
+    if module.check_mode:
+        return result
+    for option in live:
+        _kernel.write_knob(KNOBS[option][1], to_kernel(option, before[option]), root)
+    for path in files:
+        backup = _kernel.remove_file(module, path, root, module.params["backup"])
+        if backup:
+            result["backup_files"].append(backup)
+    return result
+
+
 def run_module(module, root):
     params = module.params
+    if params["state"] == "absent":
+        if any(params[option] is not None for option in ORDER):
+            raise _kernel.KernelError("state=absent reverts every knob the collection set and takes none: drop %s"
+                                      % ", ".join(o for o in ORDER if params[o] is not None))
+        return revert(module, root)
+    if all(params[option] is None for option in ORDER):
+        raise _kernel.KernelError("one of the following is required: %s (or state=absent to revert them)"
+                                  % ", ".join(ORDER))
     validate(params)
     wanted = [option for option in ORDER if params[option] is not None]
     release = _kernel.kernel_release(root)
@@ -183,6 +253,7 @@ def run_module(module, root):
                 release, KNOBS[option][0], KNOBS[option][1], KNOBS[option][3]) for option in missing))
 
     live_changes = []
+    recorded = read_before(root)
     for option in wanted:
         name, path = KNOBS[option][0], KNOBS[option][1]
         current = from_kernel(option, _kernel.read_knob(path, root))
@@ -221,10 +292,18 @@ def run_module(module, root):
                                after="".join("%s = %s\n" % (name, new) for name, _old, new in live))]
         result["diff"] += [dict(before_header=path, after_header=path, before=before or "", after=after)
                            for path, before, after in file_plans]
+    # Only a persisting run keeps the old values: persist=false promises to write no file.
+    first_changes = dict((option, result["before"][option]) for option in live_changes
+                         if option not in recorded and params["persist"])
+    if first_changes:
+        result["actions"].append("write %s" % BEFORE_FILE)
     result["changed"] = bool(result["actions"])
     if module.check_mode:
         return result
 
+    if first_changes:
+        recorded.update(first_changes)
+        _kernel.write_file_atomic(module, BEFORE_FILE, json.dumps(recorded, indent=2, sort_keys=True) + "\n", root)
     # Live values first: if the kernel refuses one, nothing is persisted that would fail at boot.
     for option in live_changes:
         _kernel.write_knob(KNOBS[option][1], to_kernel(option, params[option]), root)
@@ -241,10 +320,10 @@ def main():
             demotion_enabled=dict(type="bool"),
             numa_balancing=dict(type="int", choices=[0, 1, 2, 3]),
             promote_rate_limit_mbps=dict(type="int"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
             persist=dict(type="bool", default=True),
             backup=dict(type="bool", default=False),
         ),
-        required_one_of=[["demotion_enabled", "numa_balancing", "promote_rate_limit_mbps"]],
         supports_check_mode=True,
     )
     try:

@@ -107,6 +107,9 @@ def test_zz_teardown_undoes_only_the_collections_and_a_rerun_changes_nothing(hos
     assert not host.file("/etc/systemd/system/tiering-pmem-dax-kmem@.service").exists
     assert not host.file("/usr/local/sbin/tiering-pmem-dax-kmem").exists
     assert json.loads(host.file("/etc/tiering-pmem/owned.json").content_string)["namespaces"] == []
+    assert not host.file("/etc/sysctl.d/90-tiering-pmem.conf").exists
+    assert not host.file("/etc/tmpfiles.d/tiering-pmem.conf").exists
+    assert host.file("/sys/kernel/mm/numa/demotion_enabled").content_string.strip() == "false"
     test_devdax_data_unchanged(host)
     test_filesystem_and_file_unchanged(host)
     regions = dict((r["dev"], r) for r in _json(host, "ndctl list -R"))

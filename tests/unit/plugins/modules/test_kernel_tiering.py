@@ -33,6 +33,7 @@ def test_sets_live_values_and_persists_them(host, run_module):
         "set kernel.numa_balancing_promote_rate_limit_MBps 65536 -> 1024",
         "write /" + SYSCTL,
         "write /" + TMPFILES,
+        "write /etc/tiering-pmem/kernel-tiering-before.json",
     ]
     assert result.data["before"] == {"demotion_enabled": False, "numa_balancing": 0, "promote_rate_limit_mbps": 65536}
     assert result.data["after"] == ALL_THREE
@@ -162,3 +163,26 @@ def test_documentation_examples_and_return_are_yaml():
     assert yaml.safe_load(kernel_tiering.EXAMPLES)[0]["tiering.pmem.kernel_tiering"]
     returned = yaml.safe_load(kernel_tiering.RETURN)
     assert all("sample" in spec for spec in returned.values())
+
+
+def test_absent_puts_back_what_the_kernel_had_and_removes_the_files(host, fake_host, run_module):
+    run_module(kernel_tiering, dict(ALL_THREE), host)
+    host.mark_clean()
+    checked = run_module(kernel_tiering, {"state": "absent"}, host, check_mode=True)
+    assert host.changed_files() == {}
+    reverted = run_module(kernel_tiering, {"state": "absent"}, host)
+    assert checked.data["actions"] == reverted.data["actions"] == [
+        "set demotion_enabled true -> false (as before tiering.pmem)",
+        "set kernel.numa_balancing 2 -> 0 (as before tiering.pmem)",
+        "set kernel.numa_balancing_promote_rate_limit_MBps 1024 -> 65536 (as before tiering.pmem)",
+        "remove /" + SYSCTL, "remove /" + TMPFILES, "remove /etc/tiering-pmem/kernel-tiering-before.json"]
+    assert (host.read(DEMOTION), host.read(NUMA_BALANCING), host.read(RATE_LIMIT)) == ("false", "0", "65536")
+    assert not os.path.exists(host.path("/" + SYSCTL)) and not os.path.exists(host.path("/" + TMPFILES))
+    again = run_module(kernel_tiering, {"state": "absent"}, host)
+    assert again.data["changed"] is False
+
+
+def test_absent_takes_no_knobs(host, run_module):
+    result = run_module(kernel_tiering, {"state": "absent", "numa_balancing": 2}, host)
+    assert result.failed and "state=absent reverts every knob the collection set and takes none: drop numa_balancing" \
+        in result.msg
