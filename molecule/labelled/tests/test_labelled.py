@@ -56,7 +56,7 @@ def test_every_block_of_both_devices_online_movable_on_its_node_after_the_reboot
         device = devices[ns["chardev"]]
         node = NODE_OF_REGION["region" + ns["dev"][len("namespace"):].split(".")[0]]
         assert (device["mode"], device["target_node"]) == ("system-ram", node)
-        blocks = host.check_output("ls /sys/devices/system/node/node%d | grep -c '^memory'" % node)
+        blocks = host.check_output("ls /sys/devices/system/node/node%d | grep -c '^memory[0-9]'" % node)
         zones = host.check_output("cat /sys/devices/system/node/node%d/memory*/valid_zones | sort | uniq -c" % node)
         assert int(blocks) == device["total_memblocks"] == device["online_memblocks"] > 0
         assert zones.split() == [blocks.strip(), "Movable"], zones

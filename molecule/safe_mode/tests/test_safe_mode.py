@@ -1,21 +1,19 @@
-"""After the refused provisioning, the filesystem on the pmem and its file are untouched."""
+"""After the refusals: the last layout (a process holding 512 MiB on the pmem node) is intact."""
 import json
 
 
-def test_namespace_still_fsdax(host):
-    namespaces = json.loads(host.check_output("ndctl list -N"))
-    namespaces = namespaces if isinstance(namespaces, list) else [namespaces]
-    assert [(n["dev"], n["mode"]) for n in namespaces] == [("namespace0.0", "fsdax")]
+def test_holder_process_alive_and_its_memory_intact(host):
+    assert host.run("kill -0 $(cat /root/holder.pid)").rc == 0
+    assert host.file("/root/holder.status").content_string.strip() == "ok"
 
 
-def test_still_mounted(host):
-    assert host.mount_point("/mnt/pmem").exists
-    assert host.mount_point("/mnt/pmem").device == "/dev/pmem0"
+def test_pmem_node_still_online(host):
+    devices = json.loads(host.check_output("daxctl list -d dax0.0"))
+    device = devices[0] if isinstance(devices, list) else devices
+    assert device["mode"] == "system-ram"
+    assert device["online_memblocks"] == device["total_memblocks"] > 0
 
 
-def test_file_unchanged(host):
-    assert host.run("sha256sum -c /root/precious.sha256").rc == 0
-
-
-def test_no_system_ram_was_added(host):
-    assert json.loads(host.check_output("daxctl list") or "[]") == []
+def test_namespace_recorded_as_converted_by_dax_kmem(host):
+    owned = json.loads(host.file("/etc/tiering-pmem/owned.json").content_string)["namespaces"]
+    assert [(e["dev"], e["how"]) for e in owned] == [("namespace0.0", "converted")]
