@@ -138,10 +138,12 @@ def blockdev_findings(module, blockdev, root="/"):
 
 def users_findings(paths, root="/"):
     found = _sysfs.processes_using(paths, root)
-    return ["%s is open or mapped by process %s" % (path, ", ".join(sorted(found[path])[:5])
-                                                      + (" and %d more" % (len(found[path]) - 5)
-                                                         if len(found[path]) > 5 else ""))
-            for path in sorted(found)]
+    findings = []
+    for path in sorted(found):
+        users = sorted(found[path])
+        more = " and %d more" % (len(users) - 5) if len(users) > 5 else ""
+        findings.append("%s is open or mapped by process %s%s" % (path, ", ".join(users[:5]), more))
+    return findings
 
 
 def hazards(module, namespace, root="/", owned=False):

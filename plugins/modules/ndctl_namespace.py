@@ -20,7 +20,7 @@ description:
     or on a partition of it (a filesystem, a partition table, RAID or LVM metadata), a mount, a
     holder (device-mapper, md) or swap, and for a devdax namespace that the collection did not
     create or convert, contents that are not all zeros where sampled (its first 16 MiB, its last
-    2 MiB, and 4 KiB at up to 4096 evenly spaced offsets: a fresh namespace reads as zeros). "In use"
+    2 MiB, and 4 KiB at up to 4096 evenly spaced offsets; a fresh namespace reads as zeros). "In use"
     is a process with C(/dev/pmemN), a partition of it, or C(/dev/daxX.Y) open or mapped
     (C(/proc/*/fd), C(/proc/*/maps)), or an offline system-ram dax device. Even with O(force=true), a
     system-ram device with memory blocks online is refused until its memory is offlined.

@@ -196,8 +196,8 @@ def test_region_and_mode_alone_are_satisfied_by_a_namespace_of_the_collection(fa
     assert foreign.failed and "namespace0.0 (devdax) is not named by the task" in foreign.msg
     namespace = next(ns for ns in json.loads(host.responses["ndctl list -RNDi"][1])["regions"][0]["namespaces"]
                      if ns["dev"] == "namespace0.0")
-    host.write(RECORD_PATH, json.dumps({"namespaces": [{"dev": "namespace0.0", "region": "region0",
-                                                         "uuid": namespace.get("uuid")}]}))
+    entry = {"dev": "namespace0.0", "region": "region0", "uuid": namespace.get("uuid")}
+    host.write(RECORD_PATH, json.dumps({"namespaces": [entry]}))
     result = run_module(ndctl_namespace, {"region": "region0", "mode": "devdax"}, host)
     assert not result.failed, result.msg
     assert result.data["changed"] is False and result.data["namespace"]["dev"] == "namespace0.0"
@@ -206,8 +206,8 @@ def test_region_and_mode_alone_are_satisfied_by_a_namespace_of_the_collection(fa
 
 def test_a_record_entry_with_another_uuid_is_not_the_collections(fake_host, run_module):
     host = fake_host("trixie-nvdimm-devdax")
-    host.write(RECORD_PATH, json.dumps({"namespaces": [{"dev": "namespace0.0", "region": "region0",
-                                                         "uuid": "00000000-0000-0000-0000-000000000000"}]}))
+    entry = {"dev": "namespace0.0", "region": "region0", "uuid": "00000000-0000-0000-0000-000000000000"}
+    host.write(RECORD_PATH, json.dumps({"namespaces": [entry]}))
     result = run_module(ndctl_namespace, {"region": "region0", "mode": "devdax"}, host)
     assert result.failed and "is not named by the task" in result.msg
 
@@ -238,8 +238,8 @@ def test_devdax_contents_are_refused_unless_the_collection_made_them(fake_host, 
     assert "force=true" in result.msg and host.state_changing_calls() == []
     namespace = next(ns for ns in json.loads(host.responses["ndctl list -RNDi"][1])["regions"][0]["namespaces"]
                      if ns["dev"] == "namespace0.0")
-    host.write(RECORD_PATH, json.dumps({"namespaces": [{"dev": "namespace0.0", "region": "region0",
-                                                         "uuid": namespace.get("uuid"), "original_mode": "raw"}]}))
+    entry = {"dev": "namespace0.0", "region": "region0", "uuid": namespace.get("uuid"), "original_mode": "raw"}
+    host.write(RECORD_PATH, json.dumps({"namespaces": [entry]}))
     host.responses["ndctl create-namespace --mode=raw --force --reconfig=namespace0.0"] = (0, "{}", "")
     ours = run_module(ndctl_namespace, {"namespace": "namespace0.0", "mode": "raw"}, host)
     assert not ours.failed, ours.msg
