@@ -30,6 +30,8 @@ UNIT_TEXT = """# Managed by tiering.pmem.dax_kmem: do not edit.
 Description=tiering.pmem: dax device %I as system RAM
 After=systemd-modules-load.service
 Wants=systemd-modules-load.service
+# tierd places pages on this memory: it starts once the memory is online.
+Before=tierd.service
 ConditionPathExists=/etc/tiering-pmem/dax-kmem/%I.conf
 
 [Service]
