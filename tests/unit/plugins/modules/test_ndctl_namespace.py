@@ -155,15 +155,19 @@ def test_bad_input_fails_and_changes_nothing(fake_host, run_module, args, messag
     assert host.state_changing_calls() == [] and host.changed_files() == {}
 
 
-def test_creates_in_the_free_space_of_a_labelled_region(fake_host, run_module):
-    """No lab guest has a labelled region with free space: the list is the raw capture, edited."""
-    import json
+def labelled_host_with_free_space(fake_host):
+    """The fixtures have no labelled region with free space: the list is the raw capture, edited."""
     host = fake_host("trixie-nvdimm-raw")
     inventory = json.loads(host.responses["ndctl list -RNDi"][1])
     region = inventory["regions"][0]
     region["available_size"] = region["max_available_extent"] = region["size"]
     region["namespaces"] = []
     host.responses["ndctl list -RNDi"] = (0, json.dumps(inventory), "")
+    return host
+
+
+def test_creates_in_the_free_space_of_a_labelled_region(fake_host, run_module):
+    host = labelled_host_with_free_space(fake_host)
     create = "ndctl create-namespace --mode=fsdax --region=region0 --size=512M --name=scratch"
     created = {"dev": "namespace0.1", "mode": "fsdax", "size": 528482304, "name": "scratch", "blockdev": "pmem0.1"}
     host.responses[create] = (0, json.dumps(created), "")
@@ -180,12 +184,7 @@ def test_creates_in_the_free_space_of_a_labelled_region(fake_host, run_module):
 
 
 def test_a_new_namespace_without_a_name_is_named_as_the_collections(fake_host, run_module):
-    host = fake_host("trixie-nvdimm-raw")
-    inventory = json.loads(host.responses["ndctl list -RNDi"][1])
-    region = inventory["regions"][0]
-    region["available_size"] = region["max_available_extent"] = region["size"]
-    region["namespaces"] = []
-    host.responses["ndctl list -RNDi"] = (0, json.dumps(inventory), "")
+    host = labelled_host_with_free_space(fake_host)
     checked = run_module(ndctl_namespace, {"region": "region0", "mode": "devdax"}, host, check_mode=True)
     assert checked.data["actions"][0] == "ndctl create-namespace --mode=devdax --region=region0 --name=tiering-pmem"
 
