@@ -68,3 +68,42 @@ def test_systemd_analyze_security_exposure(host):
     assert "Overall exposure level for tierd.service" in out
     score = float(out.split("Overall exposure level for tierd.service:")[1].split()[0])
     assert score < 5.0, out[-400:]
+
+
+def _reload_with(host, writer, reason):
+    """Replace the config with a bad one, reload: tierd must log the rejection and keep running."""
+    config = "/etc/tierd/config.json"
+    pid = host.check_output("systemctl show -p MainPID --value tierd.service")
+    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    host.check_output("cp -p %s /root/config.good && %s" % (config, writer))
+    try:
+        host.check_output("systemctl reload tierd.service")
+        deadline = time.time() + 120
+        logged = ""
+        while time.time() < deadline and "reload_rejected" not in logged:
+            time.sleep(3)
+            logged = host.check_output("journalctl -u tierd.service --since '%s' --no-pager -o cat" % since)
+        assert "reload_rejected" in logged and reason in logged, logged[-2000:]
+        assert "Traceback" not in logged
+        assert host.check_output("systemctl show -p MainPID --value tierd.service") == pid
+        assert host.service("tierd.service").is_running
+    finally:
+        host.check_output("cp -p /root/config.good %s && chmod 0644 %s" % (config, config))
+
+
+def test_reload_with_deeply_nested_json_keeps_the_running_config(host):
+    _reload_with(host, "python3 -c \"print('[' * 100000 + ']' * 100000)\" > /etc/tierd/config.json",
+                 "nest")
+
+
+def test_reload_with_a_config_others_can_write_keeps_the_running_config(host):
+    _reload_with(host, "chmod 0666 /etc/tierd/config.json", "0666")
+
+
+def test_check_config_on_a_50_mb_file_says_so_in_one_line(host):
+    host.check_output("python3 -c \"print('[' + ','.join(['1'] * 25000000) + ']')\" > /root/huge.json")
+    result = host.run("/usr/local/sbin/tierd check-config /root/huge.json")
+    host.check_output("rm -f /root/huge.json")
+    assert result.rc == 2
+    assert len(result.stderr) < 500 and "Traceback" not in result.stderr and result.stdout == ""
+    assert "MiB" in result.stderr or "bytes" in result.stderr, result.stderr
