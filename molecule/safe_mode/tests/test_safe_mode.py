@@ -1,4 +1,4 @@
-"""After the refusals: the last layout (a process holding 512 MiB on the pmem node) is intact."""
+"""After the refusals: the last layout (a process holding 256 MiB on the pmem node) is intact."""
 import json
 
 
