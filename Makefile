@@ -16,7 +16,7 @@ APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap fdisk e2fsprogs openssh-cl
   chromium fonts-dejavu-core shellcheck
 TIMED       = bash lab/timed.sh
 
-.PHONY: help deps venv collection-link unit molecule test demo lab-image clean-lab build sanity lint docs packaging-test ecosystem-lab boot-race-lab tierd-lab bench-tierd bench-online-blocks test-page-idle
+.PHONY: help deps venv collection-link unit molecule test demo lab-image clean-lab build sanity lint docs packaging-test ecosystem-lab boot-race-lab tierd-lab bench-tierd bench-online-blocks test-page-idle hostile-lab
 
 help:
 	@echo "make demo   - boot a lab guest with emulated pmem and run the collection against it"
@@ -66,6 +66,11 @@ packaging-test: venv
 # The dax_kmem boot script against udev binding device_dax while it runs (a trixie legacy guest).
 boot-race-lab: deps
 	$(TIMED) boot-race-lab bash tests/lab/dax_kmem/boot_race.sh
+
+# Hostile inputs on one trixie NVDIMM guest: every bad value for the modules, roles and tierd's config
+# is refused with a message naming it and what is valid, no traceback, and the host unchanged.
+hostile-lab: deps venv collection-link
+	$(TIMED) hostile-lab bash tests/lab/hostile/run.sh
 
 # tierd on a trixie NVDIMM guest with DAMON: hot set to DRAM, cold stays on PMEM, a 30 % PMEM quota
 # holds, kill -9 -> systemd restarts it and the workloads' memory is intact.

@@ -283,8 +283,8 @@ BAD = [
                                               "below 2^64 bytes (16 EiB)"),
     (["16777216T!0"], "'16777216T' is too large"),
     (["1G!0xffffffffffffffff"], "reservation '1G!0xffffffffffffffff' ends beyond 2^64 bytes"),
-    (["128M!%dG" % i for i in range(4, 80)], "76 reservations take 1839 bytes of the kernel command line as memmap= "
-                                            "arguments: at most 1024 are allowed"),
+    (["128M!%dG" % i for i in range(4, 80)],
+     "76 reservations take 1839 bytes of the kernel command line as memmap= arguments: at most 1024 are allowed"),
 ]
 
 
