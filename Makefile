@@ -11,7 +11,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export ANSIBLE_FORCE_COLOR ?= 0
 LAB        := python3 lab/labctl.py
 # Molecule scenarios run by `make test`, in order.
-SCENARIOS  ?= nvdimm legacy emulated safe_mode modules agent
+SCENARIOS  ?= nvdimm labelled legacy emulated safe_mode modules agent
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap fdisk e2fsprogs openssh-client python3-venv \
   chromium fonts-dejavu-core shellcheck
 TIMED       = bash lab/timed.sh
