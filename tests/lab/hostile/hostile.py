@@ -3,6 +3,7 @@
     hostile.py list                      the cases (id, target, input)
     hostile.py tierd-spec                the tierd config files, as JSON for make_tierd_files.py
     hostile.py run --inventory INV --work DIR [--table FILE] [--only ID,ID]
+    hostile.py report --work DIR [--table FILE]   judge a run's results.json again (no guest)
 
 ``run`` writes one playbook (DIR/hostile.yml) with, per case, the module or role task in a
 block/rescue, in check mode and then for real, and for tierd configs ``tierd check-config FILE``;
@@ -174,17 +175,17 @@ def snapshot_diffs(results, groups):
 
 def table(rows):
     lines = ["| case | target | bad input | result | message (shortened) |", "|---|---|---|---|---|"]
-    for case, passed, _problems, message in rows:
+    for case, passed, problems, message in rows:
         if case["kind"] == "tierd":
-            shown_input = short(case["args"].get("json", case["args"].get("text", case["args"])), 60)
+            shown_input = short(case["args"].get("json", case["args"].get("text", case["args"])), 90)
             if case["args"].get("mode"):
                 shown_input += " (mode %s)" % case["args"]["mode"]
         else:
-            shown_input = short(case["args"], 60)
+            shown_input = short(case["args"], 90)
         msg = short(message.replace("\n", " "), 220).replace("|", "\\|")
         target = case["target"].replace("tiering.pmem.", "")
         shown_input = shown_input.replace("|", "\\|").replace("`", "'")
-        verdict = "pass" if passed else "**FAIL**"
+        verdict = "pass" if passed else "**FAIL**: %s" % short("; ".join(problems), 160).replace("|", "\\|")
         lines.append("| %s | %s | `%s` | %s | %s |" % (case["id"], target, shown_input, verdict, msg))
     return "\n".join(lines) + "\n"
 
@@ -225,6 +226,11 @@ def cmd_run(args):
                              env=env)
     print("hostile: ansible-playbook exited %d after %.0f s (log %s/ansible.log)"
           % (rc, time.monotonic() - started, args.work), flush=True)
+    return evaluate(groups, results_path, args.work, args.table, rc)
+
+
+def evaluate(groups, results_path, work, table_path, rc):
+    """Judge every case from results.json, print the verdicts, write verdicts.json (and the table)."""
     try:
         with open(results_path) as handle:
             results = json.load(handle)
@@ -240,20 +246,28 @@ def cmd_run(args):
                 print("       - %s" % problem)
     diffs = snapshot_diffs(results, groups)
     for name, diff in sorted(diffs.items()):
-        print("SNAPSHOT CHANGED by group %s:\n%s" % (name, diff[:20000]))
+        lines = diff.splitlines()
+        print("SNAPSHOT CHANGED by group %s (%d diff lines%s):\n%s" % (
+            name, len(lines), ", first 200" if len(lines) > 200 else "", "\n".join(lines[:200])))
     failed = [row[0]["id"] for row in rows if not row[1]]
-    if args.table:
-        with open(args.table, "w") as handle:
+    if table_path:
+        with open(table_path, "w") as handle:
             handle.write(table(rows))
-    with open(os.path.join(args.work, "verdicts.json"), "w") as handle:
+    with open(os.path.join(work, "verdicts.json"), "w") as handle:
         json.dump({"failed": failed, "snapshot_changed": sorted(diffs), "ansible_rc": rc,
                    "cases": [{"id": c["id"], "passed": p, "problems": pr, "message": m[:MAX_MESSAGE]}
                              for c, p, pr, m in rows]}, handle, indent=1)
-    print("hostile: %d of %d cases passed; snapshots %s; ansible-playbook rc %d"
+    print("hostile: %d of %d cases passed; snapshots %s; ansible-playbook rc %s"
           % (len(rows) - len(failed), len(rows), "changed by %s" % ", ".join(sorted(diffs)) if diffs else "identical",
              rc))
     # rc 2 is "some host failed", which a case's rescue prevents; anything else means the run broke.
     return 0 if not failed and not diffs and rc == 0 else 1
+
+
+def cmd_report(args):
+    """The verdicts and table again from a run's results.json (no guest needed)."""
+    return evaluate(selected_groups(args.only), os.path.join(args.work, "results.json"), args.work, args.table,
+                    "not run")
 
 
 def cmd_list(_args):
@@ -273,6 +287,11 @@ def cmd_tierd_spec(_args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("report", help="judge a run's results.json again, write the table")
+    p.add_argument("--work", required=True)
+    p.add_argument("--table")
+    p.add_argument("--only")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("run")
     p.add_argument("--inventory", required=True, help="labctl.py inventory NAME output")
     p.add_argument("--work", required=True, help="directory for the playbook, log and results")

@@ -43,6 +43,17 @@ show_tree() {
     fi
 }
 
+# Every path under a directory, files by digest only (an installed package: its content is not news).
+show_digests() {
+    if [ -e "$1" ]; then
+        find "$1" | sort | while IFS= read -r path; do
+            if [ -f "$path" ] && [ ! -L "$path" ]; then sha256sum "$path"; else show_path "$path"; fi
+        done
+    else
+        printf -- '--- %s absent\n' "$1"
+    fi
+}
+
 knob() {
     if [ -e "$1" ]; then printf '%s = %s\n' "$1" "$(cat "$1")"; else printf '%s absent\n' "$1"; fi
 }
@@ -83,6 +94,6 @@ find /etc/systemd/system \( -name 'tiering-pmem*' -o -name 'tierd*' \) 2>/dev/nu
     while IFS= read -r path; do show_path "$path"; done
 show_path /usr/local/sbin/tiering-pmem-dax-kmem
 show_path /usr/local/sbin/tierd
-show_tree /usr/local/lib/tierd
+show_digests /usr/local/lib/tierd
 printf 'tierd.service: %s %s\n' "$(systemctl is-enabled tierd.service 2>&1)" "$(systemctl is-active tierd.service 2>&1)"
 systemctl list-units --all --no-legend --plain 'tiering-pmem*' 'tierd*' 2>&1 | awk '{print $1, $2, $3, $4}' | sort
