@@ -9,6 +9,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 COLL_ROOT  := $(CURDIR)/.cache/collections
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export ANSIBLE_FORCE_COLOR ?= 0
+# One SSH exec per task instead of four: a quarter off every task on a TCG guest (measured: 10 tasks
+# 56-59 s pipelined, 74-82 s not). The lab logs in as root, so no requiretty gets in the way.
+export ANSIBLE_PIPELINING ?= True
 LAB        := python3 lab/labctl.py
 # Molecule scenarios run by `make test`, in order.
 SCENARIOS  ?= nvdimm labelled legacy emulated safe_mode modules agent

@@ -84,6 +84,17 @@ def namespaces_of(ndctl_inventory):
     return result
 
 
+def tool_message(text, limit=600):
+    """What ndctl/daxctl said, without the usage text they print after a bad option, and bounded."""
+    kept = []
+    for line in text.strip().splitlines():
+        if line.strip().startswith("usage:"):
+            break
+        kept.append(line.strip())
+    message = " ".join(line for line in kept if line) or "no output"
+    return message if len(message) <= limit else message[:limit] + "... (%d characters)" % len(message)
+
+
 class PmemTools:
     """ndctl/daxctl through one AnsibleModule."""
 
@@ -100,7 +111,7 @@ class PmemTools:
         rc, out, err = self.module.run_command(argv, environ_update=ENVIRON_UPDATE)
         if check and rc != 0:
             raise PmemToolError(
-                "'%s' failed (rc %s): %s" % (" ".join(argv), rc, (err or out).strip() or "no output"),
+                "'%s' failed (rc %s): %s" % (" ".join(argv), rc, tool_message(err or out)),
                 argv=argv, rc=rc, stdout=out, stderr=err)
         return rc, out, err
 

@@ -169,10 +169,9 @@ DETERMINED_BY_WRITE = ("online_movable", "offline")
 
 def parse_bytes(module, value, name):
     try:
-        return _kernel.parse_size(str(value))
-    except _kernel.KernelError:
-        module.fail_json(msg="%s=%r is not a size: use bytes, 0x hex, or a number with K/M/G/T (e.g. 512M)"
-                         % (name, value))
+        return _kernel.parse_size(str(value), what=name)
+    except _kernel.KernelError as err:
+        module.fail_json(msg=str(err))
 
 
 def select_blocks(module, root):
@@ -206,7 +205,8 @@ def select_blocks(module, root):
         if start % block_size or size % block_size or size <= 0:
             module.fail_json(msg="phys_start=%s and phys_size=%s must be non-zero multiples of the memory "
                              "block size 0x%x (%d MiB)"
-                             % (params["phys_start"], params["phys_size"], block_size, block_size >> 20))
+                             % (_kernel.shorten(params["phys_start"], quote=False),
+                                _kernel.shorten(params["phys_size"], quote=False), block_size, block_size >> 20))
         selected = _sysfs.blocks_in_range(start, start + size, root, block_size)
         if not selected:
             module.fail_json(msg="no memory blocks in 0x%x-0x%x" % (start, start + size - 1))

@@ -158,9 +158,36 @@ def region_name(value):
 
 def size_bytes(module, value, option):
     try:
-        return _kernel.parse_size(value)
-    except _kernel.KernelError:
-        module.fail_json(msg="%s=%r is not a size: use bytes or a number with K/M/G/T (e.g. 16G)" % (option, value))
+        return _kernel.parse_size(value, what=option)
+    except _kernel.KernelError as err:
+        module.fail_json(msg=str(err))
+
+
+def check_align(module, align):
+    """ndctl takes a power of two of at least 4 KiB; the kernel supports 4K, 2M and 1G for dax."""
+    if align < 4096 or align & (align - 1):
+        module.fail_json(msg="align=%s is not a valid alignment: use a power of two of at least 4K; "
+                         "devdax and fsdax support 4K, 2M (the default) and 1G"
+                         % _kernel.shorten(module.params["align"], quote=False))
+
+
+def check_size_fits(module, region, namespace, wanted_size):
+    """A namespace is carved from one region: refuse a size the region cannot hold before ndctl does."""
+    if region is None or not wanted_size:
+        return
+    free = region.get("available_size", 0)
+    # Without free space the task can only reconfigure a namespace, which may take the whole region.
+    room = free if namespace is None and free else region.get("size", 0)
+    if wanted_size > room:
+        module.fail_json(msg="size=%s (%s) does not fit in %s: the region is %s with %s free%s"
+                         % (_kernel.shorten(module.params["size"], quote=False), _mib(wanted_size),
+                            region["dev"], _mib(region.get("size", 0)), _mib(region.get("available_size", 0)),
+                            "; reconfiguring %s can use at most the region's size" % namespace["dev"]
+                            if namespace is not None else ""))
+
+
+def _mib(value):
+    return "%d MiB" % (value >> 20)
 
 
 def size_matches(actual, wanted, align):
@@ -232,6 +259,8 @@ def main():
         module.fail_json(msg="mode, size and align describe a namespace to keep; they make no sense with state=absent")
     wanted_size = size_bytes(module, params["size"], "size") if params["size"] else None
     wanted_align = size_bytes(module, params["align"], "align") if params["align"] else None
+    if wanted_align is not None:
+        check_align(module, wanted_align)
     if params["mode"] in ("raw", "sector") and params["align"]:
         module.fail_json(msg="align=%s applies to devdax and fsdax namespaces, not mode=%s"
                          % (params["align"], params["mode"]))
@@ -242,6 +271,8 @@ def main():
         inventory = tools.ndctl_list()
         owned = record.read(root)
         namespace, region = find_target(module, inventory, owned)
+        if params["state"] == "present":
+            check_size_fits(module, region, namespace, wanted_size)
         before = namespace_record(namespace) if namespace else None
         commands = []
         predicted = None

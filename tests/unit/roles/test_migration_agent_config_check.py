@@ -20,8 +20,10 @@ sys.path.insert(0, str(REPO / "tests" / "packaging"))
 
 from tarball_helpers import build_tarball, install_tarball  # noqa: E402  (needs the path above)
 
-CHECK_TASKS = ["Check the tierd config on the controller",
-               "Stop before installing anything when tierd refuses the config"]
+VALIDATE_TASKS = ["Check the paths the role writes to", "Check migration_agent_memory_max",
+                  "Check migration_agent_nice"]
+CHECK_TASKS = VALIDATE_TASKS + ["Check the tierd config on the controller",
+                                "Stop before installing anything when tierd refuses the config"]
 
 
 def _playbook(tmp_path, role, config_vars, tasks_from=None, roles_path=None, collections_path=None):
@@ -84,6 +86,28 @@ def test_invalid_config_stops_the_role_before_anything_is_installed(tmp_path, co
     _assert_nothing_written(tmp_path)
 
 
+UNUSABLE = [
+    ({"migration_agent_config_path": "/etc/tierd/../../tmp/tierd.json"},
+     "migration_agent_config_path=/etc/tierd/../../tmp/tierd.json is not a usable path: give an absolute path", 1),
+    ({"migration_agent_bin": "/usr/local/sbin/tierd --debug"},
+     "migration_agent_bin=/usr/local/sbin/tierd --debug is not a usable path", 1),
+    ({"migration_agent_install_dir": "lib/tierd"}, "migration_agent_install_dir=lib/tierd is not a usable path", 1),
+    ({"migration_agent_memory_max": "lots"},
+     "migration_agent_memory_max=lots is not a systemd MemoryMax= value: use bytes with an optional K, M, G or T "
+     "suffix (e.g. 256M), a percentage of RAM (e.g. 10%) or infinity", 2),
+    ({"migration_agent_nice": 40}, "migration_agent_nice=40 is out of range: use -20 to 19", 3),
+]
+
+
+@pytest.mark.parametrize("role_vars, message, tasks", UNUSABLE, ids=["dotdot", "space", "relative", "memory-max", "nice"])
+def test_unusable_paths_and_unit_values_stop_the_role_first(tmp_path, role_vars, message, tasks):
+    rc, output = _playbook(tmp_path, "migration_agent", role_vars, roles_path=REPO / "roles")
+    assert rc != 0, output
+    assert message in output, output
+    assert _tasks_run(output) == VALIDATE_TASKS[:tasks], output
+    _assert_nothing_written(tmp_path)
+
+
 def test_check_that_cannot_run_says_so(tmp_path):
     rc, output = _playbook(tmp_path, "migration_agent", {"migration_agent_source_dir": str(tmp_path / "no-tierd")},
                            roles_path=REPO / "roles")
@@ -101,7 +125,7 @@ def test_valid_config_passes_the_check_without_a_change(tmp_path):
     rc, output = _playbook(tmp_path, "migration_agent", {"migration_agent_workloads": workloads},
                            tasks_from="check_config", roles_path=REPO / "roles")
     assert rc == 0, output
-    assert _tasks_run(output) == CHECK_TASKS, output
+    assert _tasks_run(output) == CHECK_TASKS[len(VALIDATE_TASKS):], output
     assert re.search(r"localhost +: ok=\d+ +changed=0 .*failed=0", output), output
     _assert_nothing_written(tmp_path)
 

@@ -138,7 +138,15 @@ BAD_INPUTS = [
     ({"region": "region9", "mode": "devdax"}, "region 'region9' does not exist; regions: region0"),
     ({"namespace": "namespace0.0"}, "state is present but all of the following are missing: mode"),
     ({"namespace": "namespace0.0", "state": "absent", "mode": "raw"}, "mode, size and align describe a namespace to keep"),
-    ({"namespace": "namespace0.0", "mode": "devdax", "size": "lots"}, "size='lots' is not a size"),
+    ({"namespace": "namespace0.0", "mode": "devdax", "size": "lots"}, "size 'lots' is not a valid size: use"),
+    ({"namespace": "namespace0.0", "mode": "devdax", "align": "3M"},
+     "align=3M is not a valid alignment: use a power of two of at least 4K"),
+    ({"namespace": "namespace0.0", "mode": "devdax", "align": "2K"},
+     "align=2K is not a valid alignment: use a power of two of at least 4K"),
+    ({"region": "region0", "mode": "devdax", "size": "64G"},
+     "size=64G (65536 MiB) does not fit in region0: the region is"),
+    ({"namespace": "namespace0.0", "mode": "devdax", "size": "64G"},
+     "reconfiguring namespace0.0 can use at most the region's size"),
     ({"namespace": "namespace0.0", "mode": "raw", "align": "2M"}, "align=2M applies to devdax and fsdax namespaces, not mode=raw"),
     ({"namespace": "namespace0.0", "mode": "memory"}, "value of mode must be one of: devdax, fsdax, raw, sector, got: memory"),
     ({"mode": "devdax"}, "one of the following is required: namespace, region, name"),
@@ -258,3 +266,14 @@ def test_a_process_with_the_device_open_is_refused(fake_host, run_module, tmp_pa
     result = run_module(ndctl_namespace, {"namespace": "namespace0.0", "mode": "devdax"}, host, check_mode=True)
     assert result.failed
     assert "/dev/pmem0 is open or mapped by process 4242 (pmemapp)" in result.msg
+
+
+def test_ndctl_usage_text_is_not_echoed(fake_host, run_module):
+    host = fake_host("trixie-nvdimm-raw")
+    usage = "\n".join(["Error: unknown option", "", " usage: ndctl create-namespace [<options>]"] +
+                      ["    -%s, --option%d    some help text" % (chr(97 + i % 26), i) for i in range(60)])
+    host.responses[TO_DEVDAX] = (129, "", usage)
+    result = run_module(ndctl_namespace, {"namespace": "namespace0.0", "mode": "devdax"}, host)
+    assert result.failed
+    assert "rc 129" in result.msg and "Error: unknown option" in result.msg
+    assert "usage" not in result.msg and "--option" not in result.msg
