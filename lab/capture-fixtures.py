@@ -1,6 +1,6 @@
 """Record real pmem states of lab guests as unit-test fixtures.
 
-    python3 lab/capture-fixtures.py [--release trixie|bookworm] [--flavour nvdimm|legacy]
+    python3 lab/capture-fixtures.py [--release trixie|bookworm] [--flavour nvdimm|legacy|cxl]
                                     [--name m1-cap] [--pmem-size SIZE] [--keep] [--reuse]
 
 Boots a lab guest (or, with --reuse, uses the running one of that name), walks it through the pmem
@@ -15,6 +15,9 @@ system-ram online movable) and records after each step, into
 - ``ndctl-list.json`` (``ndctl list -RNDi``; this ndctl prints JSON by default and has no ``-j``),
   ``daxctl-list.json`` (``daxctl list``), ``daxctl-list-M.json`` (``daxctl list -M``): raw stdout,
   empty when the tool lists nothing.
+- ``cxl-list.json`` (``cxl list -vvv``: buses, ports, endpoints, memdevs, decoders, regions and their
+  dax devices in one tree), on guests with a CXL root only (flavour cxl: the states are no region,
+  a RAM region the kernel onlined, offline, online movable, destroyed).
 - ``commands.json``: the state-changing commands that led to this state since the previous one,
   each with argv, rc, stdout and stderr (e.g. trixie's auto-online refusal of daxctl).
 - ``meta.json``: release, flavour, state, kernel, tool versions.
@@ -105,7 +108,14 @@ for dev in glob.glob("/sys/bus/dax/devices/*"):
         add_file(attr)
     add_link(os.path.join(dev, "driver"))
 
+# The CXL bus's device links (root0, port1, mem0, decoder0.0, region0, ...): their presence is what
+# says a host has CXL memory to list.
+for dev in glob.glob("/sys/bus/cxl/devices/*"):
+    add_link(dev)
+
 add_bytes("ndctl-list.json", run(["ndctl", "list", "-RNDi"]))
+if os.path.exists("/sys/bus/cxl/devices/root0"):
+    add_bytes("cxl-list.json", run(["cxl", "list", "-vvv"]))
 add_bytes("daxctl-list.json", run(["daxctl", "list"]))
 add_bytes("daxctl-list-M.json", run(["daxctl", "list", "-M"]))
 meta = {
@@ -215,10 +225,24 @@ def walk_states(cap):
         cap.run("echo %s > /sys/devices/system/memory/auto_online_blocks" % auto)
 
 
+def walk_cxl_states(cap):
+    """A volatile CXL type-3 device: no region, a RAM region the kernel onlines by itself (Normal zone,
+    trixie), the same offline, then online movable, then destroyed again."""
+    cap.record("no-region")
+    cap.run("cxl create-region -t ram -d decoder0.0 -m mem0 && udevadm settle")
+    cap.record("region-online-normal")
+    cap.run("daxctl offline-memory dax0.0")
+    cap.record("region-offline")
+    cap.run("daxctl online-memory --movable dax0.0")
+    cap.record("region-movable")
+    cap.run("daxctl offline-memory dax0.0 && cxl disable-region region0 && cxl destroy-region region0")
+    cap.record("region-destroyed")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--release", default="trixie", choices=("trixie", "bookworm"))
-    parser.add_argument("--flavour", default="nvdimm", choices=("nvdimm", "legacy"))
+    parser.add_argument("--flavour", default="nvdimm", choices=("nvdimm", "legacy", "cxl"))
     parser.add_argument("--name", default="m1-cap")
     # legacy: 1G at 0x80000000 runs into the firmware-reserved top of low RAM on a 3G pc guest
     # (two regions, both disabled); 512M is what LAB-NOTES measured.
@@ -227,13 +251,14 @@ def main():
     parser.add_argument("--keep", action="store_true", help="leave the guest running")
     args = parser.parse_args()
     if not args.reuse:
-        size = args.pmem_size or ("512M" if args.flavour == "legacy" else "1G")
+        size = args.pmem_size or ("512M" if args.flavour in ("legacy", "cxl") else "1G")
         up = labctl("up", args.name, "--release", args.release, "--flavour", args.flavour, "--pmem-size", size,
                     check=False)
         if up.returncode != 0:
             sys.exit("capture: guest did not boot:\n%s" % up.stderr)
     try:
-        walk_states(Capture(args.name, args.release, args.flavour))
+        walk = walk_cxl_states if args.flavour == "cxl" else walk_states
+        walk(Capture(args.name, args.release, args.flavour))
     finally:
         if not args.keep:
             labctl("down", args.name, check=False)

@@ -4,7 +4,7 @@ Builds Debian guest images from Debian's packages (cached by a hash of their rec
 guests with emulated persistent memory under QEMU, and stops them by their own pid file.
 
     labctl.py image [--release trixie]
-    labctl.py up NAME [--release trixie] [--flavour nvdimm|two-socket|labelled|legacy|grub|plain] [--pmem-size 1G]
+    labctl.py up NAME [--release trixie] [--flavour nvdimm|two-socket|labelled|legacy|grub|plain|cxl] [--pmem-size 1G]
                       [--kernel DIR]   (a lab kernel from lab/kernel/build.sh instead of Debian's)
     labctl.py ssh NAME [COMMAND...]
     labctl.py down NAME... | --all
@@ -29,7 +29,7 @@ import time
 LAB_DIR = os.path.dirname(os.path.abspath(__file__))
 IMAGE_RECIPE_DIR = os.path.join(LAB_DIR, "image")
 RELEASES = ("trixie", "bookworm")
-FLAVOURS = ("nvdimm", "two-socket", "labelled", "legacy", "grub", "plain")
+FLAVOURS = ("nvdimm", "two-socket", "labelled", "legacy", "grub", "plain", "cxl")
 # Two sockets, as operators' Optane hosts: nodes 0 and 1 with a CPU and DRAM each, an NVDIMM on
 # CPU-less node 2 (near node 0) and one on node 3 (near node 1), odd sizes. "labelled" is the same
 # machine with the NVDIMMs' label areas initialised (ndctl init-labels), so regions hold named
@@ -42,6 +42,20 @@ TWO_SOCKET_HMAT = {
     (1, 1): (10, "10G"), (1, 0): (20, "5G"), (1, 3): (100, "2G"), (1, 2): (200, "1G"),
 }
 TWO_SOCKET_SLIT = {(0, 1): 21, (0, 2): 17, (0, 3): 28, (1, 2): 28, (1, 3): 17, (2, 3): 28}
+# CXL type-3 memory: volatile devices need QEMU >= 8, and the host's is 7.2. Debian trixie's QEMU 10
+# runs from a chroot of its own (cached like the images, keyed by this recipe) in a private mount
+# namespace, so the host's QEMU, which every other flavour uses, stays as it is. A chroot rather
+# than bookworm-backports: backports would replace the host's QEMU for every flavour.
+CXL_QEMU_PACKAGES = ("qemu-system-x86", "qemu-utils")
+CXL_QEMU_SUITE = "trixie"
+# One volatile CXL device behind one host bridge and root port, in a 4 GiB fixed memory window
+# (the window must be at least the device, rounded up to 256 MiB). Small: TCG is slow on CXL memory.
+CXL_DEVICE_MIB = 512
+CXL_WINDOW = "4G"
+# QEMU treats CXL memory as MMIO: device DMA into it goes through a bounce buffer, 4 KiB by default,
+# and a virtio-blk request into a buffer on the CXL node hangs (LAB-NOTES). PCI devices must name
+# pcie.0: left to choose, QEMU puts them on the pxb-cxl bus, which takes bridges only.
+CXL_VIRTIO = "bus=pcie.0,disable-legacy=on,iommu_platform=on,x-max-bounce-buffer-size=16M"
 # QEMU needs the NVDIMM size minus its label area aligned to 16 MiB (LAB-NOTES).
 NVDIMM_LABEL_BYTES = 128 * 1024
 MIB = 1024 * 1024
@@ -131,6 +145,48 @@ def ensure_image(release):
                 shutil.rmtree(stale, ignore_errors=True)
                 log("removed stale image %s" % stale)
     return image
+
+
+def ensure_cxl_qemu():
+    """The root of a Debian trixie chroot with QEMU 10 in it (built once with mmdebstrap, then cached)."""
+    digest = hashlib.sha256(("%s %s" % (CXL_QEMU_SUITE, " ".join(CXL_QEMU_PACKAGES))).encode()).hexdigest()[:12]
+    root = os.path.join(cache_dir(), "qemu-%s-%s" % (CXL_QEMU_SUITE, digest))
+    os.makedirs(cache_dir(), exist_ok=True)
+    with open(root + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(os.path.join(root, "usr/bin/qemu-system-x86_64")):
+            return root
+        log("building the %s QEMU chroot for the cxl flavour (cache empty): %s" % (CXL_QEMU_SUITE, root))
+        started = time.monotonic()
+        partial = root + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        subprocess.run(["mmdebstrap", "--mode=root", "--variant=apt", "--quiet",
+                        "--include=" + ",".join(CXL_QEMU_PACKAGES), CXL_QEMU_SUITE, partial],
+                       check=True, stdout=sys.stderr)
+        os.rename(partial, root)
+        log("phase qemu-chroot %s: %.0f s" % (CXL_QEMU_SUITE, time.monotonic() - started))
+    return root
+
+
+def in_cxl_chroot(argv):
+    """``argv`` run by the chroot's QEMU: a private mount namespace sees the lab cache at the same path."""
+    root = ensure_cxl_qemu()
+    cache = cache_dir()
+    script = ('set -e; mount --make-rprivate /; mount --rbind /dev "$1/dev"; mount -t proc proc "$1/proc"; '
+              'mkdir -p "$1$2"; mount --bind "$2" "$1$2"; root=$1; shift 2; exec chroot "$root" "$@"')
+    return ["unshare", "--mount", "--", "sh", "-c", script, "cxl-qemu", root, cache] + argv
+
+
+def cxl_options(mem_mib, device_mib):
+    """(machine, options, kernel args) of the cxl flavour: DRAM on node 0, one volatile CXL type-3 device."""
+    return "q35,cxl=on", [
+        "-m", "%dM,slots=4,maxmem=%dM" % (mem_mib, mem_mib + 4096),
+        "-object", "memory-backend-ram,id=cxlvmem0,share=on,size=%dM" % device_mib,
+        "-device", "pxb-cxl,bus_nr=12,bus=pcie.0,id=cxl.1",
+        "-device", "cxl-rp,port=0,bus=cxl.1,id=cxl_rp0,chassis=0,slot=2",
+        "-device", "cxl-type3,bus=cxl_rp0,volatile-memdev=cxlvmem0,id=cxl-vmem0,sn=0x1",
+        "-M", "cxl-fmw.0.targets.0=cxl.1,cxl-fmw.0.size=%s" % CXL_WINDOW,
+    ], []
 
 
 # ---------------------------------------------------------------- lab kernels (lab/kernel/build.sh)
@@ -246,6 +302,8 @@ def pmem_options(flavour, mem_bytes, pmem_bytes, memmap_offset):
             "-device", "nvdimm,id=nvdimm0,memdev=nvmem0,label-size=%d,node=1" % NVDIMM_LABEL_BYTES,
         ]
         return "pc,nvdimm=on,hmat=on", options, []
+    if flavour == "cxl":
+        return cxl_options(mem_mib, pmem_bytes // MIB)
     if flavour == "legacy":
         if memmap_offset + pmem_bytes > mem_bytes:
             raise LabError("memmap range 0x%x+%d MiB does not fit in %d MiB of guest RAM"
@@ -256,25 +314,30 @@ def pmem_options(flavour, mem_bytes, pmem_bytes, memmap_offset):
 
 def qemu_argv(inst, image):
     accel = os.environ.get("LAB_ACCEL", "tcg")
+    cxl = inst["flavour"] == "cxl" and inst["pmem_device"]
     if accel == "kvm":
         accel_opts = ["-accel", "kvm", "-cpu", "host"]
     elif accel == "tcg":
-        accel_opts = ["-accel", "tcg,thread=multi", "-cpu", "max"]
+        # hypervisor=off for CXL: with the CPUID hypervisor bit the kernel cannot commit a region
+        # ("Failed to synchronize CPU cache state").
+        accel_opts = ["-accel", "tcg,thread=multi", "-cpu", "max,hypervisor=off" if cxl else "max"]
     else:
         raise LabError("LAB_ACCEL=%r: use tcg (default) or kvm" % accel)
     flavour = inst["flavour"] if inst["pmem_device"] else "plain"
     machine, mem_opts, kernel_args = pmem_options(
         flavour, inst["mem_bytes"], inst["pmem_bytes"], inst["memmap_offset"])
     d = inst["dir"]
+    virtio_extra = "," + CXL_VIRTIO if cxl else ""
     argv = [
         "qemu-system-x86_64", "-name", "lab-" + inst["name"],
         "-machine", machine, *accel_opts, "-smp", str(inst["cpus"]), *mem_opts,
         "-nodefaults", "-display", "none", "-vga", "none",
-        "-drive", "file=%s,if=virtio,format=qcow2,cache=unsafe" % os.path.join(d, "overlay.qcow2"),
+        "-drive", "file=%s,if=none,id=disk0,format=qcow2,cache=unsafe" % os.path.join(d, "overlay.qcow2"),
+        "-device", "virtio-blk-pci,drive=disk0" + virtio_extra,
         # restrict=on: the guest reaches nothing outside; only the forwarded SSH port comes in.
         "-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22" % inst["port"],
-        "-device", "virtio-net-pci,netdev=net0",
-        "-device", "virtio-rng-pci",
+        "-device", "virtio-net-pci,netdev=net0" + virtio_extra,
+        "-device", "virtio-rng-pci" + virtio_extra,
         "-chardev", "socket,id=ser0,path=%s,server=on,wait=off,logfile=%s"
         % (os.path.join(d, "console.sock"), os.path.join(d, "serial.log")),
         "-serial", "chardev:ser0",
@@ -289,7 +352,7 @@ def qemu_argv(inst, image):
         else:
             argv += ["-kernel", os.path.join(image, "vmlinuz"), "-initrd", os.path.join(image, "initrd.img")]
         argv += ["-append", " ".join(append + inst["append"])]
-    return argv
+    return in_cxl_chroot(argv) if cxl else argv
 
 
 # ---------------------------------------------------------------- instances
@@ -386,9 +449,10 @@ def cmd_up(args):
             raise LabError("instance %r is already running (labctl.py down %s)" % (args.name, args.name))
         shutil.rmtree(d)
     os.makedirs(d)
-    mem = args.mem or ("2G" if args.flavour == "nvdimm" else "1536M" if args.flavour in TWO_SOCKET_FLAVOURS else "3G")
+    mem = args.mem or ("2G" if args.flavour in ("nvdimm", "cxl") else "1536M" if args.flavour in TWO_SOCKET_FLAVOURS else "3G")
     # 512M at 2 GiB is what fits below the end of a 3 GiB pc guest's low RAM (0xbffdffff).
-    pmem_size = args.pmem_size or ("1G" if args.flavour == "nvdimm" else "512M")
+    pmem_size = args.pmem_size or ("1G" if args.flavour == "nvdimm" else
+                                   "%dM" % CXL_DEVICE_MIB if args.flavour == "cxl" else "512M")
     no_pmem = args.no_pmem or os.environ.get("LAB_NO_PMEM") == "1"
     inst = {
         "name": args.name, "dir": d, "release": args.release, "flavour": args.flavour,

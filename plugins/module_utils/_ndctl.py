@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: tiering.pmem contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The one place that knows the ndctl and daxctl command lines.
+"""The one place that knows the command lines of ndctl's tools: ndctl, daxctl and cxl.
 
 Every command runs through ``module.run_command`` with a list of arguments and the C locale; the
 return code is always checked and a failure carries the tool's stderr.
@@ -12,11 +12,15 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import os
 
 ENVIRON_UPDATE = {"LANGUAGE": "C", "LC_ALL": "C"}
 
 NAMESPACE_MODES = ("devdax", "fsdax", "raw", "sector")
 DAX_MODES = ("devdax", "system-ram")
+
+# A host has CXL memory to list only when the kernel has a CXL root (most hosts have none).
+CXL_BUS_DIR = "sys/bus/cxl/devices"
 
 # daxctl's refusal when the kernel would online hot-added memory by itself (daxctl issues #246/#291).
 AUTO_ONLINE_REFUSAL = "kernel policy will auto-online memory"
@@ -134,6 +138,24 @@ class PmemTools:
             return normalise_daxctl_list(parse_json_output(out))
         except ValueError as exc:
             raise PmemToolError("cannot parse the output of '%s': %s" % (" ".join(argv), exc), argv=argv, stdout=out)
+
+    def cxl_list(self, root="/"):
+        """The tree of ``cxl list -vvv`` (a list of buses; see _cxl), or [] without a CXL root or the tool."""
+        try:
+            if not any(name.startswith("root") for name in os.listdir(os.path.join(root, CXL_BUS_DIR))):
+                return []
+        except OSError:
+            return []
+        binary = self.module.get_bin_path("cxl")
+        if not binary:
+            return []
+        argv = [binary, "list", "-vvv"]
+        _rc, out, _err = self.run(argv)
+        try:
+            tree = parse_json_output(out)
+        except ValueError as exc:
+            raise PmemToolError("cannot parse the output of '%s': %s" % (" ".join(argv), exc), argv=argv, stdout=out)
+        return [tree] if isinstance(tree, dict) else tree or []
 
     # ------------------------------------------------------------ ndctl: namespaces
 

@@ -1,13 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright: tiering.pmem contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The pmem inventory: one ndctl list, one daxctl list, and sysfs/procfs reads, joined."""
+"""The pmem inventory: one ndctl list, one daxctl list, one cxl list (hosts with CXL), and sysfs/procfs
+reads, joined."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.tiering.pmem.plugins.module_utils import _kernel, _sysfs
+from ansible_collections.tiering.pmem.plugins.module_utils import _cxl, _kernel, _sysfs
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_record as record
 from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import namespaces_of
 
@@ -73,6 +74,19 @@ def dax_record(device, namespaces, root):
     return record
 
 
+def device_source(device, soft_reserved):
+    """Where a dax device comes from: an ndctl namespace (NVDIMM or memmap= pmem), a CXL region, or
+    memory the firmware marked Soft Reserved (how many servers hand CXL memory over: dax_hmem)."""
+    if device["namespace"]:
+        return "ndctl"
+    if device["cxl_region"]:
+        return "cxl"
+    start = device.get("start")
+    if start is not None and any(low <= start <= high for low, high in soft_reserved):
+        return "soft_reserved"
+    return "other"
+
+
 def block_counts(root):
     ids = _sysfs.memory_block_ids(root)
     counts = {"total": len(ids), "online": 0, "offline": 0, "zones": {}}
@@ -124,16 +138,21 @@ def gather(tools, root="/"):
         namespace["owned_how"] = ("created" if namespace["name"] == record.OWNED_NAME else entry.get("how")) \
             if namespace["owned"] else None
         namespace["original_mode"] = entry.get("original_mode")
+    tiers = _sysfs.memory_tiers(root)
+    cxl = _cxl.inventory(tools.cxl_list(root), tiers)
+    soft_reserved = _sysfs.iomem_ranges("Soft Reserved", root)
     devices = [dax_record(device, namespaces, root) for device in daxctl]
     for device in devices:
         owner = next((ns for ns in namespaces if ns["dev"] == device["namespace"] and device["namespace"]), None)
         device["owned"] = owner["owned"] if owner else record.owns_device(owned, device["name"])
-    tiers = _sysfs.memory_tiers(root)
+        device["cxl_region"] = _cxl.region_of_dax_device(cxl, device["name"])
+        device["source"] = device_source(device, soft_reserved)
     rate = _sysfs.read_text(_sysfs.PROMOTE_RATE_PATH, root, default="")
     return {
         "regions": [region_record(region) for region in ndctl["regions"]],
         "namespaces": namespaces,
         "dax_devices": devices,
+        "cxl": cxl,
         "numa_nodes": numa_nodes(root, tiers),
         "memory_tiers": tiers,
         "memory_block_size": _sysfs.memory_block_size(root),

@@ -12,19 +12,21 @@ DOCUMENTATION = r"""
 module: pmem_info
 short_description: Inventory of persistent memory, dax devices, NUMA nodes and memory tiers
 description:
-  - Reports NVDIMM regions and namespaces, dax devices (devdax or system-ram, target node, memory
-    blocks online and their zones), NUMA nodes (memory, CPUs, distances), memory tiers, the memory
+  - Reports NVDIMM regions and namespaces, CXL memory devices, ports, decoders and regions, dax
+    devices (devdax or system-ram, target node, memory blocks online and their zones, and whether they
+    come from a pmem namespace, a CXL region or firmware Soft Reserved memory), NUMA nodes (memory,
+    CPUs, distances), memory tiers, the memory
     block size, the hotplug auto-online policy, kernel tiering knobs, and C(memmap=) reservations
     of legacy pmem from C(/proc/cmdline) and C(/proc/iomem).
-  - Runs one C(ndctl list) and one C(daxctl list) in total, whatever the number of devices; the
-    rest is read from sysfs and procfs.
+  - Runs one C(ndctl list) and one C(daxctl list) in total, whatever the number of devices, and on
+    hosts with a CXL root one C(cxl list); the rest is read from sysfs and procfs.
   - Changes nothing.
 version_added: "0.1.0"
 author:
   - tiering.pmem contributors (@tiering-pmem)
 options: {}
 requirements:
-  - ndctl and daxctl on the managed host
+  - ndctl and daxctl on the managed host (and the C(cxl) tool of ndctl on hosts with CXL memory)
 extends_documentation_fragment:
   - tiering.pmem.attributes
 attributes:
@@ -73,6 +75,9 @@ dax_devices:
   description:
     - Dax devices from C(daxctl list) joined with their sysfs range and memory blocks.
     - C(owned) is true when the device's namespace, or the device itself, is the collection's own.
+    - C(source) is V(ndctl) (a pmem namespace), V(cxl) (a CXL region, named in C(cxl_region)),
+      V(soft_reserved) (memory the firmware marked Soft Reserved, as many servers hand CXL memory
+      over) or V(other).
   returned: always
   type: list
   elements: dict
@@ -80,7 +85,44 @@ dax_devices:
     - {name: dax0.0, mode: system-ram, size: 1054867456, target_node: 1, align: 2097152,
        namespace: namespace0.0, region: region0, movable: true, online_memblocks: 7,
        total_memblocks: 7, start: 4313841664, end: 5368709120, driver: kmem,
-       zones: {Movable: 7}, memory_nodes: [1], owned: true}
+       zones: {Movable: 7}, memory_nodes: [1], owned: true, source: ndctl, cxl_region: null}
+cxl:
+  description:
+    - CXL memory from C(cxl list -vvv); empty lists on hosts without a CXL root or without the C(cxl) tool.
+  returned: always
+  type: dict
+  contains:
+    memdevs:
+      description: Memory devices with C(ram_size) and C(pmem_size) in bytes, their endpoint and port.
+      type: list
+      elements: dict
+      sample: [{memdev: mem0, ram_size: 536870912, pmem_size: 0, serial: 1, host: "0000:0d:00.0",
+                numa_node: null, endpoint: endpoint2, port: port1}]
+    ports:
+      description: Switch and host-bridge ports (not endpoints) with their parent and committed decoders.
+      type: list
+      elements: dict
+      sample: [{port: port1, parent: root0, host: "pci0000:0c", depth: 1, decoders_committed: 0}]
+    decoders:
+      description:
+        - Decoders at every C(level) (V(root), V(port), V(endpoint)). Root decoders are the fixed memory
+          windows regions are created in; C(volatile_capable) says a RAM region fits, and
+          C(max_available_extent) how much of the window is free.
+      type: list
+      elements: dict
+      sample: [{decoder: decoder0.0, level: root, port: root0, resource: 13153337344, size: 4294967296,
+                mode: null, region: null, state: enabled, interleave_ways: 1, volatile_capable: true,
+                pmem_capable: true, max_available_extent: 4294967296, targets: ["pci0000:0c"]}]
+    regions:
+      description:
+        - Regions with C(type) (V(ram) or V(pmem)), C(decode_state), the root C(decoder), the C(memdevs)
+          in interleave order, their C(dax_devices), the NUMA nodes their memory is on and those nodes'
+          memory C(tiers).
+      type: list
+      elements: dict
+      sample: [{region: region0, type: ram, size: 536870912, resource: 13153337344, decode_state: commit,
+                interleave_ways: 1, interleave_granularity: 256, decoder: decoder0.0, memdevs: [mem0],
+                dax_devices: [dax0.0], numa_nodes: [1], tiers: [22]}]
 numa_nodes:
   description: Online NUMA nodes.
   returned: always

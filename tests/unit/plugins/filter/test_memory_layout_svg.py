@@ -39,6 +39,10 @@ class RecordedTools:
     def daxctl_list(self):
         return _ndctl.normalise_daxctl_list(self._read("daxctl-list.json"))
 
+    def cxl_list(self, root):
+        tree = self._read("cxl-list.json") or []
+        return [tree] if isinstance(tree, dict) else tree
+
 
 def inventory(fixture):
     return _pmem_inventory.gather(RecordedTools(fixture), root=os.path.join(FIXTURES, fixture, "root"))

@@ -90,7 +90,7 @@ class FakeHost(object):
         self.transitions = {}
         self.calls = []
         self.refuse_offline = {}
-        self.binaries = {"ndctl", "daxctl", "systemctl", "udevadm", "findmnt", "update-grub", "grubby", "blkid"}
+        self.binaries = {"ndctl", "daxctl", "cxl", "systemctl", "udevadm", "findmnt", "update-grub", "grubby", "blkid"}
         # blkid -p answers: {"/dev/pmem0p1": "TYPE=ext4"}; a device not listed holds no signature.
         self.signatures = {}
         self.load(fixture)
@@ -110,7 +110,7 @@ class FakeHost(object):
         self._make_dax_device_nodes()
         self._make_kpageflags()
         for name, key in (("ndctl-list.json", "ndctl list -RNDi"), ("daxctl-list.json", "daxctl list"),
-                          ("daxctl-list-M.json", "daxctl list -M")):
+                          ("daxctl-list-M.json", "daxctl list -M"), ("cxl-list.json", "cxl list -vvv")):
             path = os.path.join(source, name)
             if os.path.exists(path):
                 with open(path) as handle:
