@@ -19,7 +19,7 @@ APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap fdisk e2fsprogs openssh-cl
   chromium fonts-dejavu-core shellcheck
 TIMED       = bash lab/timed.sh
 
-.PHONY: help deps venv collection-link unit molecule test demo lab-image clean-lab build sanity lint docs packaging-test ecosystem-lab boot-race-lab tierd-lab bench-tierd bench-online-blocks test-page-idle hostile-lab
+.PHONY: help deps venv collection-link unit molecule test demo lab-image clean-lab build sanity lint docs packaging-test ecosystem-lab boot-race-lab tierd-lab bench-tierd bench-online-blocks test-page-idle hostile-lab nvdimm-lab
 
 help:
 	@echo "make demo   - boot a lab guest with emulated pmem and run the collection against it"
@@ -51,7 +51,7 @@ molecule: deps venv collection-link
 	@for s in $(SCENARIOS); do $(TIMED) "molecule-$$s" molecule test -s $$s || exit 1; done
 
 test: deps venv
-	$(TIMED) total $(MAKE) --no-print-directory unit sanity lint docs packaging-test molecule boot-race-lab tierd-lab ecosystem-lab
+	$(TIMED) total $(MAKE) --no-print-directory unit sanity lint docs packaging-test molecule boot-race-lab tierd-lab nvdimm-lab
 
 sanity: venv
 	$(TIMED) sanity bash tests/sanity/run.sh
@@ -101,6 +101,15 @@ ecosystem-lab: deps venv
 	@json=$$($(LAB) up eco-nvdimm --flavour nvdimm) || exit 1; \
 	LAB_GUEST_JSON="$$json" $(TIMED) ecosystem-lab $(PY) -m pytest -q tests/packaging tests/awx -k "status_playbook or ansible_runner"; rc=$$?; \
 	$(LAB) down eco-nvdimm >/dev/null; exit $$rc
+
+# make test's share of both on ONE guest (a boot saved): the hostile cases of cases.MAKE_TEST (every kind
+# of bad input; all 89 are `make hostile-lab`), then the installed collection's status playbook and the
+# ansible-runner job on the same guest (they only read it).
+nvdimm-lab: deps venv collection-link
+	@$(LAB) down nvdimm-lab >/dev/null 2>&1; \
+	HOSTILE_LAB_NAME=nvdimm-lab HOSTILE_LAB_KEEP=1 HOSTILE_ONLY=make-test $(TIMED) hostile-lab-make-test bash tests/lab/hostile/run.sh; hostile=$$?; \
+	json=$$($(LAB) info nvdimm-lab) && LAB_GUEST_JSON="$$json" $(TIMED) ecosystem-lab $(PY) -m pytest -q tests/packaging tests/awx -k "status_playbook or ansible_runner"; eco=$$?; \
+	$(LAB) down nvdimm-lab >/dev/null; echo "nvdimm-lab: hostile inputs exit $$hostile, ecosystem exit $$eco"; [ $$hostile = 0 ] && [ $$eco = 0 ]
 
 lab-image: deps
 	$(TIMED) image-trixie $(LAB) image --release trixie

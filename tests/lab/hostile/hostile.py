@@ -2,7 +2,7 @@
 
     hostile.py list                      the cases (id, target, input)
     hostile.py tierd-spec                the tierd config files, as JSON for make_tierd_files.py
-    hostile.py run --inventory INV --work DIR [--table FILE] [--only ID,ID]
+    hostile.py run --inventory INV --work DIR [--table FILE] [--only ID,ID|make-test]
     hostile.py report --work DIR [--table FILE]   judge a run's results.json again (no guest)
 
 ``run`` writes one playbook (DIR/hostile.yml) with, per case, the module or role task in a
@@ -195,7 +195,7 @@ def table(rows):
 def selected_groups(only):
     if not only:
         return case_list.GROUPS
-    wanted = set(only.split(","))
+    wanted = set(case_list.MAKE_TEST) if only == "make-test" else set(only.split(","))
     groups = [(name, [c for c in cases if c["id"] in wanted]) for name, cases in case_list.GROUPS]
     return [(name, cases) for name, cases in groups if cases]
 
