@@ -32,7 +32,7 @@ from tierd import agent as agent_mod  # noqa: E402
 from tierd.config import validate  # noqa: E402
 from tierd.kernel import Kernel  # noqa: E402
 from tierd.log import Logger  # noqa: E402
-from tierd.tracking import regions_to_runs  # noqa: E402
+from tierd.tracker_damon import regions_to_runs  # noqa: E402
 
 CHILD = r"""
 import mmap, sys, time

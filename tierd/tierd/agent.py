@@ -8,7 +8,10 @@ from . import discovery, metrics, policy as policy_mod
 from .kernel import PAGE_SIZE, KernelError
 from .mover import Mover, RateLimiter, discover_nodes
 from .placement import Placement, RecentMoves, pick_pages
-from .tracking import HeatMap, PagemapReads, SoftDirtyTracker, choose_backend
+from .heat import HeatMap
+from .tracker import PagemapReads
+from .tracker_soft_dirty import SoftDirtyTracker
+from .tracking import choose_backend
 
 
 class Agent:
