@@ -90,6 +90,16 @@ class PagemapReads:
             self.entries[key] = self.kernel.read_pagemap(pid, start, (end - start) // PAGE_SIZE)
         return self.entries[key]
 
+    def mappings(self, pid, vmas):
+        """{mapping start: pagemap entries} of each of ``vmas``, or None when the process is gone."""
+        per_vma = {}
+        for start, end, _name in vmas:
+            entries = self.read(pid, start, end)
+            if entries is None:
+                return None
+            per_vma[start] = entries
+        return per_vma
+
 
 def pages_to_runs(start, values):
     """Runs of equal values from one value per page starting at ``start`` (None = no run)."""

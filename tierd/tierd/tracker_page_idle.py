@@ -59,17 +59,16 @@ class PageIdleBackend(Tracker):
         pagemap = pagemap or PagemapReads(self.kernel)
         frames = {}  # pid -> {vma start: array('Q') of current PFNs}
         for pid, vmas in targets.items():
+            entries = pagemap.mappings(pid, vmas)
+            if entries is None:
+                continue
             per_vma = {}
             for start, end, _name in vmas:
-                entries = pagemap.read(pid, start, end)
-                if entries is None:
-                    break
-                pfns = array("Q", (e & PAGEMAP_PFN_MASK if e & PAGEMAP_PRESENT else 0 for e in entries))
+                pfns = array("Q", (e & PAGEMAP_PFN_MASK if e & PAGEMAP_PRESENT else 0 for e in entries[start]))
                 if len(pfns) < (end - start) // PAGE_SIZE:
                     pfns.extend([0] * ((end - start) // PAGE_SIZE - len(pfns)))
                 per_vma[start] = fold_huge_pages(self.kernel, start, pfns, self.huge_pages)
-            else:
-                frames[pid] = per_vma
+            frames[pid] = per_vma
         present = [pfn for per_vma in frames.values() for pfns in per_vma.values() for pfn in pfns if pfn]
         words = self.kernel.read_idle_words(sorted({pfn >> 6 for pfn in present}))
         result = {}

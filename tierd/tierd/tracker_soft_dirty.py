@@ -22,18 +22,15 @@ class SoftDirtyTracker(Tracker):
         result = {}
         pagemap = pagemap or PagemapReads(self.kernel)
         for pid, vmas in targets.items():
-            per_vma = {}
-            for start, end, _name in vmas:
-                entries = pagemap.read(pid, start, end)
-                if entries is None:
-                    break
-                per_vma[start] = pages_to_runs(start, [(1 if e & PAGEMAP_SOFT_DIRTY else 0) if e & PAGEMAP_PRESENT
-                                                       else None for e in entries])
-            else:
-                # The first read sees everything dirty since the process started: not a signal.
-                if pid in self.cleared:
-                    result[pid] = per_vma
-                if self.kernel.clear_soft_dirty(pid):
-                    self.cleared.add(pid)
+            entries = pagemap.mappings(pid, vmas)
+            if entries is None:
+                continue
+            # The first read sees everything dirty since the process started: not a signal.
+            if pid in self.cleared:
+                result[pid] = {start: pages_to_runs(start, [(1 if e & PAGEMAP_SOFT_DIRTY else 0) if e & PAGEMAP_PRESENT
+                                                            else None for e in mapping])
+                               for start, mapping in entries.items()}
+            if self.kernel.clear_soft_dirty(pid):
+                self.cleared.add(pid)
         self.cleared &= set(targets)
         return result
