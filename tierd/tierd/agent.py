@@ -123,6 +123,7 @@ class Agent:
     def step(self):
         """Run one interval (the tracking wait happens in run()): discover the workloads' mappings,
         sample them, age their heat, place their extents, plan, move (demotions first), publish.
+        False when a stop request cut the moves short.
 
         The work here follows the number of heat extents (DAMON regions), not of pages: placement
         comes from numa_maps totals and sampled extents, and only pages chosen to move are

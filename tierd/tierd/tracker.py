@@ -21,7 +21,8 @@ class Tracker(abc.ABC):
     """An access-tracking backend.
 
     Given (at construction) the ``Kernel``, through which all its /proc and /sys access goes so
-    that tests replay recorded guest trees, a ``Logger`` and its own config section, if any.
+    that tests replay recorded guest trees, and where it needs them a ``Logger`` and its config
+    section.
 
     Per interval ``sample(targets, pagemap)`` is given ``targets``, ``{pid: [(start, end, name)]}``
     (the page-aligned mappings discovery selected this interval), and ``pagemap``, this interval's
@@ -37,8 +38,8 @@ class Tracker(abc.ABC):
     that are gone (``track(pids)`` is that step alone). A process that exits between discovery
     and the sample is normal, not an error: it is left out of the result.
 
-    Threading and cost: the agent calls ``sample`` from its one thread, once per interval, right
-    after the interval's wait (``Agent.run``); a backend never sleeps or waits for the kernel and
+    Threading and cost: the agent calls ``sample`` from its one thread, once per interval,
+    between the interval's waits (``Agent.run``); a backend never sleeps or waits for the kernel and
     starts no threads (DAMON's kdamonds are the kernel's): it reads what accumulated since its
     previous call. Its work per interval should follow the regions the kernel keeps (DAMON);
     page_idle and soft-dirty are per page by nature (a pagemap entry and an idle bit per page).
