@@ -32,7 +32,8 @@ from tierd import agent as agent_mod  # noqa: E402
 from tierd.config import validate  # noqa: E402
 from tierd.kernel import Kernel  # noqa: E402
 from tierd.log import Logger  # noqa: E402
-from tierd.tracking import regions_to_runs  # noqa: E402
+from tierd.tracker import Tracker  # noqa: E402
+from tierd.tracker_damon import regions_to_runs  # noqa: E402
 
 CHILD = r"""
 import mmap, sys, time
@@ -50,7 +51,7 @@ while True:
 """
 
 
-class FixedRegions:
+class FixedRegions(Tracker):
     """Stands in for DAMON where the host's DAMON is taken by another tool: what DAMON gives at its
     region limit (damon.max_nr_regions, 1000 by default) for a mapping whose first 20 % is hot,
     with the region boundaries redrawn at random every interval, as DAMON's split/merge does.
@@ -85,20 +86,13 @@ class FixedRegions:
                 with open(os.path.join(self.tree, str(index), name), "w") as out:
                     out.write("%d\n" % value)
 
-    def sample(self, targets):
+    def sample(self, targets, pagemap=None):
         result = {}
         for pid, vmas in targets.items():
             self.kernel.numbered_rows(self.tree, ("start", "end", "nr_accesses", "age"))
             regions = self.planned.pop(0) if self.planned else []
             result[pid] = regions_to_runs(vmas, regions, 20, 3)
         return result
-
-    @staticmethod
-    def warmup_intervals(_interval_seconds):
-        return 0
-
-    def close(self):
-        pass
 
 
 class Quiet:

@@ -8,7 +8,11 @@ from . import discovery, metrics, policy as policy_mod
 from .kernel import PAGE_SIZE, KernelError
 from .mover import Mover, RateLimiter, discover_nodes
 from .placement import Placement, RecentMoves, pick_pages
-from .tracking import HeatMap, PagemapReads, SoftDirtyTracker, choose_backend
+from .heat import HeatMap
+from .tracker import PagemapReads
+from .tracker_soft_dirty import SoftDirtyTracker
+from .tracking import choose_backend
+from .views import WorkloadScan
 
 
 class Agent:
@@ -117,7 +121,9 @@ class Agent:
         return max(nodes, key=lambda n: (self.kernel.node_meminfo(n).get("MemFree", 0), -n))
 
     def step(self):
-        """Run one interval's scan, plan and moves (the tracking wait happens in run()).
+        """Run one interval (the tracking wait happens in run()): discover the workloads' mappings,
+        sample them, age their heat, place their extents, plan, move (demotions first), publish.
+        False when a stop request cut the moves short.
 
         The work here follows the number of heat extents (DAMON regions), not of pages: placement
         comes from numa_maps totals and sampled extents, and only pages chosen to move are
@@ -125,7 +131,6 @@ class Agent:
         """
         started = self.clock()
         self.intervals += 1
-        heat_cfg = self.cfg["heat"]
         targets, assignment = self._targets()
         pagemap = PagemapReads(self.kernel)
         samples = self.backend.sample(targets, pagemap)
@@ -134,85 +139,57 @@ class Agent:
         self.heat.forget(live_pids)
         self.placement.forget(live_pids)
         self.recent.expire(live_pids, self.intervals, self.cfg["mover"]["min_residency_intervals"])
-        dram = set(self.dram_nodes)
-        pmem = set(self.pmem_nodes)
-        hot_threshold = heat_cfg["hot_threshold"]
-        cold_threshold = heat_cfg["cold_threshold"]
-        not_hot = hot_threshold * 0.999
-        warmup = max(heat_cfg["warmup_intervals"], self.backend.warmup_intervals(self.cfg["interval_seconds"]))
-        block_bytes = self.block_pages * PAGE_SIZE
-        policies = {w["name"]: w["policy"] for w in self.cfg["workloads"] if w["policy"] is not None}
+        views, report = self._workload_views(targets, assignment, samples, writes)
+        budget = self.cfg["dram_budget"]
+        decisions = policy_mod.plan(views, self.cfg["heat"]["hot_threshold"], self.cfg["heat"]["cold_threshold"],
+                                    None if budget is None else budget // PAGE_SIZE, self._free_dram_pages(),
+                                    self.block_pages)
+        stopped = self._move_decided(views, decisions, report)
+        self._report(started, views, decisions, report)
+        return not stopped
 
+    def _workload_views(self, targets, assignment, samples, writes):
+        """Age each PID's heat and place its extents: ([policy.WorkloadView], {workload: report})."""
+        heat_cfg = self.cfg["heat"]
+        warmup = max(heat_cfg["warmup_intervals"], self.backend.warmup_intervals(self.cfg["interval_seconds"]))
+        policies = {w["name"]: w["policy"] for w in self.cfg["workloads"] if w["policy"] is not None}
         views = []
         report = {}
         for name, pids in assignment.items():
-            per_node = {}
-            hot = cold = 0
-            promote, demote = [], []
-            live = []
+            scan = WorkloadScan(self.dram_nodes, self.pmem_nodes, heat_cfg["hot_threshold"],
+                                heat_cfg["cold_threshold"], self.block_pages * PAGE_SIZE)
             for pid in pids:
                 vmas = targets[pid]
                 self.heat.update(pid, vmas, samples.get(pid), writes.get(pid))
-                try:
-                    counts = self.placement.node_pages(pid, vmas, self.intervals)
-                    extents = [(vma, extent) for vma in vmas
-                               for extent in self.heat.extents(pid, vma[0], vma[1])]
-                    estimates = None if counts is None else self.placement.estimate(
-                        pid, [(low, high) for _vma, (low, high, _heat) in extents])
-                    if estimates is not None and self.placement.drifted(counts, estimates):
-                        counts = self.placement.node_pages(pid, vmas, self.intervals, reread=True)
-                except KernelError as exc:  # e.g. EPERM: a process tierd may not inspect
-                    self.logger.warning("pid_skipped", workload=name, pid=pid, reason=exc)
+                placed = self._place(name, pid, vmas)
+                if placed is None:
                     continue
-                if estimates is None or counts is None:
-                    continue  # the process exited during the scan
-                live.append(pid)
-                for per_vma in counts.values():
-                    for node, pages in per_vma.items():
-                        per_node[node] = per_node.get(node, 0) + pages
                 warm_vmas = {start for start, end, _n in vmas if self.heat.sampled(pid, start, end) >= warmup}
-                for ((vma_start, vma_end, _n), (low, high, heat)), estimate in zip(extents, estimates):
-                    if not estimate:
-                        continue  # nothing present in the sampled pages
-                    on_pmem = on_dram = present = 0.0
-                    for node, pages in estimate.items():
-                        present += pages
-                        if node in pmem:
-                            on_pmem += pages
-                        elif node in dram:
-                            on_dram += pages
-                    if heat >= hot_threshold:
-                        hot += present
-                    elif heat <= cold_threshold:
-                        cold += present
-                    warm = vma_start in warm_vmas
-                    on_pmem = int(round(on_pmem))
-                    on_dram = int(round(on_dram))
-                    # A huge page moves whole: a promotion covers every block the extent touches
-                    # (a block is as hot as its hottest page), a demotion only blocks inside it.
-                    if on_pmem:
-                        wide = (max(vma_start, low // block_bytes * block_bytes),
-                                min(vma_end, -(-high // block_bytes) * block_bytes))
-                        # Until a mapping has warmed up, heat only orders quota promotions.
-                        promote.append((heat if warm else min(heat, not_hot), (pid, vma_start) + wide, on_pmem))
-                    narrow = (-(-low // block_bytes) * block_bytes, high // block_bytes * block_bytes)
-                    if on_dram and warm and narrow[0] < narrow[1]:
-                        share = float(narrow[1] - narrow[0]) / (high - low)
-                        demote.append((heat, (pid, vma_start) + narrow, int(on_dram * share)))
-            promote.sort(key=lambda item: -item[0])
-            demote.sort(key=lambda item: item[0])
-            resident = sum(per_node.values())
-            dram_total = sum(v for n, v in per_node.items() if n in dram)
-            pmem_total = sum(v for n, v in per_node.items() if n in pmem)
-            views.append(policy_mod.WorkloadView(name, policies[name], resident, dram_total, pmem_total,
-                                                 promote, demote))
-            report[name] = {"pids": live, "pages_per_node": {str(n): c for n, c in sorted(per_node.items())},
-                            "resident_pages": resident, "hot_pages": int(round(hot)), "cold_pages": int(round(cold))}
+                scan.add(pid, *placed, warm_vmas)
+            views.append(scan.view(name, policies[name]))
+            report[name] = scan.report()
+        return views, report
 
-        budget = self.cfg["dram_budget"]
-        decisions = policy_mod.plan(views, hot_threshold, cold_threshold,
-                                    None if budget is None else budget // PAGE_SIZE, self._free_dram_pages(),
-                                    self.block_pages)
+    def _place(self, name, pid, vmas):
+        """(pages per node per mapping, [(mapping, extent)], estimated pages per node per extent),
+        or None when the process exited during the scan or tierd may not inspect it."""
+        try:
+            counts = self.placement.node_pages(pid, vmas, self.intervals)
+            extents = [(vma, extent) for vma in vmas
+                       for extent in self.heat.extents(pid, vma[0], vma[1])]
+            estimates = None if counts is None else self.placement.estimate(
+                pid, [(low, high) for _vma, (low, high, _heat) in extents])
+            if estimates is not None and self.placement.drifted(counts, estimates):
+                counts = self.placement.node_pages(pid, vmas, self.intervals, reread=True)
+        except KernelError as exc:  # e.g. EPERM: a process tierd may not inspect
+            self.logger.warning("pid_skipped", workload=name, pid=pid, reason=exc)
+            return None
+        if estimates is None or counts is None:
+            return None
+        return counts, extents, estimates
+
+    def _move_decided(self, views, decisions, report):
+        """Carry out the plan's moves, higher priority first; True if a stop request cut them short."""
         stopped = False
         # Demotions first: they make room on DRAM for the promotions after them.
         for kind in ("demote", "promote"):
@@ -223,6 +200,10 @@ class Agent:
                     continue
                 node = self._pick_node(nodes)
                 stopped = self._move(view.name, kind, chosen, node, report[view.name]) or stopped
+        return stopped
+
+    def _report(self, started, views, decisions, report):
+        """The interval's state file, metrics and log line."""
         for view in views:
             wl = report[view.name]
             wl.update(self.totals.setdefault(view.name, {"promoted_total": 0, "demoted_total": 0, "failed_total": 0}))
@@ -230,7 +211,7 @@ class Agent:
             wl["dram_granted_pages"] = decisions[view.name].dram_granted
             wl["planned_promote"] = sum(n for _key, n in decisions[view.name].promote)
             wl["planned_demote"] = sum(n for _key, n in decisions[view.name].demote)
-            wl["policy"] = policies[view.name]
+            wl["policy"] = view.policy
         self.state = {
             "time": time.time(), "backend": self.backend.name, "intervals": self.intervals,
             "dram_nodes": self.dram_nodes, "pmem_nodes": self.pmem_nodes, "page_size": PAGE_SIZE,
@@ -243,7 +224,6 @@ class Agent:
                          **{"%s_%s" % (n, k): v for n, wl in report.items()
                             for k, v in (("pages", wl["resident_pages"]), ("hot", wl["hot_pages"]),
                                          ("promoted", wl["promoted_total"]), ("demoted", wl["demoted_total"]))})
-        return not stopped
 
     def _move(self, name, kind, chosen, node, report):
         """Move ``chosen`` [((pid, mapping start, low, high), pages)] to ``node``; True if stopped.

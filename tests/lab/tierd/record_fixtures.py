@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from tierd.config import validate  # noqa: E402
 from tierd.kernel import Kernel  # noqa: E402
 from tierd.log import Logger  # noqa: E402
-from tierd.tracking import DamonBackend  # noqa: E402
+from tierd.tracker_damon import DamonBackend  # noqa: E402
 from tierd import discovery  # noqa: E402
 
 

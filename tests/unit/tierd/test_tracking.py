@@ -6,8 +6,12 @@ from conftest import ListStream, recorded_pagemap, recorded_workload, write_spar
 from tierd.config import validate
 from tierd.kernel import PAGEMAP_PFN_MASK, Kernel, KernelError
 from tierd.log import Logger
-from tierd.tracking import (DamonBackend, HeatMap, PageIdleBackend, PagemapReads, SoftDirtyTracker, age_extents,
-                            choose_backend, pages_to_runs, regions_to_runs, BackendUnavailable)
+from tierd.heat import HeatMap, age_extents
+from tierd.tracker import BackendUnavailable, PagemapReads, pages_to_runs
+from tierd.tracker_damon import DamonBackend, regions_to_runs
+from tierd.tracker_page_idle import PageIdleBackend
+from tierd.tracker_soft_dirty import SoftDirtyTracker
+from tierd.tracking import choose_backend
 
 KDAMONDS = "sys/kernel/mm/damon/admin/kdamonds"
 
