@@ -16,19 +16,21 @@ __metaclass__ = type
 
 def _children(node, prefix):
     """The lists ``cxl list`` nests under keys named ``<prefix>:<parent>`` (e.g. ``ports:root0``)."""
+    found = []
     for key, value in node.items():
         if key.split(":", 1)[0] == prefix and isinstance(value, list):
-            for child in value:
-                yield child
+            found.extend(value)
+    return found
 
 
-def _walk_ports(node, bus, parent):
+def _walk_ports(node, parent):
     """(port dict, its parent's name) for every port and endpoint below ``node``, depth first."""
+    found = []
     for kind in ("ports", "endpoints"):
         for child in _children(node, kind):
-            yield child, parent
-            for nested in _walk_ports(child, bus, child.get("port") or child.get("endpoint")):
-                yield nested
+            found.append((child, parent))
+            found.extend(_walk_ports(child, child.get("port") or child.get("endpoint")))
+    return found
 
 
 def memdev_record(memdev, endpoint, port):
@@ -98,7 +100,7 @@ def inventory(tree, tiers):
             decoders.append(decoder_record(decoder, "root", bus_name))
             for region in _children(decoder, "regions"):
                 regions.append(region_record(region, decoder.get("decoder"), node_tier))
-        for port, parent in _walk_ports(bus, bus_name, bus_name):
+        for port, parent in _walk_ports(bus, bus_name):
             if "endpoint" in port:
                 memdev = port.get("memdev")
                 if memdev:
