@@ -197,7 +197,7 @@ from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_record a
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_safety as safety
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_blocks as blocks_util
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_persist as persist
-from ansible_collections.tiering.pmem.plugins.module_utils._kernel import write_file_atomic
+from ansible_collections.tiering.pmem.plugins.module_utils._files import file_mode, read_file, remove_file, write_file_atomic
 from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import (
     AUTO_ONLINE_REFUSAL, PmemTools, PmemToolError, namespaces_of)
 
@@ -274,7 +274,7 @@ def persistence_state(device, root, online, movable):
     """(files that differ from what is wanted, unit enabled?)"""
     wanted = persist.wanted_files(device, online, movable)
     stale = [path for path, (content, mode) in sorted(wanted.items())
-             if persist.read_file(path, root) != content or persist.file_mode(path, root) != mode]
+             if read_file(path, root) != content or file_mode(path, root) != mode]
     enabled = os.path.lexists(_sysfs.host_path(root, "/etc/systemd/system/multi-user.target.wants/"
                                                + persist.unit_instance(device)))
     return stale, enabled
@@ -336,7 +336,7 @@ def run(module, tools, root, result):
     current_blocks = _sysfs.read_blocks([i for i in device_blocks if i in set(_sysfs.memory_block_ids(root))], root) \
         if device["driver"] == "kmem" else {}
     stale, enabled = persistence_state(name, root, params["online"], params["movable"])
-    has_config = persist.read_file(persist.config_path(name), root) is not None
+    has_config = read_file(persist.config_path(name), root) is not None
     before = device_state(device, current_blocks, root, enabled and has_config)
     policy = _sysfs.auto_online_blocks(root)
 
@@ -411,7 +411,7 @@ def run(module, tools, root, result):
         if not persist.configured_devices(root, exclude=name):
             # The last device no longer needs the boot unit: take the unit and its script away too.
             leftovers = [path for path in (persist.UNIT_PATH, persist.SCRIPT_PATH)
-                         if persist.read_file(path, root) is not None]
+                         if read_file(path, root) is not None]
             for path in leftovers:
                 steps.append(("remove", path, "remove %s" % path))
             if persist.UNIT_PATH in leftovers:
@@ -453,7 +453,7 @@ def run(module, tools, root, result):
             path, content, mode = payload
             write_file_atomic(module, path, content, root, mode=mode)
         elif kind == "remove":
-            persist.remove_file(payload, root)
+            remove_file(module, payload, root)
         elif kind == "record":
             entries = record.with_namespace(owned, payload, "converted", "devdax") if payload \
                 else record.with_device(owned, name)
@@ -464,7 +464,7 @@ def run(module, tools, root, result):
         if final_device["driver"] == "kmem" else {}
     stale, enabled = persistence_state(name, root, params["online"], params["movable"])
     final = device_state(final_device, final_blocks, root,
-                         enabled and persist.read_file(persist.config_path(name), root) is not None)
+                         enabled and read_file(persist.config_path(name), root) is not None)
     result["auto_online_blocks"] = _sysfs.auto_online_blocks(root)
     fill(result, final, final_blocks, root)
     if module._diff:

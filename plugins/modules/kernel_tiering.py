@@ -142,12 +142,13 @@ diff:
 import json
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
+from ansible_collections.tiering.pmem.plugins.module_utils import _files
+from ansible_collections.tiering.pmem.plugins.module_utils import _knobs
+from ansible_collections.tiering.pmem.plugins.module_utils import _plan
 
 MODULE_NAME = "tiering.pmem.kernel_tiering"
 SYSCTL_FILE = "/etc/sysctl.d/90-tiering-pmem.conf"
 TMPFILES_FILE = "/etc/tmpfiles.d/tiering-pmem.conf"
-DEMOTION_PATH = "/sys/kernel/mm/numa/demotion_enabled"
 BEFORE_FILE = "/etc/tiering-pmem/kernel-tiering-before.json"
 RATE_LIMIT_MAX = 2147483647
 # Tests point this at a copy of a tree captured from a lab guest.
@@ -155,11 +156,11 @@ ROOT = "/"
 
 # option -> (knob name shown to users, live path, where it persists, which kernels have it)
 KNOBS = {
-    "demotion_enabled": ("demotion_enabled", DEMOTION_PATH, "tmpfiles", "Linux 5.15 and later"),
-    "numa_balancing": ("kernel.numa_balancing", _kernel.sysctl_path("kernel.numa_balancing"), "sysctl",
+    "demotion_enabled": ("demotion_enabled", _knobs.DEMOTION_PATH, "tmpfiles", "Linux 5.15 and later"),
+    "numa_balancing": ("kernel.numa_balancing", _knobs.sysctl_path("kernel.numa_balancing"), "sysctl",
                        "kernels built with CONFIG_NUMA_BALANCING (tiering mode 2 needs 5.18 or later)"),
     "promote_rate_limit_mbps": ("kernel.numa_balancing_promote_rate_limit_MBps",
-                                _kernel.sysctl_path("kernel.numa_balancing_promote_rate_limit_MBps"),
+                                _knobs.sysctl_path("kernel.numa_balancing_promote_rate_limit_MBps"),
                                 "sysctl", "Linux 6.1 and later"),
 }
 ORDER = ("demotion_enabled", "numa_balancing", "promote_rate_limit_mbps")
@@ -173,7 +174,7 @@ def to_kernel(option, value):
 
 def from_kernel(option, text):
     if option == "demotion_enabled":
-        return text.strip().lower() in ("true", "1", "y", "yes")
+        return _knobs.is_true(text)
     return int(text)
 
 
@@ -181,14 +182,14 @@ def validate(params):
     rate = params["promote_rate_limit_mbps"]
     if rate is not None and not 0 <= rate <= RATE_LIMIT_MAX:
         # Shortened: a 4000-digit number is a valid int, but not one to echo back whole.
-        raise _kernel.KernelError("promote_rate_limit_mbps=%s is out of range: use a whole number of MB/s "
+        raise _plan.ModuleError("promote_rate_limit_mbps=%s is out of range: use a whole number of MB/s "
                                   "from 0 to %d (kernel default 65536)"
-                                  % (_kernel.shorten(rate, quote=False), RATE_LIMIT_MAX))
+                                  % (_plan.shorten(rate, quote=False), RATE_LIMIT_MAX))
 
 
 def read_before(root):
     """{option: value the kernel had before the collection first changed it}."""
-    text = _kernel.read_file(BEFORE_FILE, root)
+    text = _files.read_file(BEFORE_FILE, root)
     try:
         data = json.loads(text) if text else {}
     except ValueError:
@@ -198,35 +199,35 @@ def read_before(root):
 
 def revert(module, root):
     """state=absent: the recorded live values back, our files and the record removed."""
-    release = _kernel.kernel_release(root)
+    release = _knobs.kernel_release(root)
     result = dict(changed=False, actions=[], before={}, after={}, backup_files=[], kernel_release=release)
     before = read_before(root)
     live = []
     for option in ORDER:
-        if option not in before or not _kernel.knob_exists(KNOBS[option][1], root):
+        if option not in before or not _knobs.knob_exists(KNOBS[option][1], root):
             continue
-        current = from_kernel(option, _kernel.read_knob(KNOBS[option][1], root))
+        current = from_kernel(option, _knobs.read_knob(KNOBS[option][1], root))
         result["before"][option] = current
         result["after"][option] = before[option]
         if current != before[option]:
             live.append(option)
             result["actions"].append("set %s %s -> %s (as before tiering.pmem)" % (
                 KNOBS[option][0], to_kernel(option, current), to_kernel(option, before[option])))
-    files = [path for path in (SYSCTL_FILE, TMPFILES_FILE, BEFORE_FILE) if _kernel.read_file(path, root) is not None]
+    files = [path for path in (SYSCTL_FILE, TMPFILES_FILE, BEFORE_FILE) if _files.read_file(path, root) is not None]
     result["actions"] += ["remove %s" % path for path in files]
     if module._diff:
         result["diff"] = [dict(before_header="live knobs (%s)" % release, after_header="live knobs (%s)" % release,
                                before="".join("%s = %s\n" % (KNOBS[o][0], to_kernel(o, result["before"][o])) for o in live),
                                after="".join("%s = %s\n" % (KNOBS[o][0], to_kernel(o, before[o])) for o in live))]
-        result["diff"] += [dict(before_header=path, after_header=path, before=_kernel.read_file(path, root), after="")
+        result["diff"] += [dict(before_header=path, after_header=path, before=_files.read_file(path, root), after="")
                            for path in files]
     result["changed"] = bool(result["actions"])
     if module.check_mode:
         return result
     for option in live:
-        _kernel.write_knob(KNOBS[option][1], to_kernel(option, before[option]), root)
+        _knobs.write_knob(KNOBS[option][1], to_kernel(option, before[option]), root)
     for path in files:
-        backup = _kernel.remove_file(module, path, root, module.params["backup"])
+        backup = _files.remove_file(module, path, root, module.params["backup"])
         if backup:
             result["backup_files"].append(backup)
     return result
@@ -236,19 +237,19 @@ def run_module(module, root):
     params = module.params
     if params["state"] == "absent":
         if any(params[option] is not None for option in ORDER):
-            raise _kernel.KernelError("state=absent reverts every knob the collection set and takes none: drop %s"
+            raise _plan.ModuleError("state=absent reverts every knob the collection set and takes none: drop %s"
                                       % ", ".join(o for o in ORDER if params[o] is not None))
         return revert(module, root)
     if all(params[option] is None for option in ORDER):
-        raise _kernel.KernelError("one of the following is required: %s (or state=absent to revert them)"
+        raise _plan.ModuleError("one of the following is required: %s (or state=absent to revert them)"
                                   % ", ".join(ORDER))
     validate(params)
     wanted = [option for option in ORDER if params[option] is not None]
-    release = _kernel.kernel_release(root)
+    release = _knobs.kernel_release(root)
     result = dict(changed=False, actions=[], before={}, after={}, backup_files=[], kernel_release=release)
-    missing = [option for option in wanted if not _kernel.knob_exists(KNOBS[option][1], root)]
+    missing = [option for option in wanted if not _knobs.knob_exists(KNOBS[option][1], root)]
     if missing:
-        raise _kernel.KernelError("; ".join(
+        raise _plan.ModuleError("; ".join(
             "the running kernel %s has no %s (%s): it exists in %s" % (
                 release, KNOBS[option][0], KNOBS[option][1], KNOBS[option][3]) for option in missing))
 
@@ -256,7 +257,7 @@ def run_module(module, root):
     recorded = read_before(root)
     for option in wanted:
         name, path = KNOBS[option][0], KNOBS[option][1]
-        current = from_kernel(option, _kernel.read_knob(path, root))
+        current = from_kernel(option, _knobs.read_knob(path, root))
         result["before"][option] = current
         result["after"][option] = params[option]
         if current != params[option]:
@@ -266,18 +267,18 @@ def run_module(module, root):
 
     file_plans = []
     if params["persist"]:
-        sysctl_before = _kernel.read_file(SYSCTL_FILE, root)
-        sysctl_values = _kernel.parse_sysctl_conf(sysctl_before)
-        tmpfiles_before = _kernel.read_file(TMPFILES_FILE, root)
-        tmpfiles_writes = _kernel.parse_tmpfiles_writes(tmpfiles_before)
+        sysctl_before = _files.read_file(SYSCTL_FILE, root)
+        sysctl_values = _knobs.parse_sysctl_conf(sysctl_before)
+        tmpfiles_before = _files.read_file(TMPFILES_FILE, root)
+        tmpfiles_writes = _knobs.parse_tmpfiles_writes(tmpfiles_before)
         for option in wanted:
             name, path, where = KNOBS[option][:3]
             if where == "sysctl":
                 sysctl_values[name] = to_kernel(option, params[option])
             else:
                 tmpfiles_writes[path] = to_kernel(option, params[option])
-        sysctl_after = _kernel.sysctl_conf_text(sysctl_values, MODULE_NAME) if sysctl_values else sysctl_before
-        tmpfiles_after = _kernel.tmpfiles_text(tmpfiles_writes, MODULE_NAME) if tmpfiles_writes else tmpfiles_before
+        sysctl_after = _knobs.sysctl_conf_text(sysctl_values, MODULE_NAME) if sysctl_values else sysctl_before
+        tmpfiles_after = _knobs.tmpfiles_text(tmpfiles_writes, MODULE_NAME) if tmpfiles_writes else tmpfiles_before
         for path, before, after in ((SYSCTL_FILE, sysctl_before, sysctl_after),
                                     (TMPFILES_FILE, tmpfiles_before, tmpfiles_after)):
             if before != after:
@@ -303,12 +304,12 @@ def run_module(module, root):
 
     if first_changes:
         recorded.update(first_changes)
-        _kernel.write_file_atomic(module, BEFORE_FILE, json.dumps(recorded, indent=2, sort_keys=True) + "\n", root)
+        _files.write_file_atomic(module, BEFORE_FILE, json.dumps(recorded, indent=2, sort_keys=True) + "\n", root)
     # Live values first: if the kernel refuses one, nothing is persisted that would fail at boot.
     for option in live_changes:
-        _kernel.write_knob(KNOBS[option][1], to_kernel(option, params[option]), root)
+        _knobs.write_knob(KNOBS[option][1], to_kernel(option, params[option]), root)
     for path, _before, after in file_plans:
-        backup = _kernel.write_file_atomic(module, path, after, root, params["backup"])
+        backup = _files.write_file_atomic(module, path, after, root, params["backup"])
         if backup:
             result["backup_files"].append(backup)
     return result
@@ -328,7 +329,7 @@ def main():
     )
     try:
         result = run_module(module, ROOT)
-    except _kernel.KernelError as exc:
+    except _plan.ModuleError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result)
 

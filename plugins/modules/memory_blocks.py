@@ -156,7 +156,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
+from ansible_collections.tiering.pmem.plugins.module_utils import _memmap
+from ansible_collections.tiering.pmem.plugins.module_utils import _plan
 from ansible_collections.tiering.pmem.plugins.module_utils import _sysfs
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_safety as safety
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_blocks as blocks_util
@@ -169,8 +170,8 @@ DETERMINED_BY_WRITE = ("online_movable", "offline")
 
 def parse_bytes(module, value, name):
     try:
-        return _kernel.parse_size(str(value), what=name)
-    except _kernel.KernelError as err:
+        return _memmap.parse_size(str(value), what=name)
+    except _plan.ModuleError as err:
         module.fail_json(msg=str(err))
 
 
@@ -205,8 +206,8 @@ def select_blocks(module, root):
         if start % block_size or size % block_size or size <= 0:
             module.fail_json(msg="phys_start=%s and phys_size=%s must be non-zero multiples of the memory "
                              "block size 0x%x (%d MiB)"
-                             % (_kernel.shorten(params["phys_start"], quote=False),
-                                _kernel.shorten(params["phys_size"], quote=False), block_size, block_size >> 20))
+                             % (_plan.shorten(params["phys_start"], quote=False),
+                                _plan.shorten(params["phys_size"], quote=False), block_size, block_size >> 20))
         selected = _sysfs.blocks_in_range(start, start + size, root, block_size)
         if not selected:
             module.fail_json(msg="no memory blocks in 0x%x-0x%x" % (start, start + size - 1))

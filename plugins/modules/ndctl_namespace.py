@@ -139,7 +139,8 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
+from ansible_collections.tiering.pmem.plugins.module_utils import _memmap
+from ansible_collections.tiering.pmem.plugins.module_utils import _plan
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_record as record
 from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import (
     NAMESPACE_MODES, PmemTools, PmemToolError, namespaces_of)
@@ -158,8 +159,8 @@ def region_name(value):
 
 def size_bytes(module, value, option):
     try:
-        return _kernel.parse_size(value, what=option)
-    except _kernel.KernelError as err:
+        return _memmap.parse_size(value, what=option)
+    except _plan.ModuleError as err:
         module.fail_json(msg=str(err))
 
 
@@ -168,7 +169,7 @@ def check_align(module, align):
     if align < 4096 or align & (align - 1):
         module.fail_json(msg="align=%s is not a valid alignment: use a power of two of at least 4K; "
                          "devdax and fsdax support 4K, 2M (the default) and 1G"
-                         % _kernel.shorten(module.params["align"], quote=False))
+                         % _plan.shorten(module.params["align"], quote=False))
 
 
 def check_size_fits(module, region, namespace, wanted_size):
@@ -180,7 +181,7 @@ def check_size_fits(module, region, namespace, wanted_size):
     room = free if namespace is None and free else region.get("size", 0)
     if wanted_size > room:
         module.fail_json(msg="size=%s (%s) does not fit in %s: the region is %s with %s free%s"
-                         % (_kernel.shorten(module.params["size"], quote=False), _mib(wanted_size),
+                         % (_plan.shorten(module.params["size"], quote=False), _mib(wanted_size),
                             region["dev"], _mib(region.get("size", 0)), _mib(region.get("available_size", 0)),
                             "; reconfiguring %s can use at most the region's size" % namespace["dev"]
                             if namespace is not None else ""))

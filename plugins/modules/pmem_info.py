@@ -153,7 +153,7 @@ mem_total:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.errors import UnsupportedError
 
-from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
+from ansible_collections.tiering.pmem.plugins.module_utils._plan import shorten
 from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import PmemTools, PmemToolError
 from ansible_collections.tiering.pmem.plugins.module_utils._pmem_inventory import gather
 
@@ -175,7 +175,7 @@ class InfoModule(AnsibleModule):
         if unsupported:
             given = sorted(name for name in self.params if not name.startswith("_ansible_"))
             msg = ("tiering.pmem.pmem_info takes no options (it only reads the host), but got: %s; "
-                   "remove them" % ", ".join(_kernel.shorten(name, 40, quote=False) for name in given[:10]))
+                   "remove them" % ", ".join(shorten(name, 40, quote=False) for name in given[:10]))
         super(InfoModule, self).fail_json(msg, **kwargs)
 
 
