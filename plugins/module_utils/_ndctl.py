@@ -25,17 +25,17 @@ DAX_MODES = ("devdax", "system-ram")
 AUTO_ONLINE_REFUSAL = "kernel policy will auto-online memory"
 
 
-class PmemToolError(Exception):
+class PmemToolError(ModuleError):
+    """ndctl or daxctl failed (or printed what cannot be parsed): the command, its rc and output."""
+
+    reports_plan = True
+
     def __init__(self, msg, argv=None, rc=None, stdout="", stderr=""):
-        super(PmemToolError, self).__init__(msg)
-        self.msg = msg
+        super(PmemToolError, self).__init__(msg, cmd=argv, rc=rc, stdout=stdout, stderr=stderr)
         self.argv = argv
         self.rc = rc
         self.stdout = stdout
         self.stderr = stderr
-
-    def fail_kwargs(self):
-        return dict(msg=self.msg, cmd=self.argv, rc=self.rc, stdout=self.stdout, stderr=self.stderr)
 
 
 def parse_json_output(text):

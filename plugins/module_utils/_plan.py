@@ -25,6 +25,10 @@ class ModuleError(Exception):
     """A refusal, a bad value or an unusable host state: the message for the user, and the result
     keys (``actions``, ``changed``, ...) that go back with it."""
 
+    # A failed command carries only its own keys (cmd, rc, stdout, stderr): run() adds the plan's
+    # actions, and changed when a step may have been applied.
+    reports_plan = False
+
     def __init__(self, msg, **result):
         super(ModuleError, self).__init__(msg)
         self.msg = msg
@@ -103,3 +107,20 @@ class Plan(object):
         for finish in self._finish:
             finish()
         return self.result
+
+
+def run(module, plan_with, **result):
+    """The whole task: a Plan with ``result`` keys, filled by ``plan_with(plan)``, executed; exits.
+
+    ModuleError from planning or applying becomes ``fail_json`` with its message and keys.
+    """
+    plan = Plan(module, **result)
+    try:
+        plan_with(plan)
+        done = plan.execute()
+    except ModuleError as exc:
+        failure = dict(exc.result)
+        if exc.reports_plan:
+            failure.update(changed=bool(plan.actions) and not module.check_mode, actions=plan.actions)
+        module.fail_json(msg=exc.msg, **failure)
+    module.exit_json(**done)

@@ -184,7 +184,7 @@ def main():
     try:
         inventory = gather(PmemTools(module), ROOT)
     except PmemToolError as exc:
-        module.fail_json(**exc.fail_kwargs())
+        module.fail_json(msg=exc.msg, **exc.result)
     module.exit_json(changed=False, **inventory)
 
 
