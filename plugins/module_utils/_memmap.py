@@ -166,8 +166,8 @@ def strip_memmap_items(word, drop):
     return "memmap=" + ",".join(item.text for item in items)
 
 
-
 # ---------------------------------------------------------------- /proc/cmdline and physical memory maps
+
 
 def running_cmdline(root="/"):
     return read_text("/proc/cmdline", root)

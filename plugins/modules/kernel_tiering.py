@@ -183,8 +183,8 @@ def validate(params):
     if rate is not None and not 0 <= rate <= RATE_LIMIT_MAX:
         # Shortened: a 4000-digit number is a valid int, but not one to echo back whole.
         raise _plan.ModuleError("promote_rate_limit_mbps=%s is out of range: use a whole number of MB/s "
-                                  "from 0 to %d (kernel default 65536)"
-                                  % (_plan.shorten(rate, quote=False), RATE_LIMIT_MAX))
+                                "from 0 to %d (kernel default 65536)"
+                                % (_plan.shorten(rate, quote=False), RATE_LIMIT_MAX))
 
 
 def read_before(root):
@@ -238,11 +238,11 @@ def run_module(module, root):
     if params["state"] == "absent":
         if any(params[option] is not None for option in ORDER):
             raise _plan.ModuleError("state=absent reverts every knob the collection set and takes none: drop %s"
-                                      % ", ".join(o for o in ORDER if params[o] is not None))
+                                    % ", ".join(o for o in ORDER if params[o] is not None))
         return revert(module, root)
     if all(params[option] is None for option in ORDER):
         raise _plan.ModuleError("one of the following is required: %s (or state=absent to revert them)"
-                                  % ", ".join(ORDER))
+                                % ", ".join(ORDER))
     validate(params)
     wanted = [option for option in ORDER if params[option] is not None]
     release = _knobs.kernel_release(root)

@@ -328,6 +328,7 @@ def main():
     root = ROOT
     run(module, lambda plan: plan_namespace(plan, PmemTools(module), root), namespace=None)
 
+
 def parse_created(text):
     try:
         data = json.loads(text) if text.strip() else None

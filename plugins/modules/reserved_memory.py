@@ -264,7 +264,7 @@ def validate_wanted(wanted, root):
         for other in wanted[index + 1:]:
             if item.overlaps(other.offset, other.end):
                 raise _plan.ModuleError("reservations %s and %s overlap: give ranges that do not"
-                                          % (item.describe(), other.describe()))
+                                        % (item.describe(), other.describe()))
     for entry in _memmap.read_iomem(root):
         if entry["name"] == "Crash kernel":
             for item in wanted:
@@ -351,7 +351,7 @@ class GrubFiles(object):
         self.before = dict((path, _files.read_file(path, root)) for path in paths)
         if self.before[_grub.GRUB_DEFAULTS] is None and not use_dropin:
             raise _plan.ModuleError("%s does not exist: no GRUB configuration to put the reservations in"
-                                      % _grub.GRUB_DEFAULTS)
+                                    % _grub.GRUB_DEFAULTS)
         self.after = dict(self.before)
 
     def env(self, texts):
@@ -410,7 +410,7 @@ def run_grub(module, grub, params, root, target_of, result):
     command = _grub.regenerate_command(module, root) if regenerate else None
     if regenerate and command is None:
         raise _plan.ModuleError("no update-grub, grub-mkconfig or grub2-mkconfig (with an existing "
-                                  "/boot/grub/grub.cfg or /boot/grub2/grub.cfg) found to regenerate grub.cfg")
+                                "/boot/grub/grub.cfg or /boot/grub2/grub.cfg) found to regenerate grub.cfg")
     for path in changed_paths:
         if grub.after[path] is None:
             verb = "remove"
@@ -447,7 +447,7 @@ def run_grubby(module, root, target_of, result):
     grubby = module.get_bin_path("grubby")
     if not grubby:
         raise _plan.ModuleError("bootloader=grubby but grubby is not installed: install it, or use "
-                                  "bootloader=auto, grub_dropin or grub_defaults")
+                                "bootloader=auto, grub_dropin or grub_defaults")
     args = _grub.grubby_default_args(module, grubby)
     configured = _memmap.memmap_ranges(args, "pmem")
     target = target_of(configured)

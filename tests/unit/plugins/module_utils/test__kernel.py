@@ -123,7 +123,7 @@ def test_grub_defaults_of_the_grub_guest():
 def test_dropin_appends_and_evaluates_like_grub_mkconfig():
     dropin = _grub.dropin_text([_memmap.parse_reservation("512M!2G")], "test")
     env = _grub.evaluate_grub_defaults([read(FRESH, "/etc/default/grub"),
-                                          read(FRESH, "/etc/default/grub.d/10-lab.cfg"), dropin])
+                                        read(FRESH, "/etc/default/grub.d/10-lab.cfg"), dropin])
     assert _grub.grub_cmdline(env) == "memmap=512M!0x80000000 console=ttyS0,115200 net.ifnames=0"
 
 
@@ -132,7 +132,7 @@ def test_captured_grub_cfg_carries_what_the_dropin_configured():
     assert [r.canonical() for r in _memmap.memmap_ranges(cmdline, "pmem")] == ["512M!0x80000000"]
     dropin = read(RESERVED, "/etc/default/grub.d/90-tiering-pmem.cfg")
     env = _grub.evaluate_grub_defaults([read(RESERVED, "/etc/default/grub"),
-                                          read(RESERVED, "/etc/default/grub.d/10-lab.cfg"), dropin])
+                                        read(RESERVED, "/etc/default/grub.d/10-lab.cfg"), dropin])
     assert cmdline.endswith(_grub.grub_cmdline(env))
 
 
@@ -141,7 +141,7 @@ def test_rewrite_removes_only_selected_items_and_appends():
             'GRUB_CMDLINE_LINUX_DEFAULT="memmap=2G!6G"\n')
     keep = _memmap.parse_reservation("512M!2G")
     new = _grub.rewrite_cmdline_assignments(text, lambda i: i.kind == "pmem" and i != keep,
-                                              append=["memmap=1G!0x40000000"])
+                                            append=["memmap=1G!0x40000000"])
     assert new == ('# comment memmap=1G!1G\n'
                    'GRUB_CMDLINE_LINUX="quiet memmap=256M$8G memmap=512M!2G memmap=1G!0x40000000"\n'
                    'GRUB_CMDLINE_LINUX_DEFAULT=""\n')
