@@ -197,10 +197,36 @@ def read_before(root):
     return dict((k, v) for k, v in data.items() if k in KNOBS) if isinstance(data, dict) else {}
 
 
-def revert(module, root):
+def live_diff(release, before, after):
+    """The diff entry of the live knobs: [(name, text)] before and after."""
+    return dict(before_header="live knobs (%s)" % release, after_header="live knobs (%s)" % release,
+                before="".join("%s = %s\n" % pair for pair in before),
+                after="".join("%s = %s\n" % pair for pair in after))
+
+
+def remove_step(plan, path, root):
+    """Plan the removal of one of our files (kept as a backup with backup=true)."""
+    def remove():
+        backup = _files.remove_file(plan.module, path, root, plan.module.params["backup"])
+        if backup:
+            plan.result["backup_files"].append(backup)
+
+    plan.step("remove %s" % path, remove)
+
+
+def write_step(plan, path, text, root):
+    def write():
+        backup = _files.write_file_atomic(plan.module, path, text, root, plan.module.params["backup"])
+        if backup:
+            plan.result["backup_files"].append(backup)
+
+    plan.step("write %s" % path, write)
+
+
+def plan_revert(plan, root):
     """state=absent: the recorded live values back, our files and the record removed."""
-    release = _knobs.kernel_release(root)
-    result = dict(changed=False, actions=[], before={}, after={}, backup_files=[], kernel_release=release)
+    result = plan.result
+    release = result["kernel_release"]
     before = read_before(root)
     live = []
     for option in ORDER:
@@ -211,59 +237,59 @@ def revert(module, root):
         result["after"][option] = before[option]
         if current != before[option]:
             live.append(option)
-            result["actions"].append("set %s %s -> %s (as before tiering.pmem)" % (
-                KNOBS[option][0], to_kernel(option, current), to_kernel(option, before[option])))
+            plan.step("set %s %s -> %s (as before tiering.pmem)" % (
+                KNOBS[option][0], to_kernel(option, current), to_kernel(option, before[option])),
+                lambda option=option: _knobs.write_knob(KNOBS[option][1], to_kernel(option, before[option]), root))
     files = [path for path in (SYSCTL_FILE, TMPFILES_FILE, BEFORE_FILE) if _files.read_file(path, root) is not None]
-    result["actions"] += ["remove %s" % path for path in files]
-    if module._diff:
-        result["diff"] = [dict(before_header="live knobs (%s)" % release, after_header="live knobs (%s)" % release,
-                               before="".join("%s = %s\n" % (KNOBS[o][0], to_kernel(o, result["before"][o])) for o in live),
-                               after="".join("%s = %s\n" % (KNOBS[o][0], to_kernel(o, before[o])) for o in live))]
-        result["diff"] += [dict(before_header=path, after_header=path, before=_files.read_file(path, root), after="")
-                           for path in files]
-    result["changed"] = bool(result["actions"])
-    if module.check_mode:
-        return result
-    for option in live:
-        _knobs.write_knob(KNOBS[option][1], to_kernel(option, before[option]), root)
     for path in files:
-        backup = _files.remove_file(module, path, root, module.params["backup"])
-        if backup:
-            result["backup_files"].append(backup)
-    return result
+        remove_step(plan, path, root)
+    plan.diffs([live_diff(release, [(KNOBS[o][0], to_kernel(o, result["before"][o])) for o in live],
+                          [(KNOBS[o][0], to_kernel(o, before[o])) for o in live])]
+               + [dict(before_header=path, after_header=path, before=_files.read_file(path, root), after="")
+                  for path in files])
 
 
-def run_module(module, root):
-    params = module.params
+def check_options(params):
     if params["state"] == "absent":
         if any(params[option] is not None for option in ORDER):
             raise _plan.ModuleError("state=absent reverts every knob the collection set and takes none: drop %s"
                                     % ", ".join(o for o in ORDER if params[o] is not None))
-        return revert(module, root)
+        return
     if all(params[option] is None for option in ORDER):
         raise _plan.ModuleError("one of the following is required: %s (or state=absent to revert them)"
                                 % ", ".join(ORDER))
     validate(params)
-    wanted = [option for option in ORDER if params[option] is not None]
+
+
+def plan_tiering(plan, root):
+    params = plan.module.params
+    check_options(params)
     release = _knobs.kernel_release(root)
-    result = dict(changed=False, actions=[], before={}, after={}, backup_files=[], kernel_release=release)
+    plan.result["kernel_release"] = release
+    if params["state"] == "absent":
+        plan_revert(plan, root)
+        return
+    wanted = [option for option in ORDER if params[option] is not None]
+    result = plan.result
     missing = [option for option in wanted if not _knobs.knob_exists(KNOBS[option][1], root)]
     if missing:
         raise _plan.ModuleError("; ".join(
             "the running kernel %s has no %s (%s): it exists in %s" % (
                 release, KNOBS[option][0], KNOBS[option][1], KNOBS[option][3]) for option in missing))
 
-    live_changes = []
     recorded = read_before(root)
+    first_changes = {}
     for option in wanted:
         name, path = KNOBS[option][0], KNOBS[option][1]
         current = from_kernel(option, _knobs.read_knob(path, root))
         result["before"][option] = current
         result["after"][option] = params[option]
         if current != params[option]:
-            live_changes.append(option)
-            result["actions"].append("set %s %s -> %s" % (name, to_kernel(option, current),
-                                                          to_kernel(option, params[option])))
+            # Only a persisting run keeps the old values: persist=false promises to write no file.
+            if option not in recorded and params["persist"]:
+                first_changes[option] = current
+            plan.step("set %s %s -> %s" % (name, to_kernel(option, current), to_kernel(option, params[option])),
+                      lambda option=option: set_live(plan, option, recorded, first_changes, root))
 
     file_plans = []
     if params["persist"]:
@@ -283,36 +309,29 @@ def run_module(module, root):
                                     (TMPFILES_FILE, tmpfiles_before, tmpfiles_after)):
             if before != after:
                 file_plans.append((path, before, after))
-                result["actions"].append("write %s" % path)
+                write_step(plan, path, after, root)
 
-    if module._diff:
-        live = [(KNOBS[option][0], to_kernel(option, result["before"][option]),
-                 to_kernel(option, result["after"][option])) for option in wanted]
-        result["diff"] = [dict(before_header="live knobs (%s)" % release, after_header="live knobs (%s)" % release,
-                               before="".join("%s = %s\n" % (name, old) for name, old, _new in live),
-                               after="".join("%s = %s\n" % (name, new) for name, _old, new in live))]
-        result["diff"] += [dict(before_header=path, after_header=path, before=before or "", after=after)
-                           for path, before, after in file_plans]
-    # Only a persisting run keeps the old values: persist=false promises to write no file.
-    first_changes = dict((option, result["before"][option]) for option in live_changes
-                         if option not in recorded and params["persist"])
+    live = [(KNOBS[option][0], to_kernel(option, result["before"][option]),
+             to_kernel(option, result["after"][option])) for option in wanted]
+    plan.diffs([live_diff(release, [(name, old) for name, old, _new in live],
+                          [(name, new) for name, _old, new in live])]
+               + [dict(before_header=path, after_header=path, before=before or "", after=after)
+                  for path, before, after in file_plans])
     if first_changes:
-        result["actions"].append("write %s" % BEFORE_FILE)
-    result["changed"] = bool(result["actions"])
-    if module.check_mode:
-        return result
+        plan.step("write %s" % BEFORE_FILE)  # written by the first set_live(), before any knob changes
 
-    if first_changes:
+
+def set_live(plan, option, recorded, first_changes, root):
+    """Set one live knob; the first one written keeps the values the kernel had in BEFORE_FILE first.
+
+    Live values go before the files: if the kernel refuses one, nothing is persisted that would
+    fail at boot.
+    """
+    if first_changes and not all(recorded.get(key) == value for key, value in first_changes.items()):
         recorded.update(first_changes)
-        _files.write_file_atomic(module, BEFORE_FILE, json.dumps(recorded, indent=2, sort_keys=True) + "\n", root)
-    # Live values first: if the kernel refuses one, nothing is persisted that would fail at boot.
-    for option in live_changes:
-        _knobs.write_knob(KNOBS[option][1], to_kernel(option, params[option]), root)
-    for path, _before, after in file_plans:
-        backup = _files.write_file_atomic(module, path, after, root, params["backup"])
-        if backup:
-            result["backup_files"].append(backup)
-    return result
+        _files.write_file_atomic(plan.module, BEFORE_FILE, json.dumps(recorded, indent=2, sort_keys=True) + "\n",
+                                 root)
+    _knobs.write_knob(KNOBS[option][1], to_kernel(option, plan.module.params[option]), root)
 
 
 def main():
@@ -327,11 +346,8 @@ def main():
         ),
         supports_check_mode=True,
     )
-    try:
-        result = run_module(module, ROOT)
-    except _plan.ModuleError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+    root = ROOT
+    _plan.run(module, lambda plan: plan_tiering(plan, root), before={}, after={}, backup_files=[])
 
 
 if __name__ == "__main__":
