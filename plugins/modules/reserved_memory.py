@@ -402,7 +402,27 @@ class GrubFiles(object):
         return set(_memmap.memmap_ranges(cmdline, "pmem")) == set(target)
 
 
-def run_grub(module, grub, params, root, target_of, result):
+def command_failure(plan, rc, out, err, msg):
+    """A failed boot-loader command, reported with the result as it stood before any step ran."""
+    # changed and reboot_required keep the values they had before the apply phase (issue #13 keeps
+    # the return values as they were).
+    return _plan.ModuleError(msg, rc=rc, stdout=out, stderr=err,
+                             **dict(plan.result, changed=False, reboot_required=False))
+
+
+def run_step(plan, command, what):
+    """Plan one boot-loader command; ``what`` says in its failure message when it ran."""
+    def apply():
+        rc, out, err = plan.module.run_command(command)
+        if rc != 0:
+            raise command_failure(plan, rc, out, err,
+                                  "%s failed (rc=%d)%s: %s" % (" ".join(command), rc, what, err.strip()))
+
+    plan.step("run %s" % " ".join(command), apply)
+
+
+def plan_grub(plan, grub, root, target_of):
+    module, result = plan.module, plan.result
     configured = _memmap.memmap_ranges(grub.configured_cmdline(), "pmem")
     target = target_of(configured)
     changed_paths = grub.plan(target)
@@ -418,32 +438,28 @@ def run_grub(module, grub, params, root, target_of, result):
             verb = "write"
         else:
             verb = "edit"
-        result["actions"].append("%s %s" % (verb, path))
+        plan.step("%s %s" % (verb, path), lambda path=path: apply_grub_file(plan, grub, path, root))
     if command:
-        result["actions"].append("run %s" % " ".join(command))
-    if module._diff:
-        result["diff"] = [dict(before_header=path, after_header=path, before=grub.before[path] or "",
-                               after=grub.after[path] or "") for path in changed_paths]
+        run_step(plan, command, " after the GRUB defaults files were written")
+    plan.diffs([dict(before_header=path, after_header=path, before=grub.before[path] or "",
+                     after=grub.after[path] or "") for path in changed_paths])
     result["cmdline_configured"] = grub.configured_cmdline(grub.after)
     result["reservations"] = canonical(target)
-    if module.check_mode:
-        return target
-    for path in changed_paths:
-        if grub.after[path] is None:
-            backup = _files.remove_file(module, path, root, params["backup"])
-        else:
-            backup = _files.write_file_atomic(module, path, grub.after[path], root, params["backup"])
-        if backup:
-            result["backup_files"].append(backup)
-    if command:
-        rc, out, err = module.run_command(command)
-        if rc != 0:
-            module.fail_json(msg="%s failed (rc=%d) after the GRUB defaults files were written: %s"
-                             % (" ".join(command), rc, err.strip()), rc=rc, stdout=out, stderr=err, **result)
     return target
 
 
-def run_grubby(module, root, target_of, result):
+def apply_grub_file(plan, grub, path, root):
+    backup_wanted = plan.module.params["backup"]
+    if grub.after[path] is None:
+        backup = _files.remove_file(plan.module, path, root, backup_wanted)
+    else:
+        backup = _files.write_file_atomic(plan.module, path, grub.after[path], root, backup_wanted)
+    if backup:
+        plan.result["backup_files"].append(backup)
+
+
+def plan_grubby(plan, target_of):
+    module, result = plan.module, plan.result
     grubby = module.get_bin_path("grubby")
     if not grubby:
         raise _plan.ModuleError("bootloader=grubby but grubby is not installed: install it, or use "
@@ -472,26 +488,24 @@ def run_grubby(module, root, target_of, result):
     after_words = [word for word in _memmap.split_cmdline(args) if word not in remove] + add
     result["cmdline_configured"] = " ".join(after_words)
     result["reservations"] = canonical(target)
-    result["actions"] += ["run %s" % " ".join(command) for command in commands]
-    if module._diff and commands:
-        result["diff"] = [dict(before_header="grubby --info DEFAULT args", after_header="grubby args",
-                               before=args + "\n", after=result["cmdline_configured"] + "\n")]
-    if not module.check_mode:
-        for command in commands:
-            rc, out, err = module.run_command(command)
-            if rc != 0:
-                module.fail_json(msg="%s failed (rc=%d): %s" % (" ".join(command), rc, err.strip()),
-                                 rc=rc, stdout=out, stderr=err, **result)
+    for command in commands:
+        run_step(plan, command, "")
+    if commands:
+        plan.diffs([dict(before_header="grubby --info DEFAULT args", after_header="grubby args",
+                         before=args + "\n", after=result["cmdline_configured"] + "\n")])
     return target
 
 
-def run_module(module, root):
+def plan_reservations(plan, root):
+    module, result = plan.module, plan.result
     params = module.params
     state = params["state"]
+    if state == "present" and not params["reservations"]:
+        raise _plan.ModuleError("reservations is empty: with state=present give at least one SIZE!OFFSET "
+                                "(to remove all reservations use state=absent)")
     wanted = None
     if params["reservations"] is not None:
         wanted = unique(_memmap.parse_reservation(text) for text in params["reservations"])
-    result = dict(changed=False, actions=[], backup_files=[], reboot_required=False, ram_source="")
     if state == "present":
         check_command_line_room(wanted)
         result["ram_source"] = validate_wanted(wanted, root)
@@ -511,15 +525,13 @@ def run_module(module, root):
 
     if result["bootloader"] == "grubby":
         others_of_configured = []
-        target = run_grubby(module, root, target_of, result)
+        target = plan_grubby(plan, target_of)
     else:
         grub = GrubFiles(module, root, result["bootloader"] == "grub_dropin")
         others_of_configured = [item for item in _memmap.memmap_ranges(grub.configured_cmdline())
                                 if item.kind != "pmem"]
-        target = run_grub(module, grub, params, root, target_of, result)
-    result["changed"] = bool(result["actions"])
+        target = plan_grub(plan, grub, root, target_of)
     result["reboot_required"] = set(running) != set(target)
-    return result
 
 
 def main():
@@ -536,14 +548,9 @@ def main():
         supports_check_mode=True,
     )
     module.run_command_environ_update = {"LANGUAGE": "C", "LC_ALL": "C"}
-    if module.params["state"] == "present" and not module.params["reservations"]:
-        module.fail_json(msg="reservations is empty: with state=present give at least one SIZE!OFFSET "
-                             "(to remove all reservations use state=absent)")
-    try:
-        result = run_module(module, ROOT)
-    except _plan.ModuleError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+    root = ROOT
+    _plan.run(module, lambda plan: plan_reservations(plan, root), backup_files=[], reboot_required=False,
+              ram_source="")
 
 
 if __name__ == "__main__":
