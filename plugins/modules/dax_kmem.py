@@ -76,11 +76,6 @@ options:
     default: false
 extends_documentation_fragment:
   - tiering.pmem.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 requirements:
   - daxctl, the kmem kernel module; ndctl when selecting by O(namespace) or O(region)
 notes:

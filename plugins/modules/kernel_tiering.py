@@ -70,11 +70,6 @@ options:
     default: false
 extends_documentation_fragment:
   - tiering.pmem.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 notes:
   - Supports check mode and diff mode. Check mode writes nothing and returns the same RV(actions) and
     RV(changed) as a real run.

@@ -63,11 +63,6 @@ options:
     default: false
 extends_documentation_fragment:
   - tiering.pmem.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 notes:
   - Blocks are written in an order the kernel accepts (ZONE_MOVABLE above ZONE_NORMAL in a node).
   - Runs no commands; reads and writes sysfs only.

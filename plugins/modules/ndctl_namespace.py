@@ -75,11 +75,6 @@ options:
     default: false
 extends_documentation_fragment:
   - tiering.pmem.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 requirements:
   - ndctl (and daxctl to release an offline system-ram device)
 seealso:

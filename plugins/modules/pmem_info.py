@@ -26,12 +26,7 @@ options: {}
 requirements:
   - ndctl and daxctl on the managed host
 extends_documentation_fragment:
-  - tiering.pmem.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
+  - tiering.pmem.attributes.info_module
 notes:
   - A machine without pmem returns empty C(regions), C(namespaces) and C(dax_devices), not a failure.
 """

@@ -90,11 +90,6 @@ options:
     default: false
 extends_documentation_fragment:
   - tiering.pmem.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 notes:
   - Supports check mode and diff mode. Check mode runs only read-only commands and returns the same
     RV(actions), RV(changed) and RV(reboot_required) that a real run would.
