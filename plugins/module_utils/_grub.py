@@ -15,7 +15,7 @@ __metaclass__ = type
 import os
 import re
 
-from ansible_collections.tiering.pmem.plugins.module_utils._memmap import parse_memmap_value, strip_memmap_items
+from ansible_collections.tiering.pmem.plugins.module_utils._memmap import strip_memmap_items
 from ansible_collections.tiering.pmem.plugins.module_utils._plan import ModuleError
 from ansible_collections.tiering.pmem.plugins.module_utils._sysfs import host_path
 
