@@ -458,10 +458,10 @@ def write_record(context, namespace):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            mode=dict(type="str", choices=["system_ram", "devdax"], default="system_ram"),
             device=dict(type="str"),
             namespace=dict(type="str"),
             region=dict(type="str"),
-            mode=dict(type="str", choices=["system_ram", "devdax"], default="system_ram"),
             movable=dict(type="bool", default=True),
             online=dict(type="bool", default=True),
             persistent=dict(type="bool", default=True),
