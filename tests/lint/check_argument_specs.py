@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Fail when a role's meta/argument_specs.yml and its defaults/main.yml disagree.
 
 For each role (default: every directory under roles/), the options of the ``main`` entry point are
@@ -8,7 +7,7 @@ in the spec is null). ansible-core
 checks the specs against what a play passes, not against the defaults, so nothing else keeps them
 together.
 
-Usage: tests/lint/check_argument_specs.py [ROLE_DIR...]    (exit 1 and one line per mismatch)
+Usage: python3 tests/lint/check_argument_specs.py [ROLE_DIR...]    (exit 1 and one line per mismatch)
 """
 
 import os
