@@ -6,10 +6,11 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """Descriptions of the standard module attributes, so modules only state their support.
+    """The standard module attributes, described once.
 
-    Use ``extends_documentation_fragment: [tiering.pmem.attributes]`` and keep
-    ``attributes: {check_mode: {support: full}, diff_mode: {support: full}}`` in the module.
+    State-changing modules: ``extends_documentation_fragment: [tiering.pmem.attributes]`` (all five
+    support check mode and diff mode in full). Read-only ``*_info`` modules:
+    ``extends_documentation_fragment: [tiering.pmem.attributes.info_module]``.
     antsibull-docs (make docs) requires every attribute to carry a description.
     """
 
@@ -18,19 +19,22 @@ options: {}
 attributes:
   check_mode:
     description: Can run in C(check_mode) and return changed status prediction without modifying target.
+    support: full
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in C(check_mode)), when in diff mode.
+    support: full
 """
 
-    # For read-only *_info modules: use tiering.pmem.attributes.info_module (no support values needed).
     INFO_MODULE = r"""
 options: {}
 attributes:
   check_mode:
+    description: Can run in C(check_mode) and return the same facts as a normal run.
     support: full
     details:
       - This action does not modify state.
   diff_mode:
+    description: Returns no diff.
     support: N/A
     details:
       - This action does not modify state.

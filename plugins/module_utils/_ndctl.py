@@ -1,10 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: tiering.pmem contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The one place that knows the command lines of ndctl's tools: ndctl, daxctl and cxl.
+"""ndctl's tools (ndctl, daxctl and cxl): their command lines, their JSON, and finding a region or
+namespace in it.
 
 Every command runs through ``module.run_command`` with a list of arguments and the C locale; the
-return code is always checked and a failure carries the tool's stderr.
+return code is always checked and a failure carries the tool's stderr. Used by ndctl_namespace,
+dax_kmem and _pmem_inventory (pmem_info; cxl's tree is flattened by _cxl).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -13,6 +15,8 @@ __metaclass__ = type
 
 import json
 import os
+
+from ansible_collections.tiering.pmem.plugins.module_utils._plan import ModuleError
 
 ENVIRON_UPDATE = {"LANGUAGE": "C", "LC_ALL": "C"}
 
@@ -26,17 +30,17 @@ CXL_BUS_DIR = "sys/bus/cxl/devices"
 AUTO_ONLINE_REFUSAL = "kernel policy will auto-online memory"
 
 
-class PmemToolError(Exception):
+class PmemToolError(ModuleError):
+    """ndctl or daxctl failed (or printed what cannot be parsed): the command, its rc and output."""
+
+    reports_plan = True
+
     def __init__(self, msg, argv=None, rc=None, stdout="", stderr=""):
-        super(PmemToolError, self).__init__(msg)
-        self.msg = msg
+        super(PmemToolError, self).__init__(msg, cmd=argv, rc=rc, stdout=stdout, stderr=stderr)
         self.argv = argv
         self.rc = rc
         self.stdout = stdout
         self.stderr = stderr
-
-    def fail_kwargs(self):
-        return dict(msg=self.msg, cmd=self.argv, rc=self.rc, stdout=self.stdout, stderr=self.stderr)
 
 
 def parse_json_output(text):
@@ -86,6 +90,37 @@ def namespaces_of(ndctl_inventory):
             item["region"] = region.get("dev")
             result.append(item)
     return result
+
+
+def region_name(value):
+    """``0`` or ``region0`` -> ``region0``: tasks may name a region either way."""
+    value = str(value)
+    return value if value.startswith("region") else "region" + value
+
+
+def find_region(ndctl_inventory, value):
+    """The region a task names (``value`` as the task gave it); ModuleError listing the regions if none."""
+    regions = dict((region["dev"], region) for region in ndctl_inventory["regions"])
+    region = regions.get(region_name(value))
+    if region is None:
+        raise ModuleError("region %r does not exist; regions: %s"
+                          % (value, ", ".join(sorted(regions)) or "none (no pmem found by ndctl)"))
+    return region
+
+
+def find_namespace(ndctl_inventory, dev, idle=True):
+    """The namespace ``dev`` (with its "region"); ModuleError listing the namespaces if none.
+
+    ``idle``: also match namespaces of size 0 (a labelled region's seed), which ndctl can
+    reconfigure but which have no device to use. Only namespaces with a size are listed.
+    """
+    every = namespaces_of(ndctl_inventory)
+    sized = [namespace for namespace in every if namespace.get("size")]
+    match = next((namespace for namespace in (every if idle else sized) if namespace.get("dev") == dev), None)
+    if match is None:
+        raise ModuleError("namespace %r does not exist; namespaces: %s"
+                          % (dev, ", ".join(namespace["dev"] for namespace in sized) or "none"))
+    return match
 
 
 def tool_message(text, limit=600):

@@ -2,13 +2,18 @@
 # Copyright: tiering.pmem contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The pmem inventory: one ndctl list, one daxctl list, one cxl list (hosts with CXL), and sysfs/procfs
-reads, joined."""
+reads, joined.
+
+Owns the shape of pmem_info's result and of the namespace records ndctl_namespace returns
+(``namespace_record``). Used by pmem_info and ndctl_namespace.
+"""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.tiering.pmem.plugins.module_utils import _cxl, _kernel, _sysfs
+from ansible_collections.tiering.pmem.plugins.module_utils import _cxl, _knobs, _memmap, _sysfs
+from ansible_collections.tiering.pmem.plugins.module_utils._pmem_blocks import counts
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_record as record
 from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import namespaces_of
 
@@ -87,17 +92,6 @@ def device_source(device, soft_reserved):
     return "other"
 
 
-def block_counts(root):
-    ids = _sysfs.memory_block_ids(root)
-    counts = {"total": len(ids), "online": 0, "offline": 0, "zones": {}}
-    for block in _sysfs.read_blocks(ids, root).values():
-        if block["state"] in ("online", "offline"):
-            counts[block["state"]] += 1
-        if block["zone"]:
-            counts["zones"][block["zone"]] = counts["zones"].get(block["zone"], 0) + 1
-    return counts
-
-
 def numa_nodes(root, tiers):
     tier_of = {}
     for tier in tiers:
@@ -140,14 +134,13 @@ def gather(tools, root="/"):
         namespace["original_mode"] = entry.get("original_mode")
     tiers = _sysfs.memory_tiers(root)
     cxl = _cxl.inventory(tools.cxl_list(root), tiers)
-    soft_reserved = _sysfs.iomem_ranges("Soft Reserved", root)
+    soft_reserved = _memmap.iomem_ranges("Soft Reserved", root)
     devices = [dax_record(device, namespaces, root) for device in daxctl]
     for device in devices:
         owner = next((ns for ns in namespaces if ns["dev"] == device["namespace"] and device["namespace"]), None)
         device["owned"] = owner["owned"] if owner else record.owns_device(owned, device["name"])
         device["cxl_region"] = _cxl.region_of_dax_device(cxl, device["name"])
         device["source"] = device_source(device, soft_reserved)
-    rate = _sysfs.read_text(_sysfs.PROMOTE_RATE_PATH, root, default="")
     return {
         "regions": [region_record(region) for region in ndctl["regions"]],
         "namespaces": namespaces,
@@ -156,15 +149,15 @@ def gather(tools, root="/"):
         "numa_nodes": numa_nodes(root, tiers),
         "memory_tiers": tiers,
         "memory_block_size": _sysfs.memory_block_size(root),
-        "memory_blocks": block_counts(root),
+        "memory_blocks": counts(_sysfs.read_blocks(_sysfs.memory_block_ids(root), root)),
         "auto_online_blocks": _sysfs.auto_online_blocks(root),
-        "demotion_enabled": _sysfs.demotion_enabled(root),
-        "numa_balancing": _sysfs.numa_balancing(root),
-        "numa_balancing_promote_rate_limit_mbps": int(rate) if rate.isdigit() else None,
+        "demotion_enabled": _knobs.demotion_enabled(root),
+        "numa_balancing": _knobs.numa_balancing(root),
+        "numa_balancing_promote_rate_limit_mbps": _knobs.promote_rate_limit_mbps(root),
         "memmap": {
             "cmdline": cmdline_memmap(root),
             "iomem": [{"start": start, "end": end + 1, "size": end + 1 - start}
-                      for start, end in _sysfs.iomem_ranges("Persistent Memory (legacy)", root)],
+                      for start, end in _memmap.iomem_ranges("Persistent Memory (legacy)", root)],
         },
         "mem_total": _sysfs.meminfo(root).get("MemTotal"),
     }
@@ -178,4 +171,4 @@ def cmdline_memmap(root="/"):
     """
     cmdline = _sysfs.read_text("/proc/cmdline", root, default="")
     return [{"raw": item.text, "kind": item.kind, "size": item.size, "offset": item.offset}
-            for item in _kernel.memmap_ranges(cmdline)]
+            for item in _memmap.memmap_ranges(cmdline)]

@@ -8,6 +8,9 @@ ships the udev rule but not that unit, and on kernels that auto-online hotplugge
 ``daxctl reconfigure-device`` refuses at boot ("kernel policy will auto-online memory, aborting").
 Our unit clears the auto-online policy around the reconfigure and onlines the blocks in the zone
 asked for, on every release, with or without namespace labels (legacy pmem has no uuid).
+
+Owns the unit, its script and ``/etc/tiering-pmem/dax-kmem/DEVICE.conf`` (their texts and paths);
+dax_kmem writes them through _files.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -134,29 +137,6 @@ def config_path(device):
 def config_text(online, movable):
     return ("# Managed by tiering.pmem.dax_kmem: do not edit.\nONLINE=%d\nMOVABLE=%d\n"
             % (1 if online else 0, 1 if movable else 0))
-
-
-def read_file(path, root="/"):
-    try:
-        with open(host_path(root, path)) as handle:
-            return handle.read()
-    except (IOError, OSError):
-        return None
-
-
-def file_mode(path, root="/"):
-    try:
-        return os.stat(host_path(root, path)).st_mode & 0o7777
-    except OSError:
-        return None
-
-
-def remove_file(path, root="/"):
-    target = host_path(root, path)
-    if os.path.exists(target):
-        os.unlink(target)
-        return True
-    return False
 
 
 def configured_devices(root="/", exclude=None):

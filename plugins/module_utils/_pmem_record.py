@@ -20,7 +20,7 @@ __metaclass__ = type
 
 import json
 
-from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
+from ansible_collections.tiering.pmem.plugins.module_utils._files import read_file, write_file_atomic
 
 OWNED_NAME = "tiering-pmem"
 RECORD_PATH = "/etc/tiering-pmem/owned.json"
@@ -29,7 +29,7 @@ RECORD_VERSION = 1
 
 def read(root="/"):
     """The record's entries (a list of dicts); an absent or unreadable record is empty."""
-    text = _kernel.read_file(RECORD_PATH, root)
+    text = read_file(RECORD_PATH, root)
     if not text:
         return []
     try:
@@ -46,7 +46,7 @@ def text_of(entries):
 
 
 def write(module, entries, root="/"):
-    _kernel.write_file_atomic(module, RECORD_PATH, text_of(entries), root, mode=0o644)
+    write_file_atomic(module, RECORD_PATH, text_of(entries), root, mode=0o644)
 
 
 def entry_matches(entry, namespace):

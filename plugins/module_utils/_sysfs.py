@@ -1,7 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: tiering.pmem contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The one place that reads and writes /sys and /proc for the tiering.pmem modules.
+"""Reads of /sys and /proc, and the one primitive that writes a sysfs/procfs value.
+
+Owns memory blocks (state, zones, online/offline writes), NUMA nodes and memory tiers, dax devices,
+mounts, swap, meminfo, block-device partitions and holders, processes using a device, and page
+flags. Files the kernel does not own are _files'; the tiering knobs are _knobs'; /proc/cmdline and
+the physical memory maps are _memmap's. Used by every module and module_util that looks at the host.
 
 Every function takes ``root`` (default ``/``) so unit tests can point it at a tree of files
 captured from lab guests (tests/unit/fixtures/<state>/root/...).
@@ -19,9 +24,6 @@ MEMORY_DIR = "sys/devices/system/memory"
 NODE_DIR = "sys/devices/system/node"
 TIERING_DIR = "sys/devices/virtual/memory_tiering"
 DAX_DEVICES_DIR = "sys/bus/dax/devices"
-DEMOTION_PATH = "/sys/kernel/mm/numa/demotion_enabled"
-NUMA_BALANCING_PATH = "/proc/sys/kernel/numa_balancing"
-PROMOTE_RATE_PATH = "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps"
 
 # What can be written to memoryN/state, and to auto_online_blocks (Documentation/admin-guide/mm/memory-hotplug.rst).
 BLOCK_STATES = ("online", "online_kernel", "online_movable", "offline")
@@ -228,19 +230,6 @@ def memory_tiers(root="/"):
     return tiers
 
 
-def demotion_enabled(root="/"):
-    """True/False, or None when the kernel has no demotion knob."""
-    text = read_text(DEMOTION_PATH, root, default="")
-    if not text:
-        return None
-    return text.lower() in ("true", "1", "y")
-
-
-def numa_balancing(root="/"):
-    text = read_text(NUMA_BALANCING_PATH, root, default="")
-    return int(text) if text.isdigit() else None
-
-
 # ---------------------------------------------------------------- dax devices
 
 def dax_device(name, root="/"):
@@ -287,17 +276,6 @@ def mounts(root="/"):
         if len(fields) >= 3:
             result.append((fields[0], fields[1].replace("\\040", " "), fields[2]))
     return result
-
-
-def iomem_ranges(label, root="/"):
-    """[(start, end_inclusive)] of the /proc/iomem entries named ``label`` (any depth)."""
-    ranges = []
-    for line in read_text("/proc/iomem", root, default="").splitlines():
-        span, _sep, name = line.strip().partition(" : ")
-        if name.strip() == label and "-" in span:
-            low, high = span.split("-", 1)
-            ranges.append((int(low, 16), int(high, 16)))
-    return ranges
 
 
 def meminfo(root="/"):

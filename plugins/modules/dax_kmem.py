@@ -76,11 +76,6 @@ options:
     default: false
 extends_documentation_fragment:
   - tiering.pmem.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 requirements:
   - daxctl, the kmem kernel module; ndctl when selecting by O(namespace) or O(region)
 notes:
@@ -197,43 +192,33 @@ from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_record a
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_safety as safety
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_blocks as blocks_util
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_persist as persist
-from ansible_collections.tiering.pmem.plugins.module_utils._kernel import write_file_atomic
+from ansible_collections.tiering.pmem.plugins.module_utils._files import file_mode, read_file, remove_file, write_file_atomic
 from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import (
-    AUTO_ONLINE_REFUSAL, PmemTools, PmemToolError, namespaces_of)
+    AUTO_ONLINE_REFUSAL, PmemTools, PmemToolError, find_namespace, find_region, namespaces_of)
+from ansible_collections.tiering.pmem.plugins.module_utils._plan import STOP, ModuleError, command_text, run
 
 # Tests point this at a fixture tree captured from a lab guest.
 ROOT = "/"
 
 
-def short(argv):
-    return " ".join([os.path.basename(argv[0])] + list(argv[1:]))
-
-
-def resolve_device(module, tools):
-    params = module.params
+def resolve_device(params, tools):
     if params["device"]:
         return params["device"]
     inventory = tools.ndctl_list()
-    namespaces = [ns for ns in namespaces_of(inventory) if ns.get("size")]
     if params["namespace"]:
-        matches = [ns for ns in namespaces if ns.get("dev") == params["namespace"]]
-        if not matches:
-            module.fail_json(msg="namespace %r does not exist; namespaces: %s"
-                             % (params["namespace"], ", ".join(ns["dev"] for ns in namespaces) or "none"))
-        if not matches[0].get("chardev"):
-            module.fail_json(msg="namespace %s is in %s mode and has no dax device; make it devdax first "
-                             "(tiering.pmem.ndctl_namespace mode=devdax)"
-                             % (params["namespace"], matches[0].get("mode")))
-        return matches[0]["chardev"]
-    region = params["region"] if str(params["region"]).startswith("region") else "region%s" % params["region"]
-    in_region = [ns for ns in namespaces if ns.get("region") == region]
-    if not any(r.get("dev") == region for r in inventory["regions"]):
-        module.fail_json(msg="region %r does not exist; regions: %s"
-                         % (params["region"], ", ".join(r["dev"] for r in inventory["regions"]) or "none"))
-    devices = [ns["chardev"] for ns in in_region if ns.get("chardev")]
+        # A namespace of size 0 (a region's seed) has no dax device: it counts as not there.
+        namespace = find_namespace(inventory, params["namespace"], idle=False)
+        if not namespace.get("chardev"):
+            raise ModuleError("namespace %s is in %s mode and has no dax device; make it devdax first "
+                              "(tiering.pmem.ndctl_namespace mode=devdax)"
+                              % (params["namespace"], namespace.get("mode")))
+        return namespace["chardev"]
+    region = find_region(inventory, params["region"])["dev"]
+    devices = [ns["chardev"] for ns in namespaces_of(inventory)
+               if ns.get("size") and ns.get("region") == region and ns.get("chardev")]
     if len(devices) != 1:
-        module.fail_json(msg="%s has %d dax devices (%s): name one with device="
-                         % (region, len(devices), ", ".join(devices) or "none; make a devdax namespace first"))
+        raise ModuleError("%s has %d dax devices (%s): name one with device="
+                          % (region, len(devices), ", ".join(devices) or "none; make a devdax namespace first"))
     return devices[0]
 
 
@@ -274,69 +259,42 @@ def persistence_state(device, root, online, movable):
     """(files that differ from what is wanted, unit enabled?)"""
     wanted = persist.wanted_files(device, online, movable)
     stale = [path for path, (content, mode) in sorted(wanted.items())
-             if persist.read_file(path, root) != content or persist.file_mode(path, root) != mode]
+             if read_file(path, root) != content or file_mode(path, root) != mode]
     enabled = os.path.lexists(_sysfs.host_path(root, "/etc/systemd/system/multi-user.target.wants/"
                                                + persist.unit_instance(device)))
     return stale, enabled
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            device=dict(type="str"),
-            namespace=dict(type="str"),
-            region=dict(type="str"),
-            mode=dict(type="str", choices=["system_ram", "devdax"], default="system_ram"),
-            movable=dict(type="bool", default=True),
-            online=dict(type="bool", default=True),
-            persistent=dict(type="bool", default=True),
-            movable_ratio=dict(type="float", default=3.0),
-            force=dict(type="bool", default=False),
-        ),
-        mutually_exclusive=[["device", "namespace", "region"]],
-        required_one_of=[["device", "namespace", "region"]],
-        supports_check_mode=True,
-    )
-    params = module.params
-    root = ROOT
+def check_options(params):
     if params["movable_ratio"] <= 0:
-        module.fail_json(msg="movable_ratio=%s must be a positive number (default 3.0 = at most 3 parts movable "
-                         "per part normal memory)" % params["movable_ratio"])
+        raise ModuleError("movable_ratio=%s must be a positive number (default 3.0 = at most 3 parts movable "
+                          "per part normal memory)" % params["movable_ratio"])
     if params["device"] and not params["device"].startswith("dax"):
-        module.fail_json(msg="device=%r is not a dax device name: use the form daxX.Y (see tiering.pmem.pmem_info)"
-                         % params["device"])
-    tools = PmemTools(module)
-    result = dict(changed=False, actions=[], refused=[])
-    try:
-        run(module, tools, root, result)
-    except PmemToolError as exc:
-        failure = exc.fail_kwargs()
-        if AUTO_ONLINE_REFUSAL in (exc.stderr or ""):
-            failure["msg"] += (" (the kernel policy auto_online_blocks changed while the module ran; "
-                               "rerun the task)")
-        failure.update(changed=bool(result["actions"]), actions=result["actions"])
-        module.fail_json(**failure)
+        raise ModuleError("device=%r is not a dax device name: use the form daxX.Y (see tiering.pmem.pmem_info)"
+                          % params["device"])
 
 
-def run(module, tools, root, result):
+def plan_device(plan, tools, root):
+    module = plan.module
     params = module.params
-    name = resolve_device(module, tools)
+    result = plan.result
+    check_options(params)
+    name = resolve_device(params, tools)
     listed = dict((d.get("chardev"), d) for d in tools.daxctl_list())
     device = _sysfs.dax_device(name, root)
     if name not in listed or device is None:
-        module.fail_json(msg="dax device %r does not exist; dax devices: %s"
-                         % (name, ", ".join(sorted(listed)) or "none (make a devdax namespace first)"))
+        raise ModuleError("dax device %r does not exist; dax devices: %s"
+                          % (name, ", ".join(sorted(listed)) or "none (make a devdax namespace first)"))
     block_size = _sysfs.memory_block_size(root)
     device_blocks = _sysfs.whole_blocks(device["start"], device["end"], block_size)
     want_ram = params["mode"] == "system_ram"
     want_persistent = want_ram and params["persistent"]
     zone_state = "online_movable" if params["movable"] else "online_kernel"
-    actions = result["actions"]
 
     current_blocks = _sysfs.read_blocks([i for i in device_blocks if i in set(_sysfs.memory_block_ids(root))], root) \
         if device["driver"] == "kmem" else {}
     stale, enabled = persistence_state(name, root, params["online"], params["movable"])
-    has_config = persist.read_file(persist.config_path(name), root) is not None
+    has_config = read_file(persist.config_path(name), root) is not None
     before = device_state(device, current_blocks, root, enabled and has_config)
     policy = _sysfs.auto_online_blocks(root)
 
@@ -348,16 +306,16 @@ def run(module, tools, root, result):
     namespace = namespace_of(tools, name) if converting else None
     if want_ram:
         if device["driver"] != "kmem":
-            refuse_unsafe_conversion(module, name, device, namespace, owned, root, result)
+            refuse_unsafe_conversion(plan, name, device, namespace, owned, root)
             if params["online"] and params["movable"]:
                 movable, normal = kernel_memory(root)
                 added = len(device_blocks) * block_size
                 if normal and (movable + added) > params["movable_ratio"] * normal and not params["force"]:
-                    module.fail_json(msg="refusing to make %s movable: movable memory would be %d MiB against %d MiB "
-                                     "normal (ratio %.1f > movable_ratio %.1f); the kernel cannot allocate its own "
-                                     "memory in ZONE_MOVABLE. Use movable=false, a larger movable_ratio, or force=true"
-                                     % (name, (movable + added) >> 20, normal >> 20, float(movable + added) / normal,
-                                        params["movable_ratio"]), **result)
+                    plan.refuse("refusing to make %s movable: movable memory would be %d MiB against %d MiB "
+                                "normal (ratio %.1f > movable_ratio %.1f); the kernel cannot allocate its own "
+                                "memory in ZONE_MOVABLE. Use movable=false, a larger movable_ratio, or force=true"
+                                % (name, (movable + added) >> 20, normal >> 20, float(movable + added) / normal,
+                                   params["movable_ratio"]))
             if policy and policy != "offline":
                 steps.append(("policy", "offline", "auto_online_blocks: %s -> offline (daxctl refuses while the "
                                                    "kernel auto-onlines)" % policy))
@@ -378,14 +336,14 @@ def run(module, tools, root, result):
             predicted = blocks_util.predicted(predicted, zone_state, to_set, to_offline)
         else:
             _o, to_set, _w = blocks_util.plan(predicted, "offline")
-            refuse_offline_in_use(module, name, to_set, predicted, root, block_size, result)
+            refuse_offline_in_use(plan, name, to_set, predicted, root, block_size)
             if to_set:
                 steps.append(("blocks", ("offline", to_set), "offline %d blocks: memory%s"
                               % (len(to_set), blocks_util.compact(to_set))))
             predicted = blocks_util.predicted(predicted, "offline", to_set)
     elif device["driver"] == "kmem":
         _o, to_set, _w = blocks_util.plan(current_blocks, "offline")
-        refuse_offline_in_use(module, name, to_set, current_blocks, root, block_size, result)
+        refuse_offline_in_use(plan, name, to_set, current_blocks, root, block_size)
         if to_set:
             steps.append(("blocks", ("offline", to_set), "offline %d blocks: memory%s"
                           % (len(to_set), blocks_util.compact(to_set))))
@@ -411,70 +369,111 @@ def run(module, tools, root, result):
         if not persist.configured_devices(root, exclude=name):
             # The last device no longer needs the boot unit: take the unit and its script away too.
             leftovers = [path for path in (persist.UNIT_PATH, persist.SCRIPT_PATH)
-                         if persist.read_file(path, root) is not None]
+                         if read_file(path, root) is not None]
             for path in leftovers:
                 steps.append(("remove", path, "remove %s" % path))
             if persist.UNIT_PATH in leftovers:
                 steps.append(("cmd", [tools.bin("systemctl"), "daemon-reload"], None))
 
-    for kind, payload, text in steps:
-        actions.append(text or short(payload))
     predicted_device = dict(device, driver="kmem" if want_ram else "device_dax")
     after = device_state(predicted_device, predicted, root, want_persistent)
-    result.update(device=name, target_node=device["target_node"], auto_online_blocks=policy, changed=bool(steps))
+    result.update(device=name, target_node=device["target_node"], auto_online_blocks=policy)
     fill(result, after, predicted, root)
-    if module._diff:
-        result["diff"] = dict(before=describe(before), after=describe(after))
-    if module.check_mode or not steps:
-        module.exit_json(**result)
-
-    # ---- apply
+    plan.diff(describe(before), describe(after))
     refused = {}
-    for kind, payload, _text in steps:
-        if kind == "policy":
-            error = _sysfs.set_auto_online_blocks(payload, root)
-            if error:
-                module.fail_json(msg="cannot set auto_online_blocks to %s: %s" % (payload, error), **result)
-        elif kind == "cmd":
-            try:
-                tools.run(payload)
-            except PmemToolError:
-                if payload[1:2] == ["reconfigure-device"] and policy and policy != "offline":
-                    _sysfs.set_auto_online_blocks(policy, root)
-                raise
-        elif kind == "blocks":
-            state, indexes = payload
-            # The blocks exist only once kmem hot-added the range.
-            present = set(_sysfs.memory_block_ids(root))
-            refused.update(blocks_util.apply([i for i in indexes if i in present and i not in refused], state, root))
-            if refused:
-                break  # e.g. no devdax reconfigure while some memory is still online
-        elif kind == "write":
-            path, content, mode = payload
-            write_file_atomic(module, path, content, root, mode=mode)
-        elif kind == "remove":
-            persist.remove_file(payload, root)
-        elif kind == "record":
-            entries = record.with_namespace(owned, payload, "converted", "devdax") if payload \
-                else record.with_device(owned, name)
-            record.write(module, entries, root)
+    appliers = {"policy": set_policy, "cmd": run_command, "blocks": set_blocks,
+                "write": write_file, "remove": remove_path, "record": write_record}
+    context = dict(plan=plan, tools=tools, root=root, policy=policy, refused=refused, owned=owned, name=name)
+    for kind, payload, text in steps:
+        plan.step(text or command_text(payload),
+                  lambda kind=kind, payload=payload: appliers[kind](context, payload))
 
-    final_device = _sysfs.dax_device(name, root) or predicted_device
-    final_blocks = _sysfs.read_blocks(_sysfs.blocks_in_range(device["start"], device["end"], root, block_size), root) \
-        if final_device["driver"] == "kmem" else {}
-    stale, enabled = persistence_state(name, root, params["online"], params["movable"])
-    final = device_state(final_device, final_blocks, root,
-                         enabled and persist.read_file(persist.config_path(name), root) is not None)
-    result["auto_online_blocks"] = _sysfs.auto_online_blocks(root)
-    fill(result, final, final_blocks, root)
-    if module._diff:
-        result["diff"]["after"] = describe(final)
+    def finish():
+        final_device = _sysfs.dax_device(name, root) or predicted_device
+        final_blocks = _sysfs.read_blocks(_sysfs.blocks_in_range(device["start"], device["end"], root, block_size),
+                                          root) if final_device["driver"] == "kmem" else {}
+        _stale, enabled = persistence_state(name, root, params["online"], params["movable"])
+        final = device_state(final_device, final_blocks, root,
+                             enabled and read_file(persist.config_path(name), root) is not None)
+        result["auto_online_blocks"] = _sysfs.auto_online_blocks(root)
+        fill(result, final, final_blocks, root)
+        if module._diff:
+            result["diff"]["after"] = describe(final)
+        if refused:
+            result["refused"] = [{"block": i, "error": refused[i]} for i in sorted(refused)]
+            plan.refuse("the kernel refused %d memory blocks of %s (left as they were): %s"
+                        % (len(refused), name, "; ".join("memory%d: %s" % (i, refused[i])
+                                                         for i in sorted(refused)[:10])))
+
+    plan.when_applied(finish)
+
+
+# What each kind of planned step does when applied; ``context`` is what plan_device read.
+
+def set_policy(context, policy):
+    error = _sysfs.set_auto_online_blocks(policy, context["root"])
+    if error:
+        context["plan"].refuse("cannot set auto_online_blocks to %s: %s" % (policy, error))
+
+
+def run_command(context, argv):
+    try:
+        context["tools"].run(argv)
+    except PmemToolError as exc:
+        policy = context["policy"]
+        if argv[1:2] == ["reconfigure-device"] and policy and policy != "offline":
+            _sysfs.set_auto_online_blocks(policy, context["root"])
+        if AUTO_ONLINE_REFUSAL in (exc.stderr or ""):
+            exc.msg += " (the kernel policy auto_online_blocks changed while the module ran; rerun the task)"
+        raise
+
+
+def set_blocks(context, payload):
+    state, indexes = payload
+    refused, root = context["refused"], context["root"]
+    # The blocks exist only once kmem hot-added the range.
+    present = set(_sysfs.memory_block_ids(root))
+    refused.update(blocks_util.apply([i for i in indexes if i in present and i not in refused], state, root))
     if refused:
-        result["refused"] = [{"block": i, "error": refused[i]} for i in sorted(refused)]
-        module.fail_json(msg="the kernel refused %d memory blocks of %s (left as they were): %s"
-                         % (len(refused), name, "; ".join("memory%d: %s" % (i, refused[i])
-                                                          for i in sorted(refused)[:10])), **result)
-    module.exit_json(**result)
+        return STOP  # e.g. no devdax reconfigure while some memory is still online
+    return None
+
+
+def write_file(context, payload):
+    path, content, mode = payload
+    write_file_atomic(context["plan"].module, path, content, context["root"], mode=mode)
+
+
+def remove_path(context, path):
+    remove_file(context["plan"].module, path, context["root"])
+
+
+def write_record(context, namespace):
+    owned = context["owned"]
+    entries = record.with_namespace(owned, namespace, "converted", "devdax") if namespace \
+        else record.with_device(owned, context["name"])
+    record.write(context["plan"].module, entries, context["root"])
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            mode=dict(type="str", choices=["system_ram", "devdax"], default="system_ram"),
+            device=dict(type="str"),
+            namespace=dict(type="str"),
+            region=dict(type="str"),
+            movable=dict(type="bool", default=True),
+            online=dict(type="bool", default=True),
+            persistent=dict(type="bool", default=True),
+            movable_ratio=dict(type="float", default=3.0),
+            force=dict(type="bool", default=False),
+        ),
+        mutually_exclusive=[["device", "namespace", "region"]],
+        required_one_of=[["device", "namespace", "region"]],
+        supports_check_mode=True,
+    )
+    root = ROOT
+    run(module, lambda plan: plan_device(plan, PmemTools(module), root), refused=[])
 
 
 def namespace_of(tools, device):
@@ -488,23 +487,23 @@ def owns(owned, device, namespace):
     return record.owns(owned, namespace) if namespace else record.owns_device(owned, device)
 
 
-def refuse_unsafe_conversion(module, name, device, namespace, owned, root, result):
+def refuse_unsafe_conversion(plan, name, device, namespace, owned, root):
     findings = safety.users_findings(["/dev/%s" % name], root)
     if namespace and not owns(owned, name, namespace) and device["size"]:
         contents = safety.devdax_contents(name, device["size"], root)
         if contents:
             findings.append(contents)
-    if findings and not module.params["force"]:
-        module.fail_json(msg="refusing to make %s%s system RAM without force=true: %s (its data would be lost; "
-                         "the collection converts only devices it created or that hold nothing)"
-                         % (name, " (%s)" % namespace["dev"] if namespace else "", "; ".join(findings)), **result)
+    if findings and not plan.module.params["force"]:
+        plan.refuse("refusing to make %s%s system RAM without force=true: %s (its data would be lost; "
+                    "the collection converts only devices it created or that hold nothing)"
+                    % (name, " (%s)" % namespace["dev"] if namespace else "", "; ".join(findings)))
 
 
-def refuse_offline_in_use(module, name, to_offline, blocks, root, block_size, result):
+def refuse_offline_in_use(plan, name, to_offline, blocks, root, block_size):
     online = [i for i in to_offline if blocks.get(i, {}).get("state") == "online"]
-    refusal = safety.offline_refusal("the memory of %s" % name, online, module.params["force"], root, block_size)
+    refusal = safety.offline_refusal("the memory of %s" % name, online, plan.module.params["force"], root, block_size)
     if refusal:
-        module.fail_json(msg=refusal, **result)
+        plan.refuse(refusal)
 
 
 def fill(result, state, blocks, root):

@@ -70,11 +70,6 @@ options:
     default: false
 extends_documentation_fragment:
   - tiering.pmem.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 notes:
   - Supports check mode and diff mode. Check mode writes nothing and returns the same RV(actions) and
     RV(changed) as a real run.
@@ -142,12 +137,13 @@ diff:
 import json
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
+from ansible_collections.tiering.pmem.plugins.module_utils import _files
+from ansible_collections.tiering.pmem.plugins.module_utils import _knobs
+from ansible_collections.tiering.pmem.plugins.module_utils import _plan
 
 MODULE_NAME = "tiering.pmem.kernel_tiering"
 SYSCTL_FILE = "/etc/sysctl.d/90-tiering-pmem.conf"
 TMPFILES_FILE = "/etc/tmpfiles.d/tiering-pmem.conf"
-DEMOTION_PATH = "/sys/kernel/mm/numa/demotion_enabled"
 BEFORE_FILE = "/etc/tiering-pmem/kernel-tiering-before.json"
 RATE_LIMIT_MAX = 2147483647
 # Tests point this at a copy of a tree captured from a lab guest.
@@ -155,11 +151,11 @@ ROOT = "/"
 
 # option -> (knob name shown to users, live path, where it persists, which kernels have it)
 KNOBS = {
-    "demotion_enabled": ("demotion_enabled", DEMOTION_PATH, "tmpfiles", "Linux 5.15 and later"),
-    "numa_balancing": ("kernel.numa_balancing", _kernel.sysctl_path("kernel.numa_balancing"), "sysctl",
+    "demotion_enabled": ("demotion_enabled", _knobs.DEMOTION_PATH, "tmpfiles", "Linux 5.15 and later"),
+    "numa_balancing": ("kernel.numa_balancing", _knobs.sysctl_path("kernel.numa_balancing"), "sysctl",
                        "kernels built with CONFIG_NUMA_BALANCING (tiering mode 2 needs 5.18 or later)"),
     "promote_rate_limit_mbps": ("kernel.numa_balancing_promote_rate_limit_MBps",
-                                _kernel.sysctl_path("kernel.numa_balancing_promote_rate_limit_MBps"),
+                                _knobs.sysctl_path("kernel.numa_balancing_promote_rate_limit_MBps"),
                                 "sysctl", "Linux 6.1 and later"),
 }
 ORDER = ("demotion_enabled", "numa_balancing", "promote_rate_limit_mbps")
@@ -173,7 +169,7 @@ def to_kernel(option, value):
 
 def from_kernel(option, text):
     if option == "demotion_enabled":
-        return text.strip().lower() in ("true", "1", "y", "yes")
+        return _knobs.is_true(text)
     return int(text)
 
 
@@ -181,14 +177,14 @@ def validate(params):
     rate = params["promote_rate_limit_mbps"]
     if rate is not None and not 0 <= rate <= RATE_LIMIT_MAX:
         # Shortened: a 4000-digit number is a valid int, but not one to echo back whole.
-        raise _kernel.KernelError("promote_rate_limit_mbps=%s is out of range: use a whole number of MB/s "
-                                  "from 0 to %d (kernel default 65536)"
-                                  % (_kernel.shorten(rate, quote=False), RATE_LIMIT_MAX))
+        raise _plan.ModuleError("promote_rate_limit_mbps=%s is out of range: use a whole number of MB/s "
+                                "from 0 to %d (kernel default 65536)"
+                                % (_plan.shorten(rate, quote=False), RATE_LIMIT_MAX))
 
 
 def read_before(root):
     """{option: value the kernel had before the collection first changed it}."""
-    text = _kernel.read_file(BEFORE_FILE, root)
+    text = _files.read_file(BEFORE_FILE, root)
     try:
         data = json.loads(text) if text else {}
     except ValueError:
@@ -196,122 +192,141 @@ def read_before(root):
     return dict((k, v) for k, v in data.items() if k in KNOBS) if isinstance(data, dict) else {}
 
 
-def revert(module, root):
+def live_diff(release, before, after):
+    """The diff entry of the live knobs: [(name, text)] before and after."""
+    return dict(before_header="live knobs (%s)" % release, after_header="live knobs (%s)" % release,
+                before="".join("%s = %s\n" % pair for pair in before),
+                after="".join("%s = %s\n" % pair for pair in after))
+
+
+def remove_step(plan, path, root):
+    """Plan the removal of one of our files (kept as a backup with backup=true)."""
+    def remove():
+        backup = _files.remove_file(plan.module, path, root, plan.module.params["backup"])
+        if backup:
+            plan.result["backup_files"].append(backup)
+
+    plan.step("remove %s" % path, remove)
+
+
+def write_step(plan, path, text, root):
+    def write():
+        backup = _files.write_file_atomic(plan.module, path, text, root, plan.module.params["backup"])
+        if backup:
+            plan.result["backup_files"].append(backup)
+
+    plan.step("write %s" % path, write)
+
+
+def plan_revert(plan, root):
     """state=absent: the recorded live values back, our files and the record removed."""
-    release = _kernel.kernel_release(root)
-    result = dict(changed=False, actions=[], before={}, after={}, backup_files=[], kernel_release=release)
+    result = plan.result
+    release = result["kernel_release"]
     before = read_before(root)
     live = []
     for option in ORDER:
-        if option not in before or not _kernel.knob_exists(KNOBS[option][1], root):
+        if option not in before or not _knobs.knob_exists(KNOBS[option][1], root):
             continue
-        current = from_kernel(option, _kernel.read_knob(KNOBS[option][1], root))
+        current = from_kernel(option, _knobs.read_knob(KNOBS[option][1], root))
         result["before"][option] = current
         result["after"][option] = before[option]
         if current != before[option]:
             live.append(option)
-            result["actions"].append("set %s %s -> %s (as before tiering.pmem)" % (
-                KNOBS[option][0], to_kernel(option, current), to_kernel(option, before[option])))
-    files = [path for path in (SYSCTL_FILE, TMPFILES_FILE, BEFORE_FILE) if _kernel.read_file(path, root) is not None]
-    result["actions"] += ["remove %s" % path for path in files]
-    if module._diff:
-        result["diff"] = [dict(before_header="live knobs (%s)" % release, after_header="live knobs (%s)" % release,
-                               before="".join("%s = %s\n" % (KNOBS[o][0], to_kernel(o, result["before"][o])) for o in live),
-                               after="".join("%s = %s\n" % (KNOBS[o][0], to_kernel(o, before[o])) for o in live))]
-        result["diff"] += [dict(before_header=path, after_header=path, before=_kernel.read_file(path, root), after="")
-                           for path in files]
-    result["changed"] = bool(result["actions"])
-    if module.check_mode:
-        return result
-    for option in live:
-        _kernel.write_knob(KNOBS[option][1], to_kernel(option, before[option]), root)
+            plan.step("set %s %s -> %s (as before tiering.pmem)" % (
+                KNOBS[option][0], to_kernel(option, current), to_kernel(option, before[option])),
+                lambda option=option: _knobs.write_knob(KNOBS[option][1], to_kernel(option, before[option]), root))
+    files = [path for path in (SYSCTL_FILE, TMPFILES_FILE, BEFORE_FILE) if _files.read_file(path, root) is not None]
     for path in files:
-        backup = _kernel.remove_file(module, path, root, module.params["backup"])
-        if backup:
-            result["backup_files"].append(backup)
-    return result
+        remove_step(plan, path, root)
+    plan.diffs([live_diff(release, [(KNOBS[o][0], to_kernel(o, result["before"][o])) for o in live],
+                          [(KNOBS[o][0], to_kernel(o, before[o])) for o in live])]
+               + [dict(before_header=path, after_header=path, before=_files.read_file(path, root), after="")
+                  for path in files])
 
 
-def run_module(module, root):
-    params = module.params
+def check_options(params):
     if params["state"] == "absent":
         if any(params[option] is not None for option in ORDER):
-            raise _kernel.KernelError("state=absent reverts every knob the collection set and takes none: drop %s"
-                                      % ", ".join(o for o in ORDER if params[o] is not None))
-        return revert(module, root)
+            raise _plan.ModuleError("state=absent reverts every knob the collection set and takes none: drop %s"
+                                    % ", ".join(o for o in ORDER if params[o] is not None))
+        return
     if all(params[option] is None for option in ORDER):
-        raise _kernel.KernelError("one of the following is required: %s (or state=absent to revert them)"
-                                  % ", ".join(ORDER))
+        raise _plan.ModuleError("one of the following is required: %s (or state=absent to revert them)"
+                                % ", ".join(ORDER))
     validate(params)
+
+
+def plan_tiering(plan, root):
+    params = plan.module.params
+    check_options(params)
+    release = _knobs.kernel_release(root)
+    plan.result["kernel_release"] = release
+    if params["state"] == "absent":
+        plan_revert(plan, root)
+        return
     wanted = [option for option in ORDER if params[option] is not None]
-    release = _kernel.kernel_release(root)
-    result = dict(changed=False, actions=[], before={}, after={}, backup_files=[], kernel_release=release)
-    missing = [option for option in wanted if not _kernel.knob_exists(KNOBS[option][1], root)]
+    result = plan.result
+    missing = [option for option in wanted if not _knobs.knob_exists(KNOBS[option][1], root)]
     if missing:
-        raise _kernel.KernelError("; ".join(
+        raise _plan.ModuleError("; ".join(
             "the running kernel %s has no %s (%s): it exists in %s" % (
                 release, KNOBS[option][0], KNOBS[option][1], KNOBS[option][3]) for option in missing))
 
-    live_changes = []
     recorded = read_before(root)
+    first_changes = {}
     for option in wanted:
         name, path = KNOBS[option][0], KNOBS[option][1]
-        current = from_kernel(option, _kernel.read_knob(path, root))
+        current = from_kernel(option, _knobs.read_knob(path, root))
         result["before"][option] = current
         result["after"][option] = params[option]
         if current != params[option]:
-            live_changes.append(option)
-            result["actions"].append("set %s %s -> %s" % (name, to_kernel(option, current),
-                                                          to_kernel(option, params[option])))
+            # Only a persisting run keeps the old values: persist=false promises to write no file.
+            if option not in recorded and params["persist"]:
+                first_changes[option] = current
+            plan.step("set %s %s -> %s" % (name, to_kernel(option, current), to_kernel(option, params[option])),
+                      lambda option=option: set_live(plan, option, recorded, first_changes, root))
 
     file_plans = []
     if params["persist"]:
-        sysctl_before = _kernel.read_file(SYSCTL_FILE, root)
-        sysctl_values = _kernel.parse_sysctl_conf(sysctl_before)
-        tmpfiles_before = _kernel.read_file(TMPFILES_FILE, root)
-        tmpfiles_writes = _kernel.parse_tmpfiles_writes(tmpfiles_before)
+        sysctl_before = _files.read_file(SYSCTL_FILE, root)
+        sysctl_values = _knobs.parse_sysctl_conf(sysctl_before)
+        tmpfiles_before = _files.read_file(TMPFILES_FILE, root)
+        tmpfiles_writes = _knobs.parse_tmpfiles_writes(tmpfiles_before)
         for option in wanted:
             name, path, where = KNOBS[option][:3]
             if where == "sysctl":
                 sysctl_values[name] = to_kernel(option, params[option])
             else:
                 tmpfiles_writes[path] = to_kernel(option, params[option])
-        sysctl_after = _kernel.sysctl_conf_text(sysctl_values, MODULE_NAME) if sysctl_values else sysctl_before
-        tmpfiles_after = _kernel.tmpfiles_text(tmpfiles_writes, MODULE_NAME) if tmpfiles_writes else tmpfiles_before
+        sysctl_after = _knobs.sysctl_conf_text(sysctl_values, MODULE_NAME) if sysctl_values else sysctl_before
+        tmpfiles_after = _knobs.tmpfiles_text(tmpfiles_writes, MODULE_NAME) if tmpfiles_writes else tmpfiles_before
         for path, before, after in ((SYSCTL_FILE, sysctl_before, sysctl_after),
                                     (TMPFILES_FILE, tmpfiles_before, tmpfiles_after)):
             if before != after:
                 file_plans.append((path, before, after))
-                result["actions"].append("write %s" % path)
+                write_step(plan, path, after, root)
 
-    if module._diff:
-        live = [(KNOBS[option][0], to_kernel(option, result["before"][option]),
-                 to_kernel(option, result["after"][option])) for option in wanted]
-        result["diff"] = [dict(before_header="live knobs (%s)" % release, after_header="live knobs (%s)" % release,
-                               before="".join("%s = %s\n" % (name, old) for name, old, _new in live),
-                               after="".join("%s = %s\n" % (name, new) for name, _old, new in live))]
-        result["diff"] += [dict(before_header=path, after_header=path, before=before or "", after=after)
-                           for path, before, after in file_plans]
-    # Only a persisting run keeps the old values: persist=false promises to write no file.
-    first_changes = dict((option, result["before"][option]) for option in live_changes
-                         if option not in recorded and params["persist"])
+    live = [(KNOBS[option][0], to_kernel(option, result["before"][option]),
+             to_kernel(option, result["after"][option])) for option in wanted]
+    plan.diffs([live_diff(release, [(name, old) for name, old, _new in live],
+                          [(name, new) for name, _old, new in live])]
+               + [dict(before_header=path, after_header=path, before=before or "", after=after)
+                  for path, before, after in file_plans])
     if first_changes:
-        result["actions"].append("write %s" % BEFORE_FILE)
-    result["changed"] = bool(result["actions"])
-    if module.check_mode:
-        return result
+        plan.step("write %s" % BEFORE_FILE)  # written by the first set_live(), before any knob changes
 
-    if first_changes:
+
+def set_live(plan, option, recorded, first_changes, root):
+    """Set one live knob; the first one written keeps the values the kernel had in BEFORE_FILE first.
+
+    Live values go before the files: if the kernel refuses one, nothing is persisted that would
+    fail at boot.
+    """
+    if first_changes and not all(recorded.get(key) == value for key, value in first_changes.items()):
         recorded.update(first_changes)
-        _kernel.write_file_atomic(module, BEFORE_FILE, json.dumps(recorded, indent=2, sort_keys=True) + "\n", root)
-    # Live values first: if the kernel refuses one, nothing is persisted that would fail at boot.
-    for option in live_changes:
-        _kernel.write_knob(KNOBS[option][1], to_kernel(option, params[option]), root)
-    for path, _before, after in file_plans:
-        backup = _kernel.write_file_atomic(module, path, after, root, params["backup"])
-        if backup:
-            result["backup_files"].append(backup)
-    return result
+        _files.write_file_atomic(plan.module, BEFORE_FILE, json.dumps(recorded, indent=2, sort_keys=True) + "\n",
+                                 root)
+    _knobs.write_knob(KNOBS[option][1], to_kernel(option, plan.module.params[option]), root)
 
 
 def main():
@@ -326,11 +341,8 @@ def main():
         ),
         supports_check_mode=True,
     )
-    try:
-        result = run_module(module, ROOT)
-    except _kernel.KernelError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+    root = ROOT
+    _plan.run(module, lambda plan: plan_tiering(plan, root), before={}, after={}, backup_files=[])
 
 
 if __name__ == "__main__":

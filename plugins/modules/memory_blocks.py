@@ -63,11 +63,6 @@ options:
     default: false
 extends_documentation_fragment:
   - tiering.pmem.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 notes:
   - Blocks are written in an order the kernel accepts (ZONE_MOVABLE above ZONE_NORMAL in a node).
   - Runs no commands; reads and writes sysfs only.
@@ -156,10 +151,11 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
 from ansible_collections.tiering.pmem.plugins.module_utils import _sysfs
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_safety as safety
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_blocks as blocks_util
+from ansible_collections.tiering.pmem.plugins.module_utils._memmap import parse_size
+from ansible_collections.tiering.pmem.plugins.module_utils._plan import ModuleError, run, shorten
 
 # Tests point this at a fixture tree captured from a lab guest.
 ROOT = "/"
@@ -167,54 +163,46 @@ ROOT = "/"
 DETERMINED_BY_WRITE = ("online_movable", "offline")
 
 
-def parse_bytes(module, value, name):
-    try:
-        return _kernel.parse_size(str(value), what=name)
-    except _kernel.KernelError as err:
-        module.fail_json(msg=str(err))
-
-
-def select_blocks(module, root):
-    params = module.params
-    present = _sysfs.memory_block_ids(root)
+def select_blocks(params, root):
     if params["node"] is not None:
         node = params["node"]
         if node < 0 or not _sysfs.exists("/%s/node%d" % (_sysfs.NODE_DIR, node), root):
-            module.fail_json(msg="NUMA node %s does not exist; online nodes: %s"
-                             % (node, ", ".join(str(n) for n in _sysfs.node_ids(root)) or "none"))
+            raise ModuleError("NUMA node %s does not exist; online nodes: %s"
+                              % (node, ", ".join(str(n) for n in _sysfs.node_ids(root)) or "none"))
         selected = _sysfs.node_memory_block_ids(node, root)
         if not selected:
-            module.fail_json(msg="NUMA node %d has no memory blocks" % node)
+            raise ModuleError("NUMA node %d has no memory blocks" % node)
         return selected, "node %d" % node
     if params["device"]:
         name = params["device"]
         device = _sysfs.dax_device(name, root)
         if device is None:
-            module.fail_json(msg="dax device %r does not exist; dax devices: %s"
-                             % (name, ", ".join(_dax_names(root)) or "none"))
+            raise ModuleError("dax device %r does not exist; dax devices: %s"
+                              % (name, ", ".join(_dax_names(root)) or "none"))
         if device["driver"] != "kmem":
-            module.fail_json(msg="dax device %s is not in system-ram mode (driver %s), so it has no memory "
-                             "blocks; use tiering.pmem.dax_kmem to make it system RAM"
-                             % (name, device["driver"] or "none"))
+            raise ModuleError("dax device %s is not in system-ram mode (driver %s), so it has no memory "
+                              "blocks; use tiering.pmem.dax_kmem to make it system RAM"
+                              % (name, device["driver"] or "none"))
         selected = _sysfs.blocks_in_range(device["start"], device["end"], root)
         return selected, "dax device %s" % name
     if params["phys_start"] is not None:
         block_size = _sysfs.memory_block_size(root)
-        start = parse_bytes(module, params["phys_start"], "phys_start")
-        size = parse_bytes(module, params["phys_size"], "phys_size")
+        start = parse_size(str(params["phys_start"]), what="phys_start")
+        size = parse_size(str(params["phys_size"]), what="phys_size")
         if start % block_size or size % block_size or size <= 0:
-            module.fail_json(msg="phys_start=%s and phys_size=%s must be non-zero multiples of the memory "
-                             "block size 0x%x (%d MiB)"
-                             % (_kernel.shorten(params["phys_start"], quote=False),
-                                _kernel.shorten(params["phys_size"], quote=False), block_size, block_size >> 20))
+            raise ModuleError("phys_start=%s and phys_size=%s must be non-zero multiples of the memory "
+                              "block size 0x%x (%d MiB)"
+                              % (shorten(params["phys_start"], quote=False),
+                                 shorten(params["phys_size"], quote=False), block_size, block_size >> 20))
         selected = _sysfs.blocks_in_range(start, start + size, root, block_size)
         if not selected:
-            module.fail_json(msg="no memory blocks in 0x%x-0x%x" % (start, start + size - 1))
+            raise ModuleError("no memory blocks in 0x%x-0x%x" % (start, start + size - 1))
         return selected, "range 0x%x-0x%x" % (start, start + size - 1)
+    present = _sysfs.memory_block_ids(root)
     missing = sorted(set(params["blocks"]) - set(present))
     if missing:
-        module.fail_json(msg="memory blocks %s do not exist; present blocks: %s"
-                         % (blocks_util.compact(missing), blocks_util.compact(present)))
+        raise ModuleError("memory blocks %s do not exist; present blocks: %s"
+                          % (blocks_util.compact(missing), blocks_util.compact(present)))
     return sorted(set(params["blocks"])), "blocks %s" % blocks_util.compact(params["blocks"])
 
 
@@ -223,6 +211,115 @@ def _dax_names(root):
         return sorted(os.listdir(_sysfs.host_path(root, "/" + _sysfs.DAX_DEVICES_DIR)))
     except OSError:
         return []
+
+
+def check_options(params):
+    has_selector = any(params[key] is not None for key in ("node", "device", "phys_start", "blocks"))
+    if params["state"] and not has_selector:
+        raise ModuleError("state=%s needs the memory to act on: one of node, device, phys_start/phys_size, blocks"
+                          % params["state"])
+    if has_selector and not params["state"]:
+        raise ModuleError("node/device/phys_start/blocks select memory for state, which is missing "
+                          "(online_movable, online_kernel, online or offline)")
+    if params["blocks"] is not None and not params["blocks"]:
+        raise ModuleError("blocks is an empty list: name at least one memory block number")
+
+
+def refuse_unsafe_offline(plan, what, current, to_set, root):
+    """Offlining kernel memory of a CPU node, or memory that holds pages, needs force (or is refused)."""
+    params = plan.module.params
+    # ZONE_MOVABLE is made to be offlined; kernel zones of a node with CPUs hold kernel data.
+    cpu_nodes = set(_sysfs.node_ids(root, "has_cpu"))
+    kernel_blocks = set(i for i in to_set if current[i]["zone"] not in (None, "Movable"))
+    on_cpu_nodes = sorted(n for n in cpu_nodes if set(_sysfs.node_memory_block_ids(n, root)) & kernel_blocks)
+    if on_cpu_nodes and not params["force"]:
+        plan.refuse("refusing to offline kernel memory (blocks memory%s, not ZONE_MOVABLE) of node %s, "
+                    "which has CPUs; use force=true to try anyway"
+                    % (blocks_util.compact(kernel_blocks), ",".join(str(n) for n in on_cpu_nodes)))
+    refusal = safety.offline_refusal("%s (memory%s)" % (what, blocks_util.compact(to_set)), to_set,
+                                     params["force"], root)
+    if refusal:
+        plan.refuse(refusal)
+
+
+def plan_policy(plan, root, texts):
+    """auto_online_blocks: one step when the wanted policy differs."""
+    policy_before = _sysfs.auto_online_blocks(root)
+    wanted_policy = plan.module.params["auto_online_blocks"]
+    if wanted_policy and not policy_before:
+        raise ModuleError("this kernel has no /sys/devices/system/memory/auto_online_blocks (no memory hotplug)")
+    if wanted_policy and wanted_policy != policy_before:
+        def set_policy():
+            error = _sysfs.set_auto_online_blocks(wanted_policy, root)
+            if error:
+                plan.refuse("cannot set auto_online_blocks to %s: %s" % (wanted_policy, error))
+
+        plan.step("auto_online_blocks: %s -> %s" % (policy_before, wanted_policy), set_policy)
+        texts["before"] += "auto_online_blocks: %s\n" % policy_before
+        texts["after"] += "auto_online_blocks: %s\n" % wanted_policy
+    plan.result["auto_online_blocks"] = wanted_policy or policy_before
+
+
+def plan_blocks(plan, root):
+    params = plan.module.params
+    check_options(params)
+    texts = {"before": "", "after": ""}
+    plan_policy(plan, root, texts)
+    wanted = params["state"]
+    if not wanted:
+        plan.diff(texts["before"], texts["after"])
+        return
+    result = plan.result
+    selected, what = select_blocks(params, root)
+    result["selected"] = blocks_util.compact(selected)
+    # Only a plain online or online_kernel needs the zone an offline block would go to.
+    current = _sysfs.read_blocks(selected, root, offline_zones=wanted in ("online", "online_kernel"))
+    to_offline, to_set, wrong_zone = blocks_util.plan(current, wanted, rezone=params["force"])
+    if wrong_zone and not params["force"]:
+        zones = sorted(set(current[i]["zone"] for i in wrong_zone))
+        plan.refuse("%d blocks of %s (memory%s) are online in zone %s, not %s; offline them first, "
+                    "or use force=true to offline and re-online them"
+                    % (len(wrong_zone), what, blocks_util.compact(wrong_zone), "/".join(zones), wanted))
+    if wanted == "offline" and to_set:
+        refuse_unsafe_offline(plan, what, current, to_set, root)
+    refused = {}
+    if to_offline:
+        plan.step("offline %d blocks in the wrong zone: memory%s" % (len(to_offline), blocks_util.compact(to_offline)),
+                  lambda: refused.update(_sysfs.set_blocks_state(to_offline, "offline", root)))
+    if to_set:
+        plan.step("%s %d blocks: memory%s" % (wanted, len(to_set), blocks_util.compact(to_set)),
+                  lambda: refused.update(blocks_util.apply([i for i in to_set if i not in refused], wanted, root)))
+    result["before"] = blocks_util.counts(current)
+    after = blocks_util.predicted(current, wanted, to_set, to_offline)
+    result["after"] = blocks_util.counts(after)
+    if wanted == "offline":
+        result["offlined"] = blocks_util.compact(to_set)
+    else:
+        result["onlined"] = blocks_util.compact(to_set)
+        result["offlined"] = blocks_util.compact(to_offline)
+    plan.diff(texts["before"] + blocks_util.describe(current), texts["after"] + blocks_util.describe(after))
+
+    def finish():
+        if refused or wanted not in DETERMINED_BY_WRITE:
+            final = _sysfs.read_blocks(sorted(current), root, offline_zones=False)
+        else:
+            # Every write succeeded and leaves no choice to the kernel (online_movable is ZONE_MOVABLE,
+            # offline is offline): reading the blocks again would only repeat the prediction.
+            final = after
+        result["after"] = blocks_util.counts(final)
+        if plan.module._diff and current:
+            # What the kernel actually did (differs from the prediction only where it refused).
+            result["diff"]["after"] = texts["after"] + blocks_util.describe(final)
+        if refused:
+            done = [i for i in to_set if i not in refused]
+            result["offlined" if wanted == "offline" else "onlined"] = blocks_util.compact(done)
+            result["refused"] = [{"block": i, "error": refused[i]} for i in sorted(refused)]
+            plan.refuse("the kernel refused %s for %d of %d blocks (left as they were): %s"
+                        % (wanted, len(refused), len(to_set) + len(to_offline),
+                           "; ".join("memory%d: %s" % (i, refused[i]) for i in sorted(refused)[:10])
+                           + (" ..." if len(refused) > 10 else "")))
+
+    plan.when_applied(finish)
 
 
 def main():
@@ -243,115 +340,9 @@ def main():
         required_by={"phys_size": "phys_start"},
         supports_check_mode=True,
     )
-    params = module.params
     root = ROOT
-    has_selector = any(params[key] is not None for key in ("node", "device", "phys_start", "blocks"))
-    if params["state"] and not has_selector:
-        module.fail_json(msg="state=%s needs the memory to act on: one of node, device, phys_start/phys_size, blocks"
-                         % params["state"])
-    if has_selector and not params["state"]:
-        module.fail_json(msg="node/device/phys_start/blocks select memory for state, which is missing "
-                         "(online_movable, online_kernel, online or offline)")
-    if params["blocks"] is not None and not params["blocks"]:
-        module.fail_json(msg="blocks is an empty list: name at least one memory block number")
-
-    actions = []
-    result = dict(changed=False, actions=actions, selected="", before={}, after={}, onlined="", offlined="",
-                  refused=[])
-    before_text = after_text = ""
-
-    policy_before = _sysfs.auto_online_blocks(root)
-    wanted_policy = params["auto_online_blocks"]
-    if wanted_policy and not policy_before:
-        module.fail_json(msg="this kernel has no /sys/devices/system/memory/auto_online_blocks (no memory hotplug)")
-    if wanted_policy and wanted_policy != policy_before:
-        actions.append("auto_online_blocks: %s -> %s" % (policy_before, wanted_policy))
-        before_text += "auto_online_blocks: %s\n" % policy_before
-        after_text += "auto_online_blocks: %s\n" % wanted_policy
-    result["auto_online_blocks"] = wanted_policy or policy_before
-
-    wanted = params["state"]
-    to_offline, to_set, current = [], [], {}
-    if wanted:
-        selected, what = select_blocks(module, root)
-        result["selected"] = blocks_util.compact(selected)
-        # Only a plain online or online_kernel needs the zone an offline block would go to.
-        current = _sysfs.read_blocks(selected, root, offline_zones=wanted in ("online", "online_kernel"))
-        to_offline, to_set, wrong_zone = blocks_util.plan(current, wanted, rezone=params["force"])
-        if wrong_zone and not params["force"]:
-            zones = sorted(set(current[i]["zone"] for i in wrong_zone))
-            module.fail_json(msg="%d blocks of %s (memory%s) are online in zone %s, not %s; offline them first, "
-                             "or use force=true to offline and re-online them"
-                             % (len(wrong_zone), what, blocks_util.compact(wrong_zone), "/".join(zones), wanted),
-                             **result)
-        if wanted == "offline" and to_set:
-            # ZONE_MOVABLE is made to be offlined; kernel zones of a node with CPUs hold kernel data.
-            cpu_nodes = set(_sysfs.node_ids(root, "has_cpu"))
-            kernel_blocks = set(i for i in to_set if current[i]["zone"] not in (None, "Movable"))
-            on_cpu_nodes = sorted(n for n in cpu_nodes if set(_sysfs.node_memory_block_ids(n, root)) & kernel_blocks)
-            if on_cpu_nodes and not params["force"]:
-                module.fail_json(msg="refusing to offline kernel memory (blocks memory%s, not ZONE_MOVABLE) of node %s, "
-                                 "which has CPUs; use force=true to try anyway"
-                                 % (blocks_util.compact(kernel_blocks), ",".join(str(n) for n in on_cpu_nodes)),
-                                 **result)
-            refusal = safety.offline_refusal("%s (memory%s)" % (what, blocks_util.compact(to_set)), to_set,
-                                             params["force"], root)
-            if refusal:
-                module.fail_json(msg=refusal, **result)
-        if to_offline:
-            actions.append("offline %d blocks in the wrong zone: memory%s"
-                           % (len(to_offline), blocks_util.compact(to_offline)))
-        if to_set:
-            actions.append("%s %d blocks: memory%s" % (wanted, len(to_set), blocks_util.compact(to_set)))
-        result["before"] = blocks_util.counts(current)
-        after = blocks_util.predicted(current, wanted, to_set, to_offline)
-        result["after"] = blocks_util.counts(after)
-        before_text += blocks_util.describe(current)
-        after_text += blocks_util.describe(after)
-        if wanted == "offline":
-            result["offlined"] = blocks_util.compact(to_set)
-        else:
-            result["onlined"] = blocks_util.compact(to_set)
-            result["offlined"] = blocks_util.compact(to_offline)
-
-    result["changed"] = bool(actions)
-    if module._diff:
-        result["diff"] = dict(before=before_text, after=after_text)
-    if module.check_mode or not actions:
-        module.exit_json(**result)
-
-    if wanted_policy and wanted_policy != policy_before:
-        error = _sysfs.set_auto_online_blocks(wanted_policy, root)
-        if error:
-            module.fail_json(msg="cannot set auto_online_blocks to %s: %s" % (wanted_policy, error), **result)
-    refused = {}
-    if to_offline:
-        refused.update(_sysfs.set_blocks_state(to_offline, "offline", root))
-    if to_set:
-        refused.update(blocks_util.apply([i for i in to_set if i not in refused], wanted, root))
-    if refused or wanted not in DETERMINED_BY_WRITE:
-        final = _sysfs.read_blocks(sorted(current), root, offline_zones=False)
-    else:
-        # Every write succeeded and leaves no choice to the kernel (online_movable is ZONE_MOVABLE,
-        # offline is offline): reading the blocks again would only repeat the prediction.
-        final = after
-    result["after"] = blocks_util.counts(final)
-    if module._diff and current:
-        # What the kernel actually did (differs from the prediction only where it refused).
-        policy_line = after_text.split("memory", 1)[0] if after_text.startswith("auto_online_blocks") else ""
-        result["diff"]["after"] = policy_line + blocks_util.describe(final)
-    if refused:
-        done = [i for i in to_set if i not in refused]
-        if wanted == "offline":
-            result["offlined"] = blocks_util.compact(done)
-        else:
-            result["onlined"] = blocks_util.compact(done)
-        result["refused"] = [{"block": i, "error": refused[i]} for i in sorted(refused)]
-        module.fail_json(msg="the kernel refused %s for %d of %d blocks (left as they were): %s"
-                         % (wanted, len(refused), len(to_set) + len(to_offline),
-                            "; ".join("memory%d: %s" % (i, refused[i]) for i in sorted(refused)[:10])
-                            + (" ..." if len(refused) > 10 else "")), **result)
-    module.exit_json(**result)
+    run(module, lambda plan: plan_blocks(plan, root), selected="", before={}, after={}, onlined="", offlined="",
+        refused=[])
 
 
 if __name__ == "__main__":

@@ -75,11 +75,6 @@ options:
     default: false
 extends_documentation_fragment:
   - tiering.pmem.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 requirements:
   - ndctl (and daxctl to release an offline system-ram device)
 seealso:
@@ -139,10 +134,11 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_record as record
+from ansible_collections.tiering.pmem.plugins.module_utils._memmap import parse_size
 from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import (
-    NAMESPACE_MODES, PmemTools, PmemToolError, namespaces_of)
+    NAMESPACE_MODES, PmemTools, find_namespace, find_region, namespaces_of)
+from ansible_collections.tiering.pmem.plugins.module_utils._plan import ModuleError, command_text, run, shorten
 from ansible_collections.tiering.pmem.plugins.module_utils._pmem_inventory import namespace_record
 from ansible_collections.tiering.pmem.plugins.module_utils._pmem_safety import (
     dax_memory_state, hazards, namespace_mode)
@@ -151,27 +147,32 @@ from ansible_collections.tiering.pmem.plugins.module_utils._pmem_safety import (
 ROOT = "/"
 
 
-def region_name(value):
-    value = str(value)
-    return value if value.startswith("region") else "region" + value
+def check_options(params):
+    """Refusals that need nothing from the host; returns (size, align) in bytes or None."""
+    if params["namespace"] and not params["namespace"].startswith("namespace"):
+        raise ModuleError("namespace=%r is not a namespace device name: use the form namespaceX.Y "
+                          "(see tiering.pmem.pmem_info)" % params["namespace"])
+    if params["state"] == "absent" and (params["mode"] or params["size"] or params["align"]):
+        raise ModuleError("mode, size and align describe a namespace to keep; they make no sense with state=absent")
+    wanted_size = parse_size(params["size"], what="size") if params["size"] else None
+    wanted_align = parse_size(params["align"], what="align") if params["align"] else None
+    if wanted_align is not None:
+        check_align(params, wanted_align)
+    if params["mode"] in ("raw", "sector") and params["align"]:
+        raise ModuleError("align=%s applies to devdax and fsdax namespaces, not mode=%s"
+                          % (params["align"], params["mode"]))
+    return wanted_size, wanted_align
 
 
-def size_bytes(module, value, option):
-    try:
-        return _kernel.parse_size(value, what=option)
-    except _kernel.KernelError as err:
-        module.fail_json(msg=str(err))
-
-
-def check_align(module, align):
+def check_align(params, align):
     """ndctl takes a power of two of at least 4 KiB; the kernel supports 4K, 2M and 1G for dax."""
     if align < 4096 or align & (align - 1):
-        module.fail_json(msg="align=%s is not a valid alignment: use a power of two of at least 4K; "
-                         "devdax and fsdax support 4K, 2M (the default) and 1G"
-                         % _kernel.shorten(module.params["align"], quote=False))
+        raise ModuleError("align=%s is not a valid alignment: use a power of two of at least 4K; "
+                          "devdax and fsdax support 4K, 2M (the default) and 1G"
+                          % shorten(params["align"], quote=False))
 
 
-def check_size_fits(module, region, namespace, wanted_size):
+def check_size_fits(params, region, namespace, wanted_size):
     """A namespace is carved from one region: refuse a size the region cannot hold before ndctl does."""
     if region is None or not wanted_size:
         return
@@ -179,11 +180,11 @@ def check_size_fits(module, region, namespace, wanted_size):
     # Without free space the task can only reconfigure a namespace, which may take the whole region.
     room = free if namespace is None and free else region.get("size", 0)
     if wanted_size > room:
-        module.fail_json(msg="size=%s (%s) does not fit in %s: the region is %s with %s free%s"
-                         % (_kernel.shorten(module.params["size"], quote=False), _mib(wanted_size),
-                            region["dev"], _mib(region.get("size", 0)), _mib(region.get("available_size", 0)),
-                            "; reconfiguring %s can use at most the region's size" % namespace["dev"]
-                            if namespace is not None else ""))
+        raise ModuleError("size=%s (%s) does not fit in %s: the region is %s with %s free%s"
+                          % (shorten(params["size"], quote=False), _mib(wanted_size),
+                             region["dev"], _mib(region.get("size", 0)), _mib(region.get("available_size", 0)),
+                             "; reconfiguring %s can use at most the region's size" % namespace["dev"]
+                             if namespace is not None else ""))
 
 
 def _mib(value):
@@ -201,37 +202,106 @@ def render(record):
     return "".join("%s: %s\n" % (key, record[key]) for key in sorted(record) if record[key] is not None)
 
 
-def find_target(module, inventory, owned):
+def find_target(params, inventory):
     """(namespace or None, region dict or None) the task is about."""
-    params = module.params
     regions = dict((r["dev"], r) for r in inventory["regions"])
-    namespaces = [ns for ns in namespaces_of(inventory) if ns.get("size")]
-    region = None
-    if params["region"] is not None:
-        wanted_region = region_name(params["region"])
-        region = regions.get(wanted_region)
-        if region is None:
-            module.fail_json(msg="region %r does not exist; regions: %s"
-                             % (params["region"], ", ".join(sorted(regions)) or "none (no pmem found by ndctl)"))
+    region = find_region(inventory, params["region"]) if params["region"] is not None else None
     if params["namespace"]:
-        matches = [ns for ns in namespaces_of(inventory) if ns.get("dev") == params["namespace"]]
-        if not matches:
-            module.fail_json(msg="namespace %r does not exist; namespaces: %s"
-                             % (params["namespace"], ", ".join(ns["dev"] for ns in namespaces) or "none"))
-        namespace = matches[0]
+        namespace = find_namespace(inventory, params["namespace"])
         if region is not None and namespace["region"] != region["dev"]:
-            module.fail_json(msg="namespace %s is in %s, not in %s" % (namespace["dev"], namespace["region"],
-                                                                       region["dev"]))
+            raise ModuleError("namespace %s is in %s, not in %s" % (namespace["dev"], namespace["region"],
+                                                                    region["dev"]))
         return namespace, regions[namespace["region"]]
     if params["name"]:
+        namespaces = [ns for ns in namespaces_of(inventory) if ns.get("size")]
         matches = [ns for ns in namespaces if ns.get("name") == params["name"]
                    and (region is None or ns["region"] == region["dev"])]
         if len(matches) > 1:
-            module.fail_json(msg="%d namespaces are named %r (%s): name one with namespace="
-                             % (len(matches), params["name"], ", ".join(ns["dev"] for ns in matches)))
+            raise ModuleError("%d namespaces are named %r (%s): name one with namespace="
+                              % (len(matches), params["name"], ", ".join(ns["dev"] for ns in matches)))
         if matches:
             return matches[0], regions[matches[0]["region"]]
     return None, region
+
+
+def plan_namespace(plan, tools, root):
+    """Read ndctl's inventory and the record, refuse what is unsafe, plan the ndctl commands."""
+    params = plan.module.params
+    wanted_size, wanted_align = check_options(params)
+    inventory = tools.ndctl_list()
+    owned = record.read(root)
+    namespace, region = find_target(params, inventory)
+    if params["state"] == "present":
+        check_size_fits(params, region, namespace, wanted_size)
+    before = namespace_record(namespace) if namespace else None
+    commands = []
+    if params["state"] == "absent":
+        if namespace is None:
+            return
+        check_hazards(plan, namespace, root, "destroy", owned)
+        commands += release_system_ram(tools, namespace, root)
+        commands.append(tools.destroy_namespace_argv(namespace["dev"]))
+        record_change = ("drop", namespace)
+        predicted = None
+    else:
+        if namespace is None and region is not None and not params["name"]:
+            # "a <mode> namespace in <region>": one of the collection's own already there satisfies it.
+            namespace = next((dict(ns, region=region["dev"]) for ns in region.get("namespaces", [])
+                              if ns.get("size") and matches(ns, params, wanted_size, wanted_align)
+                              and record.owns(owned, dict(ns, region=region["dev"]))), None)
+            before = namespace_record(namespace) if namespace else None
+        if namespace is not None and matches(namespace, params, wanted_size, wanted_align):
+            plan.result["namespace"] = before
+            plan.diff(render(before), render(before))
+            return
+        if namespace is None:
+            namespace = reconfigure_candidate(params, region, owned)
+        if namespace is not None:
+            check_hazards(plan, namespace, root, "reconfigure", owned)
+            record_change = ("add", namespace)
+            commands += release_system_ram(tools, namespace, root)
+            commands.append(tools.create_namespace_argv(params["mode"], reconfigure=namespace["dev"],
+                                                        size=params["size"], align=params["align"],
+                                                        name=params["name"]))
+            before = namespace_record(namespace)
+            predicted = dict(before, mode=params["mode"], align=wanted_align, blockdev=None, chardev=None)
+        else:
+            new_name = params["name"] or record.OWNED_NAME
+            commands.append(tools.create_namespace_argv(params["mode"], region=region["dev"],
+                                                        size=params["size"], align=params["align"],
+                                                        name=new_name))
+            predicted = {"dev": None, "region": region["dev"], "mode": params["mode"], "size": wanted_size,
+                         "name": new_name, "align": wanted_align}
+            record_change = ("add", None)
+
+    created = {}
+
+    def run_command(argv):
+        _rc, out, _err = tools.run(argv)
+        if "create-namespace" in argv:
+            created["namespace"] = parse_created(out)
+
+    for argv in commands:
+        plan.step(command_text(argv), lambda argv=argv: run_command(argv))
+    record_text = record_action(record_change, owned, params)
+    if record_text:
+        plan.step(record_text)  # written by finish(): the record needs the namespace ndctl made
+    plan.result["namespace"] = predicted
+    plan.diff(render(before), render(predicted))
+
+    def finish():
+        after = None
+        if params["state"] == "present":
+            final = tools.ndctl_list()
+            dev = (created.get("namespace") or {}).get("dev") or (namespace or {}).get("dev")
+            after = next((namespace_record(ns) for ns in namespaces_of(final) if ns.get("dev") == dev),
+                         created.get("namespace"))
+        if record_text:
+            update_record(plan.module, root, owned, record_change, namespace, after, params)
+        plan.result["namespace"] = after
+        plan.diff(render(before), render(after))
+
+    plan.when_applied(finish)
 
 
 def main():
@@ -250,104 +320,8 @@ def main():
         required_one_of=[["namespace", "region", "name"]],
         supports_check_mode=True,
     )
-    params = module.params
     root = ROOT
-    if params["namespace"] and not params["namespace"].startswith("namespace"):
-        module.fail_json(msg="namespace=%r is not a namespace device name: use the form namespaceX.Y "
-                         "(see tiering.pmem.pmem_info)" % params["namespace"])
-    if params["state"] == "absent" and (params["mode"] or params["size"] or params["align"]):
-        module.fail_json(msg="mode, size and align describe a namespace to keep; they make no sense with state=absent")
-    wanted_size = size_bytes(module, params["size"], "size") if params["size"] else None
-    wanted_align = size_bytes(module, params["align"], "align") if params["align"] else None
-    if wanted_align is not None:
-        check_align(module, wanted_align)
-    if params["mode"] in ("raw", "sector") and params["align"]:
-        module.fail_json(msg="align=%s applies to devdax and fsdax namespaces, not mode=%s"
-                         % (params["align"], params["mode"]))
-
-    tools = PmemTools(module)
-    result = dict(changed=False, actions=[], namespace=None)
-    try:
-        inventory = tools.ndctl_list()
-        owned = record.read(root)
-        namespace, region = find_target(module, inventory, owned)
-        if params["state"] == "present":
-            check_size_fits(module, region, namespace, wanted_size)
-        before = namespace_record(namespace) if namespace else None
-        commands = []
-        predicted = None
-
-        record_change = (None, None)
-        if params["state"] == "absent":
-            if namespace is None:
-                module.exit_json(**result)
-            check_hazards(module, namespace, root, "destroy", owned)
-            commands += release_system_ram(tools, namespace, root)
-            commands.append(tools.destroy_namespace_argv(namespace["dev"]))
-            record_change = ("drop", namespace)
-        else:
-            if namespace is None and region is not None and not params["name"]:
-                # "a <mode> namespace in <region>": one of the collection's own already there satisfies it.
-                namespace = next((dict(ns, region=region["dev"]) for ns in region.get("namespaces", [])
-                                  if ns.get("size") and matches(ns, params, wanted_size, wanted_align)
-                                  and record.owns(owned, dict(ns, region=region["dev"]))), None)
-                before = namespace_record(namespace) if namespace else None
-            if namespace is not None and matches(namespace, params, wanted_size, wanted_align):
-                result["namespace"] = before
-                if module._diff:
-                    result["diff"] = dict(before=render(before), after=render(before))
-                module.exit_json(**result)
-            if namespace is None:
-                namespace = reconfigure_candidate(module, region, owned)
-            if namespace is not None:
-                check_hazards(module, namespace, root, "reconfigure", owned)
-                record_change = ("add", namespace)
-                commands += release_system_ram(tools, namespace, root)
-                commands.append(tools.create_namespace_argv(params["mode"], reconfigure=namespace["dev"],
-                                                            size=params["size"], align=params["align"],
-                                                            name=params["name"]))
-                before = namespace_record(namespace)
-                predicted = dict(before, mode=params["mode"], align=wanted_align,
-                                 blockdev=None, chardev=None)
-            else:
-                new_name = params["name"] or record.OWNED_NAME
-                commands.append(tools.create_namespace_argv(params["mode"], region=region["dev"],
-                                                            size=params["size"], align=params["align"],
-                                                            name=new_name))
-                predicted = {"dev": None, "region": region["dev"], "mode": params["mode"], "size": wanted_size,
-                             "name": new_name, "align": wanted_align}
-                record_change = ("add", None)
-        result["actions"] = [" ".join(["ndctl" if c[0].endswith("/ndctl") else
-                                       "daxctl" if c[0].endswith("/daxctl") else c[0]] + c[1:]) for c in commands]
-        record_text = record_action(record_change, owned, params)
-        if record_text:
-            result["actions"].append(record_text)
-        result["changed"] = True
-        if module.check_mode:
-            result["namespace"] = predicted
-            if module._diff:
-                result["diff"] = dict(before=render(before), after=render(predicted))
-            module.exit_json(**result)
-        created = None
-        for argv in commands:
-            _rc, out, _err = tools.run(argv)
-            if "create-namespace" in argv:
-                created = parse_created(out)
-        after = None
-        if params["state"] == "present":
-            final = tools.ndctl_list()
-            dev = (created or {}).get("dev") or (namespace or {}).get("dev")
-            after = next((namespace_record(ns) for ns in namespaces_of(final) if ns.get("dev") == dev), created)
-        if record_text:
-            update_record(module, root, owned, record_change, namespace, after, params)
-        result["namespace"] = after
-        if module._diff:
-            result["diff"] = dict(before=render(before), after=render(after))
-    except PmemToolError as exc:
-        failure = exc.fail_kwargs()
-        failure.update(changed=bool(result["actions"]) and not module.check_mode, actions=result["actions"])
-        module.fail_json(**failure)
-    module.exit_json(**result)
+    run(module, lambda plan: plan_namespace(plan, PmemTools(module), root), namespace=None)
 
 
 def parse_created(text):
@@ -405,31 +379,31 @@ def update_record(module, root, owned, change, namespace, after, params):
     record.write(module, entries, root)
 
 
-def reconfigure_candidate(module, region, owned):
+def reconfigure_candidate(params, region, owned):
     """On a region without free space the only way to get a namespace is to reconfigure one."""
     if region is None:
-        module.fail_json(msg="no namespace named %r exists; give region= to create it" % module.params["name"])
+        raise ModuleError("no namespace named %r exists; give region= to create it" % params["name"])
     if region.get("available_size"):
         return None
     existing = [ns for ns in region.get("namespaces", []) if ns.get("size")]
     if len(existing) != 1:
-        module.fail_json(msg="%s has no free space and %d namespaces (%s): name the one to reconfigure with "
-                         "namespace=" % (region["dev"], len(existing), ", ".join(ns["dev"] for ns in existing)))
+        raise ModuleError("%s has no free space and %d namespaces (%s): name the one to reconfigure with "
+                          "namespace=" % (region["dev"], len(existing), ", ".join(ns["dev"] for ns in existing)))
     namespace = dict(existing[0], region=region["dev"])
-    if not module.params["force"] and not record.owns(owned, namespace):
-        module.fail_json(msg="%s has no free space; its namespace %s (%s) is not named by the task: set "
-                         "namespace=%s to reconfigure it, or force=true"
-                         % (region["dev"], namespace["dev"], namespace_mode(namespace), namespace["dev"]))
+    if not params["force"] and not record.owns(owned, namespace):
+        raise ModuleError("%s has no free space; its namespace %s (%s) is not named by the task: set "
+                          "namespace=%s to reconfigure it, or force=true"
+                          % (region["dev"], namespace["dev"], namespace_mode(namespace), namespace["dev"]))
     return namespace
 
 
-def check_hazards(module, namespace, root, what, owned):
-    need_force, never = hazards(module, namespace, root, owned=record.owns(owned, namespace))
+def check_hazards(plan, namespace, root, what, owned):
+    need_force, never = hazards(plan.module, namespace, root, owned=record.owns(owned, namespace))
     if never:
-        module.fail_json(msg="refusing to %s %s: %s" % (what, namespace["dev"], "; ".join(never)))
-    if need_force and not module.params["force"]:
-        module.fail_json(msg="refusing to %s %s without force=true: %s (its data would be lost)"
-                         % (what, namespace["dev"], "; ".join(need_force)))
+        raise ModuleError("refusing to %s %s: %s" % (what, namespace["dev"], "; ".join(never)))
+    if need_force and not plan.module.params["force"]:
+        raise ModuleError("refusing to %s %s without force=true: %s (its data would be lost)"
+                          % (what, namespace["dev"], "; ".join(need_force)))
 
 
 def release_system_ram(tools, namespace, root):

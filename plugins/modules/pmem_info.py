@@ -28,12 +28,7 @@ options: {}
 requirements:
   - ndctl and daxctl on the managed host (and the C(cxl) tool of ndctl on hosts with CXL memory)
 extends_documentation_fragment:
-  - tiering.pmem.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
+  - tiering.pmem.attributes.info_module
 notes:
   - A machine without pmem returns empty C(regions), C(namespaces) and C(dax_devices), not a failure.
 """
@@ -195,7 +190,7 @@ mem_total:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.errors import UnsupportedError
 
-from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
+from ansible_collections.tiering.pmem.plugins.module_utils._plan import shorten
 from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import PmemTools, PmemToolError
 from ansible_collections.tiering.pmem.plugins.module_utils._pmem_inventory import gather
 
@@ -217,7 +212,7 @@ class InfoModule(AnsibleModule):
         if unsupported:
             given = sorted(name for name in self.params if not name.startswith("_ansible_"))
             msg = ("tiering.pmem.pmem_info takes no options (it only reads the host), but got: %s; "
-                   "remove them" % ", ".join(_kernel.shorten(name, 40, quote=False) for name in given[:10]))
+                   "remove them" % ", ".join(shorten(name, 40, quote=False) for name in given[:10]))
         super(InfoModule, self).fail_json(msg, **kwargs)
 
 
@@ -226,7 +221,7 @@ def main():
     try:
         inventory = gather(PmemTools(module), ROOT)
     except PmemToolError as exc:
-        module.fail_json(**exc.fail_kwargs())
+        module.fail_json(msg=exc.msg, **exc.result)
     module.exit_json(changed=False, **inventory)
 
 

@@ -90,11 +90,6 @@ options:
     default: false
 extends_documentation_fragment:
   - tiering.pmem.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 notes:
   - Supports check mode and diff mode. Check mode runs only read-only commands and returns the same
     RV(actions), RV(changed) and RV(reboot_required) that a real run would.
@@ -199,11 +194,14 @@ diff:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tiering.pmem.plugins.module_utils import _kernel
+from ansible_collections.tiering.pmem.plugins.module_utils import _files
+from ansible_collections.tiering.pmem.plugins.module_utils import _grub
+from ansible_collections.tiering.pmem.plugins.module_utils import _memmap
+from ansible_collections.tiering.pmem.plugins.module_utils import _plan
 from ansible_collections.tiering.pmem.plugins.module_utils._sysfs import host_path, memory_block_size
 
 MODULE_NAME = "tiering.pmem.reserved_memory"
-DROPIN = _kernel.GRUB_DROPIN_DIR + "/90-tiering-pmem.cfg"
+DROPIN = _grub.GRUB_DROPIN_DIR + "/90-tiering-pmem.cfg"
 # Tests point this at a copy of a tree captured from a lab guest.
 ROOT = "/"
 # The RAM the reservations must leave to the host: the larger of these two (DOCUMENTATION).
@@ -229,7 +227,7 @@ def canonical(ranges):
 def choose_bootloader(module, wanted, root):
     if wanted != "auto":
         return wanted
-    if os.path.isdir(host_path(root, _kernel.GRUB_DROPIN_DIR)):
+    if os.path.isdir(host_path(root, _grub.GRUB_DROPIN_DIR)):
         return "grub_dropin"
     if module.get_bin_path("grubby"):
         return "grubby"
@@ -237,36 +235,36 @@ def choose_bootloader(module, wanted, root):
 
 
 def validate_wanted(wanted, root):
-    """Alignment, inside RAM, no overlap among themselves; raises KernelError."""
+    """Alignment, inside RAM, no overlap among themselves; raises ModuleError."""
     try:
         block = memory_block_size(root)
     except (IOError, OSError, ValueError):
-        raise _kernel.KernelError(
+        raise _plan.ModuleError(
             "cannot read the memory block size (/sys/devices/system/memory/block_size_bytes): "
             "this kernel has no memory hotplug, so reserved pmem could not be onlined as RAM")
-    ram, source = _kernel.usable_ram(root)
+    ram, source = _memmap.usable_ram(root)
     for item in wanted:
         for what, value in (("offset", item.offset), ("size", item.size)):
             if value % block:
-                raise _kernel.KernelError(
+                raise _plan.ModuleError(
                     "reservation %s: %s 0x%x is not a multiple of the memory block size 0x%x (%s): "
                     "use a %s that is, e.g. %s" % (
-                        item.text, what, value, block, _kernel.format_size(block), what,
-                        _kernel.format_size((value // block + 1) * block)))
-        if not _kernel.inside(ram, item.offset, item.end):
-            raise _kernel.KernelError(
+                        item.text, what, value, block, _memmap.format_size(block), what,
+                        _memmap.format_size((value // block + 1) * block)))
+        if not _memmap.inside(ram, item.offset, item.end):
+            raise _plan.ModuleError(
                 "reservation %s is not inside usable RAM per %s: valid ranges are %s"
-                % (item.describe(), source, _kernel.format_ranges(ram)))
+                % (item.describe(), source, _memmap.format_ranges(ram)))
     for index, item in enumerate(wanted):
         for other in wanted[index + 1:]:
             if item.overlaps(other.offset, other.end):
-                raise _kernel.KernelError("reservations %s and %s overlap: give ranges that do not"
-                                          % (item.describe(), other.describe()))
-    for entry in _kernel.read_iomem(root):
+                raise _plan.ModuleError("reservations %s and %s overlap: give ranges that do not"
+                                        % (item.describe(), other.describe()))
+    for entry in _memmap.read_iomem(root):
         if entry["name"] == "Crash kernel":
             for item in wanted:
                 if item.overlaps(entry["start"], entry["end"] + 1):
-                    raise _kernel.KernelError(
+                    raise _plan.ModuleError(
                         "reservation %s overlaps the crash kernel reservation 0x%x-0x%x in /proc/iomem"
                         % (item.describe(), entry["start"], entry["end"]))
     return source
@@ -276,7 +274,7 @@ def check_command_line_room(wanted):
     """The memmap= arguments must fit in the kernel command line; checked before anything else."""
     length = len(" ".join("memmap=%s" % item.canonical() for item in wanted))
     if length > MAX_MEMMAP_ARGS_BYTES:
-        raise _kernel.KernelError(
+        raise _plan.ModuleError(
             "%d reservations take %d bytes of the kernel command line as memmap= arguments: at most %d are "
             "allowed (an x86 command line holds 2048 bytes); use fewer, larger ranges"
             % (len(wanted), length, MAX_MEMMAP_ARGS_BYTES))
@@ -289,7 +287,7 @@ def host_ram_floor(total):
 
 def check_ram_left(target, root):
     """Refuse reservations that leave the host less than host_ram_floor() of its usable RAM."""
-    ram, source = _kernel.usable_ram(root)
+    ram, source = _memmap.usable_ram(root)
     total = sum(end - start for start, end in ram)
     reserved = sum(item.size for item in target)
     floor = host_ram_floor(total)
@@ -300,9 +298,9 @@ def check_ram_left(target, root):
     except (IOError, OSError, ValueError):
         block = 1 << 20
     most = max(0, (total - floor) // block * block)
-    advice = ("reserve at most %s (%d MiB) in total" % (_kernel.format_size(most), most >> 20) if most
+    advice = ("reserve at most %s (%d MiB) in total" % (_memmap.format_size(most), most >> 20) if most
               else "this host has too little RAM for any reservation")
-    raise _kernel.KernelError(
+    raise _plan.ModuleError(
         "reservations %s take %d MiB and would leave the host %d MiB of its %d MiB of usable RAM (per %s): "
         "it needs at least %d MiB, the larger of %d MiB and %d %% of its RAM, to boot and run; %s" % (
             ", ".join(item.text for item in target), reserved >> 20, max(0, total - reserved) >> 20, total >> 20,
@@ -314,13 +312,13 @@ def check_against_configured(wanted, kept, others):
     for item in wanted:
         for other in kept:
             if other != item and item.overlaps(other.offset, other.end):
-                raise _kernel.KernelError(
+                raise _plan.ModuleError(
                     "reservation %s overlaps the existing reservation memmap=%s: remove it "
                     "(exclusive=true) or choose another range" % (item.describe(), other.describe()))
         for other in others:
             if other.size is not None and other.kind in ("reserved", "acpi") and \
                     item.overlaps(other.offset, other.end):
-                raise _kernel.KernelError(
+                raise _plan.ModuleError(
                     "reservation %s overlaps memmap=%s, configured as %s: choose another range"
                     % (item.describe(), other.describe(), other.kind))
 
@@ -340,22 +338,22 @@ class GrubFiles(object):
         self.module = module
         self.root = root
         self.use_dropin = use_dropin
-        paths = [_kernel.GRUB_DEFAULTS]
+        paths = [_grub.GRUB_DEFAULTS]
         if use_dropin:
-            paths += [path for path in _kernel.grub_dropin_paths(root) if path != DROPIN] + [DROPIN]
-            paths = [_kernel.GRUB_DEFAULTS] + sorted(paths[1:])
+            paths += [path for path in _grub.grub_dropin_paths(root) if path != DROPIN] + [DROPIN]
+            paths = [_grub.GRUB_DEFAULTS] + sorted(paths[1:])
         self.paths = paths
-        self.before = dict((path, _kernel.read_file(path, root)) for path in paths)
-        if self.before[_kernel.GRUB_DEFAULTS] is None and not use_dropin:
-            raise _kernel.KernelError("%s does not exist: no GRUB configuration to put the reservations in"
-                                      % _kernel.GRUB_DEFAULTS)
+        self.before = dict((path, _files.read_file(path, root)) for path in paths)
+        if self.before[_grub.GRUB_DEFAULTS] is None and not use_dropin:
+            raise _plan.ModuleError("%s does not exist: no GRUB configuration to put the reservations in"
+                                    % _grub.GRUB_DEFAULTS)
         self.after = dict(self.before)
 
     def env(self, texts):
-        return _kernel.evaluate_grub_defaults([texts[path] or "" for path in self.paths])
+        return _grub.evaluate_grub_defaults([texts[path] or "" for path in self.paths])
 
     def configured_cmdline(self, texts=None):
-        return _kernel.grub_cmdline(self.env(texts or self.before))
+        return _grub.grub_cmdline(self.env(texts or self.before))
 
     def plan(self, target):
         target_keys = set(target)
@@ -366,22 +364,22 @@ class GrubFiles(object):
         foreign = [path for path in self.paths if path != DROPIN or not self.use_dropin]
         for path in foreign:
             if self.before[path] is not None:
-                self.after[path] = _kernel.rewrite_cmdline_assignments(self.before[path], drop)
+                self.after[path] = _grub.rewrite_cmdline_assignments(self.before[path], drop)
         if self.use_dropin:
             others = dict(self.after)
             others[DROPIN] = None
-            elsewhere = set(_kernel.memmap_ranges(_kernel.grub_cmdline(self.env(others)), "pmem"))
+            elsewhere = set(_memmap.memmap_ranges(_grub.grub_cmdline(self.env(others)), "pmem"))
             ours = [item for item in target if item not in elsewhere]
-            self.after[DROPIN] = _kernel.dropin_text(ours, MODULE_NAME) if ours else None
+            self.after[DROPIN] = _grub.dropin_text(ours, MODULE_NAME) if ours else None
         else:
-            present = set(_kernel.memmap_ranges(self.configured_cmdline(self.after), "pmem"))
+            present = set(_memmap.memmap_ranges(self.configured_cmdline(self.after), "pmem"))
             missing = ["memmap=%s" % item.canonical() for item in target if item not in present]
             if missing:
-                self.after[_kernel.GRUB_DEFAULTS] = _kernel.rewrite_cmdline_assignments(
-                    self.after[_kernel.GRUB_DEFAULTS], drop, append=missing)
-        result = set(_kernel.memmap_ranges(self.configured_cmdline(self.after), "pmem"))
+                self.after[_grub.GRUB_DEFAULTS] = _grub.rewrite_cmdline_assignments(
+                    self.after[_grub.GRUB_DEFAULTS], drop, append=missing)
+        result = set(_memmap.memmap_ranges(self.configured_cmdline(self.after), "pmem"))
         if result != target_keys:
-            raise _kernel.KernelError(
+            raise _plan.ModuleError(
                 "after editing, the GRUB defaults files would still give memmap reservations %s instead "
                 "of %s: a reservation is set in a way this module cannot edit (look for memmap= in %s)"
                 % (sorted(item.canonical() for item in result), canonical(target), ", ".join(self.paths)))
@@ -389,25 +387,45 @@ class GrubFiles(object):
 
     def grub_cfg_matches(self, target):
         """False when a readable grub.cfg's default entry lacks exactly the target reservations."""
-        grub_cfg = _kernel.find_grub_cfg(self.root)
-        text = _kernel.read_file(grub_cfg, self.root) if grub_cfg else None
+        grub_cfg = _grub.find_grub_cfg(self.root)
+        text = _files.read_file(grub_cfg, self.root) if grub_cfg else None
         if text is None:
             return True
-        cmdline = _kernel.grub_cfg_default_cmdline(text)
+        cmdline = _grub.grub_cfg_default_cmdline(text)
         if cmdline is None:
             return True
-        return set(_kernel.memmap_ranges(cmdline, "pmem")) == set(target)
+        return set(_memmap.memmap_ranges(cmdline, "pmem")) == set(target)
 
 
-def run_grub(module, grub, params, root, target_of, result):
-    configured = _kernel.memmap_ranges(grub.configured_cmdline(), "pmem")
+def command_failure(plan, rc, out, err, msg):
+    """A failed boot-loader command, reported with the result as it stood before any step ran."""
+    # changed and reboot_required keep the values they had before the apply phase (issue #13 keeps
+    # the return values as they were).
+    return _plan.ModuleError(msg, rc=rc, stdout=out, stderr=err,
+                             **dict(plan.result, changed=False, reboot_required=False))
+
+
+def run_step(plan, command, what):
+    """Plan one boot-loader command; ``what`` says in its failure message when it ran."""
+    def apply():
+        rc, out, err = plan.module.run_command(command)
+        if rc != 0:
+            raise command_failure(plan, rc, out, err,
+                                  "%s failed (rc=%d)%s: %s" % (" ".join(command), rc, what, err.strip()))
+
+    plan.step("run %s" % " ".join(command), apply)
+
+
+def plan_grub(plan, grub, root, target_of):
+    module, result = plan.module, plan.result
+    configured = _memmap.memmap_ranges(grub.configured_cmdline(), "pmem")
     target = target_of(configured)
     changed_paths = grub.plan(target)
     regenerate = bool(changed_paths) or not grub.grub_cfg_matches(target)
-    command = _kernel.regenerate_command(module, root) if regenerate else None
+    command = _grub.regenerate_command(module, root) if regenerate else None
     if regenerate and command is None:
-        raise _kernel.KernelError("no update-grub, grub-mkconfig or grub2-mkconfig (with an existing "
-                                  "/boot/grub/grub.cfg or /boot/grub2/grub.cfg) found to regenerate grub.cfg")
+        raise _plan.ModuleError("no update-grub, grub-mkconfig or grub2-mkconfig (with an existing "
+                                "/boot/grub/grub.cfg or /boot/grub2/grub.cfg) found to regenerate grub.cfg")
     for path in changed_paths:
         if grub.after[path] is None:
             verb = "remove"
@@ -415,48 +433,44 @@ def run_grub(module, grub, params, root, target_of, result):
             verb = "write"
         else:
             verb = "edit"
-        result["actions"].append("%s %s" % (verb, path))
+        plan.step("%s %s" % (verb, path), lambda path=path: apply_grub_file(plan, grub, path, root))
     if command:
-        result["actions"].append("run %s" % " ".join(command))
-    if module._diff:
-        result["diff"] = [dict(before_header=path, after_header=path, before=grub.before[path] or "",
-                               after=grub.after[path] or "") for path in changed_paths]
+        run_step(plan, command, " after the GRUB defaults files were written")
+    plan.diffs([dict(before_header=path, after_header=path, before=grub.before[path] or "",
+                     after=grub.after[path] or "") for path in changed_paths])
     result["cmdline_configured"] = grub.configured_cmdline(grub.after)
     result["reservations"] = canonical(target)
-    if module.check_mode:
-        return target
-    for path in changed_paths:
-        if grub.after[path] is None:
-            backup = _kernel.remove_file(module, path, root, params["backup"])
-        else:
-            backup = _kernel.write_file_atomic(module, path, grub.after[path], root, params["backup"])
-        if backup:
-            result["backup_files"].append(backup)
-    if command:
-        rc, out, err = module.run_command(command)
-        if rc != 0:
-            module.fail_json(msg="%s failed (rc=%d) after the GRUB defaults files were written: %s"
-                             % (" ".join(command), rc, err.strip()), rc=rc, stdout=out, stderr=err, **result)
     return target
 
 
-def run_grubby(module, root, target_of, result):
+def apply_grub_file(plan, grub, path, root):
+    backup_wanted = plan.module.params["backup"]
+    if grub.after[path] is None:
+        backup = _files.remove_file(plan.module, path, root, backup_wanted)
+    else:
+        backup = _files.write_file_atomic(plan.module, path, grub.after[path], root, backup_wanted)
+    if backup:
+        plan.result["backup_files"].append(backup)
+
+
+def plan_grubby(plan, target_of):
+    module, result = plan.module, plan.result
     grubby = module.get_bin_path("grubby")
     if not grubby:
-        raise _kernel.KernelError("bootloader=grubby but grubby is not installed: install it, or use "
-                                  "bootloader=auto, grub_dropin or grub_defaults")
-    args = _kernel.grubby_default_args(module, grubby)
-    configured = _kernel.memmap_ranges(args, "pmem")
+        raise _plan.ModuleError("bootloader=grubby but grubby is not installed: install it, or use "
+                                "bootloader=auto, grub_dropin or grub_defaults")
+    args = _grub.grubby_default_args(module, grubby)
+    configured = _memmap.memmap_ranges(args, "pmem")
     target = target_of(configured)
     target_keys = set(target)
     remove, add, kept = [], [], set()
-    for word in _kernel.split_cmdline(args):
+    for word in _memmap.split_cmdline(args):
         if not word.startswith("memmap="):
             continue
-        items = _kernel.parse_memmap_value(word[len("memmap="):])
+        items = _memmap.parse_memmap_value(word[len("memmap="):])
         if any(item.kind == "pmem" and item not in target_keys for item in items):
             remove.append(word)
-            rest = _kernel.strip_memmap_items(word, lambda item: item.kind == "pmem" and item not in target_keys)
+            rest = _memmap.strip_memmap_items(word, lambda item: item.kind == "pmem" and item not in target_keys)
             if rest:
                 add.append(rest)
         kept.update(item for item in items if item.kind == "pmem" and item in target_keys)
@@ -466,34 +480,32 @@ def run_grubby(module, root, target_of, result):
         commands.append([grubby, "--update-kernel=ALL", "--remove-args=%s" % " ".join(remove)])
     if add:
         commands.append([grubby, "--update-kernel=ALL", "--args=%s" % " ".join(add)])
-    after_words = [word for word in _kernel.split_cmdline(args) if word not in remove] + add
+    after_words = [word for word in _memmap.split_cmdline(args) if word not in remove] + add
     result["cmdline_configured"] = " ".join(after_words)
     result["reservations"] = canonical(target)
-    result["actions"] += ["run %s" % " ".join(command) for command in commands]
-    if module._diff and commands:
-        result["diff"] = [dict(before_header="grubby --info DEFAULT args", after_header="grubby args",
-                               before=args + "\n", after=result["cmdline_configured"] + "\n")]
-    if not module.check_mode:
-        for command in commands:
-            rc, out, err = module.run_command(command)
-            if rc != 0:
-                module.fail_json(msg="%s failed (rc=%d): %s" % (" ".join(command), rc, err.strip()),
-                                 rc=rc, stdout=out, stderr=err, **result)
+    for command in commands:
+        run_step(plan, command, "")
+    if commands:
+        plan.diffs([dict(before_header="grubby --info DEFAULT args", after_header="grubby args",
+                         before=args + "\n", after=result["cmdline_configured"] + "\n")])
     return target
 
 
-def run_module(module, root):
+def plan_reservations(plan, root):
+    module, result = plan.module, plan.result
     params = module.params
     state = params["state"]
+    if state == "present" and not params["reservations"]:
+        raise _plan.ModuleError("reservations is empty: with state=present give at least one SIZE!OFFSET "
+                                "(to remove all reservations use state=absent)")
     wanted = None
     if params["reservations"] is not None:
-        wanted = unique(_kernel.parse_reservation(text) for text in params["reservations"])
-    result = dict(changed=False, actions=[], backup_files=[], reboot_required=False, ram_source="")
+        wanted = unique(_memmap.parse_reservation(text) for text in params["reservations"])
     if state == "present":
         check_command_line_room(wanted)
         result["ram_source"] = validate_wanted(wanted, root)
-    running_text = _kernel.running_cmdline(root)
-    running = _kernel.memmap_ranges(running_text, "pmem")
+    running_text = _memmap.running_cmdline(root)
+    running = _memmap.memmap_ranges(running_text, "pmem")
     result["cmdline_running"] = running_text
     result["reservations_running"] = canonical(running)
     result["bootloader"] = choose_bootloader(module, params["bootloader"], root)
@@ -508,15 +520,13 @@ def run_module(module, root):
 
     if result["bootloader"] == "grubby":
         others_of_configured = []
-        target = run_grubby(module, root, target_of, result)
+        target = plan_grubby(plan, target_of)
     else:
         grub = GrubFiles(module, root, result["bootloader"] == "grub_dropin")
-        others_of_configured = [item for item in _kernel.memmap_ranges(grub.configured_cmdline())
+        others_of_configured = [item for item in _memmap.memmap_ranges(grub.configured_cmdline())
                                 if item.kind != "pmem"]
-        target = run_grub(module, grub, params, root, target_of, result)
-    result["changed"] = bool(result["actions"])
+        target = plan_grub(plan, grub, root, target_of)
     result["reboot_required"] = set(running) != set(target)
-    return result
 
 
 def main():
@@ -533,14 +543,9 @@ def main():
         supports_check_mode=True,
     )
     module.run_command_environ_update = {"LANGUAGE": "C", "LC_ALL": "C"}
-    if module.params["state"] == "present" and not module.params["reservations"]:
-        module.fail_json(msg="reservations is empty: with state=present give at least one SIZE!OFFSET "
-                             "(to remove all reservations use state=absent)")
-    try:
-        result = run_module(module, ROOT)
-    except _kernel.KernelError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+    root = ROOT
+    _plan.run(module, lambda plan: plan_reservations(plan, root), backup_files=[], reboot_required=False,
+              ram_source="")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@ import os
 
 import pytest
 
-from ansible_collections.tiering.pmem.plugins.module_utils import _sysfs
+from ansible_collections.tiering.pmem.plugins.module_utils import _memmap, _sysfs
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_blocks, _pmem_inventory
-from ansible_collections.tiering.pmem.plugins.module_utils._kernel import KernelError, parse_size
+from ansible_collections.tiering.pmem.plugins.module_utils._memmap import parse_size
+from ansible_collections.tiering.pmem.plugins.module_utils._plan import ModuleError as KernelError
 from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import normalise_ndctl_list, normalise_daxctl_list
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "fixtures")
@@ -52,7 +53,7 @@ def test_block_facts_of_the_nvdimm_guest():
     # the first block spans DMA and DMA32: valid_zones says "none"
     assert blocks[0] == {"state": "online", "zone": "none", "default_zone": None, "kernel_zone": None}
     assert _sysfs.node_info(1, root)["cpus"] == [] and _sysfs.node_info(0, root)["cpus"] == [0, 1]
-    assert _sysfs.iomem_ranges("Persistent Memory", root) == [(0x100000000, 0x13fffffff)]
+    assert _memmap.iomem_ranges("Persistent Memory", root) == [(0x100000000, 0x13fffffff)]
 
 
 def test_offline_block_reports_the_default_zone():
