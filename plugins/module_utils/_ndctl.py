@@ -192,6 +192,23 @@ class PmemTools:
             raise PmemToolError("cannot parse the output of '%s': %s" % (" ".join(argv), exc), argv=argv, stdout=out)
         return [tree] if isinstance(tree, dict) else tree or []
 
+    # ------------------------------------------------------------ cxl: regions
+
+    def create_region_argv(self, decoder, memdevs, region_type="ram", size=None, granularity=None):
+        """``cxl create-region``: a region of ``memdevs`` (interleaved in that order) in root ``decoder``."""
+        argv = [self.bin("cxl"), "create-region", "-t", region_type, "-d", decoder, "-w", str(len(memdevs))]
+        if size:
+            argv += ["-s", str(size)]
+        if granularity:
+            argv += ["-g", str(granularity)]
+        return argv + ["-m"] + list(memdevs)
+
+    def disable_region_argv(self, region):
+        return [self.bin("cxl"), "disable-region", region]
+
+    def destroy_region_argv(self, region):
+        return [self.bin("cxl"), "destroy-region", region]
+
     # ------------------------------------------------------------ ndctl: namespaces
 
     def create_namespace_argv(self, mode, reconfigure=None, region=None, size=None, align=None, name=None):

@@ -37,7 +37,7 @@ FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.
 
 # Sub-commands that only read. Anything else run through run_command counts as state-changing.
 READ_ONLY_COMMANDS = {
-    ("ndctl", "list"), ("daxctl", "list"), ("ndctl", "--version"), ("daxctl", "--version"),
+    ("ndctl", "list"), ("daxctl", "list"), ("cxl", "list"), ("ndctl", "--version"), ("daxctl", "--version"),
     ("findmnt",), ("systemctl", "is-enabled"), ("systemctl", "is-active"), ("systemctl", "show"),
     ("grub-editenv", "list"), ("grubby", "--info"), ("uname",), ("blkid",),
 }
