@@ -19,7 +19,7 @@ APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap fdisk e2fsprogs openssh-cl
   chromium fonts-dejavu-core shellcheck
 TIMED       = bash lab/timed.sh
 
-.PHONY: help deps venv collection-link unit molecule test demo lab-image clean-lab build sanity lint docs packaging-test ecosystem-lab boot-race-lab tierd-lab bench-tierd bench-online-blocks test-page-idle hostile-lab nvdimm-lab
+.PHONY: help deps venv collection-link unit molecule test demo lab-image clean-lab build sanity lint docs packaging-test ecosystem-lab boot-race-lab tierd-lab bench-tierd bench-online-blocks test-page-idle hostile-lab nvdimm-lab cxl-lab
 
 help:
 	@echo "make demo   - boot a lab guest with emulated pmem and run the collection against it"
@@ -110,6 +110,11 @@ nvdimm-lab: deps venv collection-link
 	HOSTILE_LAB_NAME=nvdimm-lab HOSTILE_LAB_KEEP=1 HOSTILE_ONLY=make-test $(TIMED) hostile-lab-make-test bash tests/lab/hostile/run.sh; hostile=$$?; \
 	json=$$($(LAB) info nvdimm-lab) && LAB_GUEST_JSON="$$json" $(TIMED) ecosystem-lab $(PY) -m pytest -q tests/packaging tests/awx -k "status_playbook or ansible_runner"; eco=$$?; \
 	$(LAB) down nvdimm-lab >/dev/null; echo "nvdimm-lab: hostile inputs exit $$hostile, ecosystem exit $$eco"; [ $$hostile = 0 ] && [ $$eco = 0 ]
+
+# CXL (not part of make test yet): cxl_region and dax_kmem on the cxl flavour (trixie's QEMU 10 from a
+# cached chroot): a RAM region left offline, onlined movable in a lower tier, refused while online, given back.
+cxl-lab: deps venv collection-link
+	$(TIMED) cxl-lab bash tests/lab/cxl/run.sh
 
 lab-image: deps
 	$(TIMED) image-trixie $(LAB) image --release trixie

@@ -130,21 +130,28 @@ def ensure_image(release):
     images = os.path.join(cache_dir(), "images")
     os.makedirs(images, exist_ok=True)
     image = os.path.join(images, "%s-%s" % (release, recipe_hash(release, public_key)))
-    with open(image + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.path.exists(os.path.join(image, "manifest.env")):
-            return image
-        log("building %s image (recipe changed or cache empty): %s" % (release, image))
-        started = time.monotonic()
+
+    def build():
         subprocess.run(["bash", os.path.join(IMAGE_RECIPE_DIR, "build.sh"), release, image, key + ".pub"],
                        check=True, stdout=sys.stderr)
-        log("phase image-build %s: %.0f s" % (release, time.monotonic() - started))
         for entry in os.listdir(images):
             stale = os.path.join(images, entry)
             if entry.startswith(release + "-") and stale != image and os.path.isdir(stale):
                 shutil.rmtree(stale, ignore_errors=True)
                 log("removed stale image %s" % stale)
-    return image
+    return built_once(image, "manifest.env", build, "image-build %s" % release)
+
+
+def built_once(path, marker, build, phase):
+    """``path``, built by ``build()`` unless ``path/marker`` says it was (one builder at a time: a lock)."""
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(os.path.join(path, marker)):
+            log("building %s (recipe changed or cache empty): %s" % (phase, path))
+            started = time.monotonic()
+            build()
+            log("phase %s: %.0f s" % (phase, time.monotonic() - started))
+    return path
 
 
 def ensure_cxl_qemu():
@@ -152,20 +159,15 @@ def ensure_cxl_qemu():
     digest = hashlib.sha256(("%s %s" % (CXL_QEMU_SUITE, " ".join(CXL_QEMU_PACKAGES))).encode()).hexdigest()[:12]
     root = os.path.join(cache_dir(), "qemu-%s-%s" % (CXL_QEMU_SUITE, digest))
     os.makedirs(cache_dir(), exist_ok=True)
-    with open(root + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.path.exists(os.path.join(root, "usr/bin/qemu-system-x86_64")):
-            return root
-        log("building the %s QEMU chroot for the cxl flavour (cache empty): %s" % (CXL_QEMU_SUITE, root))
-        started = time.monotonic()
+
+    def build():
         partial = root + ".partial"
         shutil.rmtree(partial, ignore_errors=True)
         subprocess.run(["mmdebstrap", "--mode=root", "--variant=apt", "--quiet",
                         "--include=" + ",".join(CXL_QEMU_PACKAGES), CXL_QEMU_SUITE, partial],
                        check=True, stdout=sys.stderr)
         os.rename(partial, root)
-        log("phase qemu-chroot %s: %.0f s" % (CXL_QEMU_SUITE, time.monotonic() - started))
-    return root
+    return built_once(root, "usr/bin/qemu-system-x86_64", build, "qemu-chroot %s" % CXL_QEMU_SUITE)
 
 
 def in_cxl_chroot(argv):
