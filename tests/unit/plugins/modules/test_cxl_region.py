@@ -23,6 +23,7 @@ def test_creates_a_region_for_the_free_device_with_its_memory_left_offline(fake_
     assert checked.data["diff"] == {"before": "", "after": "(new): ram region of mem0, 512 MiB in decoder0.0\n"}
 
     policies = []
+
     def create(h, argv):
         policies.append(h.read(POLICY))
         h.load("trixie-cxl-region-offline")  # what the guest showed after the region came up offline
