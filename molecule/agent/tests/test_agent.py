@@ -73,7 +73,18 @@ def test_systemd_analyze_security_exposure(host):
 def _reload_with(host, writer, reason):
     """Replace the config with a bad one, reload: tierd must log the rejection and keep running."""
     config = "/etc/tierd/config.json"
-    pid = host.check_output("systemctl show -p MainPID --value tierd.service")
+    # The test before kills tierd with -9: wait until systemd's restart has settled (active, the same
+    # MainPID twice 3 s apart) so the reload meets a running tierd, not one still starting.
+    deadline, pid, previous = time.time() + 90, "", None
+    while time.time() < deadline:
+        state = host.run("systemctl is-active tierd.service").stdout.strip()
+        pid = host.check_output("systemctl show -p MainPID --value tierd.service")
+        if state == "active" and pid not in ("", "0") and pid == previous:
+            break
+        previous = pid
+        time.sleep(3)
+    journal = host.run("journalctl -u tierd.service -n 30 --no-pager -o cat").stdout
+    assert host.service("tierd.service").is_running, "tierd is not running before the reload:\n" + journal
     since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
     host.check_output("cp -p %s /root/config.good && %s" % (config, writer))
     try:
