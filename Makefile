@@ -13,13 +13,20 @@ export ANSIBLE_FORCE_COLOR ?= 0
 # 56-59 s pipelined, 74-82 s not). The lab logs in as root, so no requiretty gets in the way.
 export ANSIBLE_PIPELINING ?= True
 LAB        := python3 lab/labctl.py
-# Molecule scenarios run by `make test`, in order.
-SCENARIOS  ?= nvdimm labelled legacy emulated safe_mode modules agent
+# Molecule scenarios of `make molecule`, in order; SCENARIO@RELEASE runs a one-guest scenario on that release.
+SCENARIOS  ?= nvdimm nvdimm@bookworm labelled legacy legacy@bookworm emulated safe_mode modules agent
+# make test: the checks without guests, then the guest checks in two lanes side by side (lab/lanes.py),
+# each lane one guest at a time, so the lab's two guests are busy and never three. Balanced by the
+# durations of the last quiet run (printed in the table at the end of make test).
+LANE_A     ?= unit sanity lint docs packaging-test molecule-nvdimm molecule-labelled molecule-legacy \
+  molecule-emulated boot-race-lab
+LANE_B     ?= molecule-agent molecule-nvdimm@bookworm molecule-legacy@bookworm molecule-safe_mode \
+  molecule-modules tierd-lab nvdimm-lab
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap fdisk e2fsprogs openssh-client python3-venv \
   chromium fonts-dejavu-core shellcheck
 TIMED       = bash lab/timed.sh
 
-.PHONY: help deps venv collection-link unit molecule test demo lab-image clean-lab build sanity lint docs packaging-test ecosystem-lab boot-race-lab tierd-lab bench-tierd bench-online-blocks test-page-idle hostile-lab nvdimm-lab cxl-lab
+.PHONY: help deps venv collection-link unit molecule test demo clean-lab lab-images build sanity lint docs packaging-test ecosystem-lab boot-race-lab tierd-lab bench-tierd bench-online-blocks test-page-idle hostile-lab nvdimm-lab cxl-lab
 
 help:
 	@echo "make demo   - boot a lab guest with emulated pmem and run the collection against it"
@@ -40,18 +47,30 @@ $(VENV)/.stamp: requirements-dev.txt requirements-docs.txt
 
 venv: $(VENV)/.stamp
 
-collection-link:
+collection-link:  ## only when missing or wrong: two lanes run this side by side
 	@mkdir -p $(COLL_ROOT)/ansible_collections/tiering
-	@ln -sfn $(CURDIR) $(COLL_ROOT)/ansible_collections/tiering/pmem
+	@[ "$$(readlink $(COLL_ROOT)/ansible_collections/tiering/pmem)" = "$(CURDIR)" ] || \
+	  ln -sfn $(CURDIR) $(COLL_ROOT)/ansible_collections/tiering/pmem
 
 unit: venv collection-link
 	$(TIMED) unit $(PY) -m pytest -q tests/unit
 
 molecule: deps venv collection-link
-	@for s in $(SCENARIOS); do $(TIMED) "molecule-$$s" molecule test -s $$s || exit 1; done
+	@for s in $(SCENARIOS); do $(MAKE) --no-print-directory "molecule-$$s" || exit 1; done
 
-test: deps venv
-	$(TIMED) total $(MAKE) --no-print-directory unit sanity lint docs packaging-test molecule boot-race-lab tierd-lab nvdimm-lab
+# One scenario: make molecule-labelled; make molecule-nvdimm@bookworm (LAB_RELEASE for the scenario's
+# one guest, and an ephemeral directory of its own so both releases can run side by side).
+molecule-%: deps venv collection-link
+	@s='$*'; scenario=$${s%@*}; release=; [[ $$s == *@* ]] && release=$${s#*@}; \
+	if [[ -n $$release ]]; then export LAB_RELEASE=$$release MOLECULE_EPHEMERAL_DIRECTORY=$(CURDIR)/.cache/molecule/$$s; fi; \
+	$(TIMED) "molecule-$$s" molecule test -s $$scenario
+
+test: deps venv collection-link
+	$(TIMED) total bash -c '$(MAKE) --no-print-directory lab-images && python3 lab/lanes.py --lane "$(LANE_A)" --lane "$(LANE_B)"'
+
+# The lab's images (trixie, bookworm), built once per recipe and cached, before the lanes need them.
+lab-images: deps
+	$(TIMED) lab-images bash -c '$(LAB) image --release trixie && $(LAB) image --release bookworm' 
 
 sanity: venv
 	$(TIMED) sanity bash tests/sanity/run.sh
@@ -116,8 +135,6 @@ nvdimm-lab: deps venv collection-link
 cxl-lab: deps venv collection-link
 	$(TIMED) cxl-lab bash tests/lab/cxl/run.sh
 
-lab-image: deps
-	$(TIMED) image-trixie $(LAB) image --release trixie
 
 demo: deps venv collection-link
 	$(TIMED) demo bash lab/demo.sh

@@ -60,6 +60,8 @@ CXL_VIRTIO = "bus=pcie.0,disable-legacy=on,iommu_platform=on,x-max-bounce-buffer
 NVDIMM_LABEL_BYTES = 128 * 1024
 MIB = 1024 * 1024
 DEFAULT_BOOT_ATTEMPTS = 3
+# TCG guests on this 2-core machine: a third one slows all of them until boots time out.
+DEFAULT_MAX_GUESTS = 2
 # oops=panic panic=5: multi-threaded TCG now and then trips an "Oops: int3" in the guest kernel
 # (LAB-NOTES); the guest then reboots itself in 5 s instead of hanging with a dead kernel.
 # The same words are in the GRUB flavour's lab/image/overlay/etc/default/grub.d/10-lab.cfg.
@@ -247,6 +249,59 @@ def init_labels(inst):
 
 
 # ---------------------------------------------------------------- QEMU command line
+
+def running_guests(exclude):
+    root = instances_dir()
+    names = []
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        if name == exclude or not os.path.exists(os.path.join(root, name, "instance.json")):
+            continue
+        try:
+            if qemu_pid(load_instance(name)):
+                names.append(name)
+        except LabError:
+            continue
+    return names
+
+
+class guest_slot:
+    """Hold the lab's boot lock while a guest's QEMU starts, once fewer than LAB_MAX_GUESTS run.
+
+    Two `up`s side by side (make test's two lanes) must neither pick the same free port (QEMU binds it
+    while this lock is held) nor start a third guest: a caller waits here, up to LAB_SLOT_TIMEOUT s.
+    """
+
+    def __init__(self, name):
+        self.name = name
+        self.lock = None
+
+    def __enter__(self):
+        limit = int(os.environ.get("LAB_MAX_GUESTS", DEFAULT_MAX_GUESTS))
+        deadline = time.monotonic() + float(os.environ.get("LAB_SLOT_TIMEOUT", "3600"))
+        os.makedirs(instances_dir(), exist_ok=True)
+        waiting_since = None
+        while True:
+            self.lock = open(os.path.join(instances_dir(), ".boot.lock"), "w")
+            fcntl.flock(self.lock, fcntl.LOCK_EX)
+            running = running_guests(self.name)
+            if len(running) < limit:
+                if waiting_since is not None:
+                    log("%s: a guest slot is free after %.0f s" % (self.name, time.monotonic() - waiting_since))
+                return self
+            self.lock.close()
+            if waiting_since is None:
+                waiting_since = time.monotonic()
+                log("%s: waiting for a guest slot (LAB_MAX_GUESTS=%d; running: %s)"
+                    % (self.name, limit, ", ".join(running)))
+            if time.monotonic() > deadline:
+                raise LabError("%s: no guest slot: %s still running (LAB_MAX_GUESTS=%d); stop one with labctl.py down NAME"
+                               % (self.name, ", ".join(running), limit))
+            time.sleep(5)
+
+    def __exit__(self, *exc):
+        self.lock.close()
+        return False
+
 
 def free_port():
     with socket.socket() as sock:
@@ -471,14 +526,15 @@ def cmd_up(args):
     attempts = int(os.environ.get("LAB_BOOT_ATTEMPTS", DEFAULT_BOOT_ATTEMPTS))
     boot_timeout = float(os.environ.get("LAB_BOOT_TIMEOUT", "300"))
     for attempt in range(1, attempts + 1):
-        inst["port"] = free_port()
-        inst["argv"] = qemu_argv(inst, image)
-        save_instance(inst)
-        started = time.monotonic()
-        try:
-            subprocess.run(inst["argv"], check=True, capture_output=True, text=True)
-        except subprocess.CalledProcessError as exc:
-            raise LabError("QEMU refused to start %s: %s" % (args.name, exc.stderr.strip()))
+        with guest_slot(args.name):
+            inst["port"] = free_port()
+            inst["argv"] = qemu_argv(inst, image)
+            save_instance(inst)
+            started = time.monotonic()
+            try:
+                subprocess.run(inst["argv"], check=True, capture_output=True, text=True)
+            except subprocess.CalledProcessError as exc:
+                raise LabError("QEMU refused to start %s: %s" % (args.name, exc.stderr.strip()))
         try:
             inst["boot_id"] = wait_for_ssh(inst, started + boot_timeout)
         except LabError as exc:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Pack tierd's package into one tar on the controller, for the migration_agent role.
 
 Copying the package file by file cost two module runs per file on every play (about four minutes on
@@ -41,7 +40,7 @@ def pack(source_dir, parent_dir):
 
 def main(argv):
     if len(argv) != 3:
-        raise SystemExit(__doc__.strip().split("\n\n")[-1])
+        raise SystemExit(__doc__.strip().rsplit("\n\n", maxsplit=1)[-1])
     print(pack(argv[1], argv[2]))
 
 

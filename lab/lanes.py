@@ -1,0 +1,77 @@
+"""Run make targets in lanes side by side: make test's guest checks, two at a time.
+
+    lab/lanes.py --lane "unit sanity molecule-nvdimm" --lane "molecule-agent tierd-lab"
+
+Each lane runs its targets one after the other (`make --no-print-directory TARGET`), so a lane holds
+at most one lab guest at a time and two lanes never hold more than the lab's two (labctl also waits
+for a free slot, see LAB_MAX_GUESTS). Every line a target prints goes out as it comes, marked with its
+lane and target; a failed target does not stop its lane, so one run shows every failure. At the end
+a table gives each target's lane, start, duration and exit status, and the exit status is 1 when any
+target failed.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+
+PRINT_LOCK = threading.Lock()
+
+
+def say(text):
+    with PRINT_LOCK:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
+def run_target(lane, target, env):
+    started = time.time()
+    say("%s %s: start %s" % (lane, target, time.strftime("%H:%M:%S", time.gmtime(started))))
+    proc = subprocess.Popen(["make", "--no-print-directory", target], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=env, text=True, errors="replace")
+    for line in proc.stdout:
+        say("%s %s| %s" % (lane, target, line.rstrip("\n")))
+    code = proc.wait()
+    seconds = time.time() - started
+    say("%s %s: %.0f s (exit %d)" % (lane, target, seconds, code))
+    return {"lane": lane, "target": target, "start": started, "seconds": seconds, "exit": code}
+
+
+def run_lane(lane, targets, env, results):
+    for target in targets:
+        results.append(run_target(lane, target, env))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--lane", action="append", required=True, metavar="TARGETS",
+                        help="space-separated make targets run in order in one lane (repeat for each lane)")
+    args = parser.parse_args(argv)
+    lanes = [(chr(ord("A") + i), lane.split()) for i, lane in enumerate(args.lane)]
+    # The targets' own timed.sh stamps each line with the time; the lane prefix comes in front of that.
+    env = dict(os.environ)
+    env.pop("TIMED_STAMPING", None)
+    started = time.time()
+    results = []
+    threads = [threading.Thread(target=run_lane, args=(name, targets, env, results)) for name, targets in lanes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    total = time.time() - started
+    say("\nlanes: %d targets in %d lanes, %.0f s wall clock" % (len(results), len(lanes), total))
+    say("%-4s %-28s %-8s %8s  %s" % ("lane", "target", "start", "seconds", "exit"))
+    for result in sorted(results, key=lambda r: r["start"]):
+        start = time.strftime("%H:%M:%S", time.gmtime(result["start"]))
+        say("%-4s %-28s %-8s %8.0f  %d" % (result["lane"], result["target"], start, result["seconds"], result["exit"]))
+    failed = [r["target"] for r in results if r["exit"] != 0]
+    if failed:
+        say("lanes: FAILED: %s" % " ".join(failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
