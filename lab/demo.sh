@@ -2,12 +2,13 @@
 # make demo: boot a lab guest with an emulated NVDIMM, run the collection's main playbook
 # against it, and show what it did to the guest's memory. Leaves nothing running unless KEEP=1.
 #
-#   DEMO_RELEASE=trixie|bookworm  DEMO_FLAVOUR=nvdimm|legacy  DEMO_PLAYBOOK=playbooks/provision.yml  KEEP=1
+#   DEMO_RELEASE=trixie|bookworm  DEMO_FLAVOUR=nvdimm|legacy|cxl (or FLAVOUR=)  DEMO_PLAYBOOK=playbooks/provision.yml  KEEP=1
+#   make demo FLAVOUR=cxl: a CXL type-3 device without a region becomes RAM on its own node (trixie's QEMU 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 release=${DEMO_RELEASE:-trixie}
-flavour=${DEMO_FLAVOUR:-nvdimm}
+flavour=${DEMO_FLAVOUR:-${FLAVOUR:-nvdimm}}
 playbook=${DEMO_PLAYBOOK:-playbooks/provision.yml}
 name=demo-$release-$flavour
 work=$(mktemp -d)
@@ -30,6 +31,7 @@ snapshot() {
   lab ssh "$name" 'echo "# MemTotal"; grep MemTotal /proc/meminfo; echo "# NUMA nodes (numactl -H)"; numactl -H;
     echo "# memory tiers"; for t in /sys/devices/virtual/memory_tiering/memory_tier*; do [ -e "$t/nodelist" ] && echo "$(basename "$t"): nodes $(cat "$t/nodelist")"; done;
     echo "# pmem devices"; ndctl list -N 2>/dev/null | tr -d "\n " | sed "s/},{/}\n{/g"; echo; daxctl list 2>/dev/null | tr -d "\n " | sed "s/},{/}\n{/g"; echo;
+    if [ -d /sys/bus/cxl/devices ]; then echo "# CXL regions"; cxl list -R 2>/dev/null | tr -d "\n " | sed "s/},{/}\n{/g"; echo; fi;
     echo "# memory blocks by state"; cat /sys/devices/system/memory/memory*/state | sort | uniq -c;
     echo "# tiering knobs"; echo "demotion_enabled=$(cat /sys/kernel/mm/numa/demotion_enabled 2>/dev/null)"; echo "numa_balancing=$(cat /proc/sys/kernel/numa_balancing)"'
 }

@@ -18,11 +18,14 @@ import threading
 import time
 
 PRINT_LOCK = threading.Lock()
+# Under make test an outer timed.sh stamps every line already; otherwise lanes.py stamps its own.
+STAMP = not os.environ.get("TIMED_STAMPING")
 
 
 def say(text):
     with PRINT_LOCK:
-        sys.stdout.write(text + "\n")
+        for line in text.split("\n"):
+            sys.stdout.write((time.strftime("%H:%M:%S ") if STAMP else "") + line + "\n")
         sys.stdout.flush()
 
 
@@ -50,9 +53,8 @@ def main(argv=None):
                         help="space-separated make targets run in order in one lane (repeat for each lane)")
     args = parser.parse_args(argv)
     lanes = [(chr(ord("A") + i), lane.split()) for i, lane in enumerate(args.lane)]
-    # The targets' own timed.sh stamps each line with the time; the lane prefix comes in front of that.
-    env = dict(os.environ)
-    env.pop("TIMED_STAMPING", None)
+    # One time stamp per line, in front of the lane prefix: the targets' own timed.sh must not add another.
+    env = dict(os.environ, TIMED_STAMPING="1")
     started = time.time()
     results = []
     threads = [threading.Thread(target=run_lane, args=(name, targets, env, results)) for name, targets in lanes]

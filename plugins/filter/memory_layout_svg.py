@@ -148,7 +148,8 @@ def _card_lines(card, block_size):
     for dax in card["devices"]:
         zones = ", ".join("%s %d" % (z, c) for z, c in sorted((dax.get("zones") or {}).items())) or "no zone"
         lines.append("%s (%s) system-ram: %d/%d blocks online, %s"
-                     % (dax.get("name"), dax.get("namespace") or dax.get("region") or "?",
+                     % (dax.get("name"), dax.get("namespace") or ("CXL " + dax["cxl_region"] if dax.get("cxl_region") else "")
+                        or dax.get("region") or "?",
                         dax.get("online_memblocks") or 0, dax.get("total_memblocks") or 0, zones))
     return lines
 

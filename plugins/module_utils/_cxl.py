@@ -6,7 +6,7 @@
 ``cxl list -vvv`` prints one tree: buses, their ports and endpoints, each endpoint's memdev, the
 decoders at every level, and under the root decoders the regions with their dax devices. The
 command itself runs in _ndctl (PmemTools.cxl_list, with ndctl's and daxctl's), once per inventory.
-Used by: _pmem_inventory (pmem_info).
+Used by: _pmem_inventory (pmem_info), cxl_region and dax_kmem (the region of a dax device).
 """
 
 from __future__ import absolute_import, division, print_function

@@ -134,11 +134,15 @@ def gather(tools, root="/"):
         namespace["original_mode"] = entry.get("original_mode")
     tiers = _sysfs.memory_tiers(root)
     cxl = _cxl.inventory(tools.cxl_list(root), tiers)
+    for region in cxl["regions"]:
+        region["owned"] = record.owns_cxl_region(owned, region["memdevs"])
+    owned_cxl_devices = set(name for region in cxl["regions"] if region["owned"] for name in region["dax_devices"])
     soft_reserved = _memmap.iomem_ranges("Soft Reserved", root)
     devices = [dax_record(device, namespaces, root) for device in daxctl]
     for device in devices:
         owner = next((ns for ns in namespaces if ns["dev"] == device["namespace"] and device["namespace"]), None)
-        device["owned"] = owner["owned"] if owner else record.owns_device(owned, device["name"])
+        device["owned"] = owner["owned"] if owner else (record.owns_device(owned, device["name"])
+                                                        or device["name"] in owned_cxl_devices)
         device["cxl_region"] = _cxl.region_of_dax_device(cxl, device["name"])
         device["source"] = device_source(device, soft_reserved)
     return {

@@ -9,8 +9,14 @@ ships the udev rule but not that unit, and on kernels that auto-online hotplugge
 Our unit clears the auto-online policy around the reconfigure and onlines the blocks in the zone
 asked for, on every release, with or without namespace labels (legacy pmem has no uuid).
 
+A device of a CXL RAM region carries the region in its config (root decoder, memory devices, interleave
+granularity): platforms that do not program the CXL decoders at boot (QEMU; many hosts for regions made
+by ``cxl create-region``) forget the region on reboot, so the script creates it again first, with the
+memory left offline, as cxl_region did. Regions are numbered in creation order, so the region and
+its dax device come back under the same names.
+
 Owns the unit, its script and ``/etc/tiering-pmem/dax-kmem/DEVICE.conf`` (their texts and paths);
-dax_kmem writes them through _files.
+dax_kmem writes them and cxl_region removes them through _files.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -54,6 +60,40 @@ set -eu
 dev="$1"
 . "/etc/tiering-pmem/dax-kmem/$dev.conf"
 policy_file=/sys/devices/system/memory/auto_online_blocks
+if [ -n "${CXL_MEMDEVS:-}" ] && [ ! -e "/sys/bus/dax/devices/$dev" ]; then
+    # The CXL RAM region of this device, if the platform did not keep it: wait for its memory
+    # devices (cxl_mem probes them asynchronously), then create it with its memory left offline.
+    for memdev in $CXL_MEMDEVS; do
+        tries=0
+        while [ ! -e "/sys/bus/cxl/devices/$memdev" ]; do
+            tries=$((tries + 1))
+            if [ "$tries" -gt 240 ]; then
+                echo "tiering-pmem-dax-kmem: no CXL memory device $memdev after 120 s" >&2
+                exit 1
+            fi
+            sleep 0.5
+        done
+    done
+    udevadm settle --timeout=60 2>/dev/null || true
+    if [ ! -e "/sys/bus/dax/devices/$dev" ]; then
+        exec 9>/run/tiering-pmem-dax-kmem.lock
+        flock 9
+        policy=$(cat "$policy_file")
+        [ "$policy" = offline ] || echo offline > "$policy_file"
+        ways=$(set -- $CXL_MEMDEVS; echo $#)
+        rc=0
+        cxl create-region -t ram -d "$CXL_DECODER" -w "$ways" ${CXL_GRANULARITY:+-g "$CXL_GRANULARITY"} \
+            -m $CXL_MEMDEVS || rc=$?
+        udevadm settle --timeout=60 2>/dev/null || true
+        [ "$policy" = offline ] || echo "$policy" > "$policy_file"
+        flock -u 9
+        if [ "$rc" -eq 0 ]; then
+            echo "tiering-pmem-dax-kmem: $dev: created the CXL RAM region of $CXL_MEMDEVS in $CXL_DECODER again"
+        else
+            echo "tiering-pmem-dax-kmem: cxl create-region for $dev ($CXL_MEMDEVS) failed: rc $rc" >&2
+        fi
+    fi
+fi
 # The dax driver probes asynchronously after its module loads: wait for the device, up to
 # 170 s (the unit allows 300 s in all): emulated lab guests under load took 60-200 s to boot.
 tries=0
@@ -134,9 +174,15 @@ def config_path(device):
     return "%s/%s.conf" % (CONFIG_DIR, device)
 
 
-def config_text(online, movable):
-    return ("# Managed by tiering.pmem.dax_kmem: do not edit.\nONLINE=%d\nMOVABLE=%d\n"
+def config_text(online, movable, cxl_region=None):
+    text = ("# Managed by tiering.pmem.dax_kmem: do not edit.\nONLINE=%d\nMOVABLE=%d\n"
             % (1 if online else 0, 1 if movable else 0))
+    if cxl_region:
+        text += "# From CXL %s: created again at boot when the platform does not keep it.\n" % cxl_region["region"]
+        text += "CXL_DECODER=%s\nCXL_MEMDEVS=\"%s\"\n" % (cxl_region["decoder"], " ".join(cxl_region["memdevs"]))
+        if len(cxl_region["memdevs"]) > 1 and cxl_region.get("interleave_granularity"):
+            text += "CXL_GRANULARITY=%d\n" % cxl_region["interleave_granularity"]
+    return text
 
 
 def configured_devices(root="/", exclude=None):
@@ -152,10 +198,10 @@ def unit_instance(device):
     return "tiering-pmem-dax-kmem@%s.service" % device
 
 
-def wanted_files(device, online, movable):
-    """{path: (content, mode)} that persistence needs."""
+def wanted_files(device, online, movable, cxl_region=None):
+    """{path: (content, mode)} that persistence needs; ``cxl_region``: the device's CXL region record (_cxl)."""
     return {
         UNIT_PATH: (UNIT_TEXT, 0o644),
         SCRIPT_PATH: (SCRIPT_TEXT, 0o755),
-        config_path(device): (config_text(online, movable), 0o644),
+        config_path(device): (config_text(online, movable, cxl_region), 0o644),
     }

@@ -4,7 +4,8 @@
 """What the collection owns: the namespace name it gives, and its record file on the host.
 
 Owns ``/etc/tiering-pmem/owned.json``. Used by ndctl_namespace (adds what it creates or converts,
-drops what it destroys), dax_kmem (adds the devices it makes system RAM) and pmem_info (reports
+drops what it destroys), dax_kmem (adds the devices it makes system RAM), cxl_region (adds the CXL
+regions it creates, by their memory devices, drops the ones it destroys) and pmem_info (reports
 ownership, which status.yml and teardown.yml read).
 
 A namespace is the collection's when it carries the name ``tiering-pmem`` (labelled regions keep
@@ -41,7 +42,8 @@ def read(root="/"):
 
 
 def text_of(entries):
-    entries = sorted(entries, key=lambda e: (e.get("region") or "", e.get("dev") or "", e.get("device") or ""))
+    entries = sorted(entries, key=lambda e: (e.get("region") or "", e.get("dev") or "", e.get("device") or "",
+                                             e.get("cxl_memdevs") or []))
     return json.dumps({"version": RECORD_VERSION, "namespaces": entries}, indent=2, sort_keys=True) + "\n"
 
 
@@ -96,3 +98,18 @@ def with_device(entries, device):
 
 def without_namespace(entries, namespace):
     return [entry for entry in entries if not (entry.get("dev") and entry_matches(entry, namespace))]
+
+
+def owns_cxl_region(entries, memdevs):
+    """A CXL region is recorded by its memory devices, in interleave order: its name is the kernel's."""
+    return any(entry.get("cxl_memdevs") == list(memdevs) for entry in entries)
+
+
+def with_cxl_region(entries, memdevs):
+    if owns_cxl_region(entries, memdevs):
+        return list(entries)
+    return list(entries) + [{"cxl_memdevs": list(memdevs), "how": "created"}]
+
+
+def without_cxl_region(entries, memdevs):
+    return [entry for entry in entries if entry.get("cxl_memdevs") != list(memdevs)]

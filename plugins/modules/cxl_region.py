@@ -25,6 +25,11 @@ description:
     a region whose memory is online (it may hold pages) is refused unless O(force=true), and then
     only when the rest of the system has room for what it holds; the module offlines it first.
     A region with a dax device that a process has open or mapped is refused unless O(force=true).
+    The boot config that M(tiering.pmem.dax_kmem) wrote for the region's dax devices (which would
+    create the region again at boot) goes with it.
+  - A region the module creates is recorded as the collection's (by its memory devices) in
+    C(/etc/tiering-pmem/owned.json), so C(tiering.pmem.pmem_info) reports it as owned and the
+    teardown playbook gives it back; destroying it drops the record.
   - Refusals happen before anything is changed, in check mode too.
 version_added: "0.2.0"
 author:
@@ -113,7 +118,8 @@ actions:
   type: list
   elements: str
   sample: ["auto_online_blocks: online -> offline (the new region's memory stays offline)",
-           "cxl create-region -t ram -d decoder0.0 -w 1 -m mem0", "udevadm settle --timeout=60",
+           "cxl create-region -t ram -d decoder0.0 -w 1 -m mem0",
+           "record the region of mem0 in /etc/tiering-pmem/owned.json", "udevadm settle --timeout=60",
            "auto_online_blocks: offline -> online (restored)"]
 regions:
   description:
@@ -126,9 +132,14 @@ regions:
             memdevs: [mem0], dax_devices: [dax0.0], numa_nodes: [1], tiers: [22]}]
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.tiering.pmem.plugins.module_utils import _cxl, _sysfs
+from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_persist as persist
+from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_record as record
+from ansible_collections.tiering.pmem.plugins.module_utils._files import read_file, remove_file
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_safety as safety
 from ansible_collections.tiering.pmem.plugins.module_utils._ndctl import PmemTools
 from ansible_collections.tiering.pmem.plugins.module_utils._plan import ModuleError, command_text, run, shorten
@@ -240,6 +251,8 @@ def plan_present(plan, tools, root, cxl, params):
         argv = tools.create_region_argv(decoder["decoder"], names, params["type"],
                                         granularity=params["interleave_granularity"] if len(names) > 1 else None)
         plan.step(command_text(argv), lambda argv=argv: create(tools, argv, policy if switch_policy else None, root))
+        plan.step("record the region of %s in %s" % (",".join(names), record.RECORD_PATH),
+                  lambda names=names: record.write(plan.module, record.with_cxl_region(record.read(root), names), root))
         settle = [tools.module.get_bin_path("udevadm") or "udevadm", "settle", "--timeout=60"]
         plan.step(command_text(settle), lambda settle=settle: tools.run(settle, check=False))
         if switch_policy:
@@ -297,7 +310,31 @@ def plan_absent(plan, tools, root, cxl, params):
         plan.step(command_text(argv), lambda argv=argv: tools.run(argv))
     for argv in (tools.disable_region_argv(region["region"]), tools.destroy_region_argv(region["region"])):
         plan.step(command_text(argv), lambda argv=argv: tools.run(argv))
+    plan_forget_boot_config(plan, tools, root, region)
+    if record.owns_cxl_region(record.read(root), region["memdevs"]):
+        plan.step("drop the region of %s from %s" % (",".join(region["memdevs"]), record.RECORD_PATH),
+                  lambda: record.write(plan.module, record.without_cxl_region(record.read(root), region["memdevs"]),
+                                       root))
     plan.diff(render([region]), render([]))
+
+
+def plan_forget_boot_config(plan, tools, root, region):
+    """Take away dax_kmem's boot config of the region's dax devices: it would create the region again at boot."""
+    configured = [name for name in region["dax_devices"] if read_file(persist.config_path(name), root) is not None]
+    for name in configured:
+        unit = persist.unit_instance(name)
+        if os.path.lexists(_sysfs.host_path(root, "/etc/systemd/system/multi-user.target.wants/" + unit)):
+            argv = [tools.bin("systemctl"), "disable", unit]
+            plan.step(command_text(argv), lambda argv=argv: tools.run(argv))
+        path = persist.config_path(name)
+        plan.step("remove %s" % path, lambda path=path: remove_file(plan.module, path, root))
+    if configured and not [name for name in persist.configured_devices(root) if name not in configured]:
+        leftovers = [path for path in (persist.UNIT_PATH, persist.SCRIPT_PATH) if read_file(path, root) is not None]
+        for path in leftovers:
+            plan.step("remove %s" % path, lambda path=path: remove_file(plan.module, path, root))
+        if persist.UNIT_PATH in leftovers:
+            argv = [tools.bin("systemctl"), "daemon-reload"]
+            plan.step(command_text(argv), lambda argv=argv: tools.run(argv))
 
 
 def create(tools, argv, restore_policy, root):

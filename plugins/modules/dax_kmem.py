@@ -187,6 +187,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.tiering.pmem.plugins.module_utils import _cxl
 from ansible_collections.tiering.pmem.plugins.module_utils import _sysfs
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_record as record
 from ansible_collections.tiering.pmem.plugins.module_utils import _pmem_safety as safety
@@ -255,9 +256,15 @@ def device_state(device, blocks, root, persistent):
             "total_blocks": len(blocks), "zones": zones, "persistent": persistent}
 
 
-def persistence_state(device, root, online, movable):
+def cxl_region_of(tools, name, root):
+    """The CXL region record whose dax device ``name`` is (the boot config creates it again), or None."""
+    cxl = _cxl.inventory(tools.cxl_list(root), [])
+    return next((region for region in cxl["regions"] if name in region["dax_devices"]), None)
+
+
+def persistence_state(device, root, online, movable, cxl_region):
     """(files that differ from what is wanted, unit enabled?)"""
-    wanted = persist.wanted_files(device, online, movable)
+    wanted = persist.wanted_files(device, online, movable, cxl_region)
     stale = [path for path, (content, mode) in sorted(wanted.items())
              if read_file(path, root) != content or file_mode(path, root) != mode]
     enabled = os.path.lexists(_sysfs.host_path(root, "/etc/systemd/system/multi-user.target.wants/"
@@ -293,7 +300,8 @@ def plan_device(plan, tools, root):
 
     current_blocks = _sysfs.read_blocks([i for i in device_blocks if i in set(_sysfs.memory_block_ids(root))], root) \
         if device["driver"] == "kmem" else {}
-    stale, enabled = persistence_state(name, root, params["online"], params["movable"])
+    cxl_region = cxl_region_of(tools, name, root) if want_persistent else None
+    stale, enabled = persistence_state(name, root, params["online"], params["movable"], cxl_region)
     has_config = read_file(persist.config_path(name), root) is not None
     before = device_state(device, current_blocks, root, enabled and has_config)
     policy = _sysfs.auto_online_blocks(root)
@@ -354,7 +362,7 @@ def plan_device(plan, tools, root):
         steps.append(("record", namespace, "record %s in %s" % (
             "%s (%s, %s)" % (name, namespace["dev"], namespace["region"]) if namespace else name, record.RECORD_PATH)))
     if want_persistent:
-        wanted = persist.wanted_files(name, params["online"], params["movable"])
+        wanted = persist.wanted_files(name, params["online"], params["movable"], cxl_region)
         for path in stale:
             steps.append(("write", (path,) + wanted[path], "write %s" % path))
         if persist.UNIT_PATH in stale:
@@ -392,7 +400,7 @@ def plan_device(plan, tools, root):
         final_device = _sysfs.dax_device(name, root) or predicted_device
         final_blocks = _sysfs.read_blocks(_sysfs.blocks_in_range(device["start"], device["end"], root, block_size),
                                           root) if final_device["driver"] == "kmem" else {}
-        _stale, enabled = persistence_state(name, root, params["online"], params["movable"])
+        _stale, enabled = persistence_state(name, root, params["online"], params["movable"], cxl_region)
         final = device_state(final_device, final_blocks, root,
                              enabled and read_file(persist.config_path(name), root) is not None)
         result["auto_online_blocks"] = _sysfs.auto_online_blocks(root)

@@ -69,7 +69,7 @@ namespaces:
 dax_devices:
   description:
     - Dax devices from C(daxctl list) joined with their sysfs range and memory blocks.
-    - C(owned) is true when the device's namespace, or the device itself, is the collection's own.
+    - C(owned) is true when the device's namespace, the device itself, or its CXL region is the collection's own.
     - C(source) is V(ndctl) (a pmem namespace), V(cxl) (a CXL region, named in C(cxl_region)),
       V(soft_reserved) (memory the firmware marked Soft Reserved, as many servers hand CXL memory
       over) or V(other).
@@ -113,11 +113,13 @@ cxl:
         - Regions with C(type) (V(ram) or V(pmem)), C(decode_state), the root C(decoder), the C(memdevs)
           in interleave order, their C(dax_devices), the NUMA nodes their memory is on and those nodes'
           memory C(tiers).
+        - C(owned) is true for a region M(tiering.pmem.cxl_region) created (recorded by its memory
+          devices); its dax devices are then owned too.
       type: list
       elements: dict
       sample: [{region: region0, type: ram, size: 536870912, resource: 13153337344, decode_state: commit,
                 interleave_ways: 1, interleave_granularity: 256, decoder: decoder0.0, memdevs: [mem0],
-                dax_devices: [dax0.0], numa_nodes: [1], tiers: [22]}]
+                dax_devices: [dax0.0], numa_nodes: [1], tiers: [22], owned: true}]
 numa_nodes:
   description: Online NUMA nodes.
   returned: always
