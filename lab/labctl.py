@@ -334,9 +334,10 @@ def two_socket_options(mem_mib, pmem_mib):
     return "pc,nvdimm=on,hmat=on", options, []
 
 
-def pmem_options(flavour, mem_bytes, pmem_bytes, memmap_offset):
+def pmem_options(flavour, mem_bytes, pmem_bytes, memmap_offset, cpus=2):
     """Return (machine, memory/NUMA/device options, extra kernel args) of a flavour."""
     mem_mib = mem_bytes // MIB
+    node0_cpus = "0" if cpus == 1 else "0-%d" % (cpus - 1)
     if flavour in TWO_SOCKET_FLAVOURS:
         return two_socket_options(mem_mib, TWO_SOCKET_PMEM_MIB)
     if flavour == "nvdimm":
@@ -347,7 +348,7 @@ def pmem_options(flavour, mem_bytes, pmem_bytes, memmap_offset):
         options = [
             "-m", "%dM,slots=4,maxmem=%dM" % (mem_mib, maxmem_mib),
             "-object", "memory-backend-ram,id=dram0,size=%dM" % mem_mib,
-            "-numa", "node,nodeid=0,cpus=0-1,memdev=dram0,initiator=0",
+            "-numa", "node,nodeid=0,cpus=%s,memdev=dram0,initiator=0" % node0_cpus,
             "-numa", "node,nodeid=1,initiator=0",
             # HMAT: the CPU-less pmem node is 10x slower and 5x narrower, as Optane is.
             "-numa", "hmat-lb,initiator=0,target=0,hierarchy=memory,data-type=access-latency,latency=10",
@@ -377,12 +378,13 @@ def qemu_argv(inst, image):
     elif accel == "tcg":
         # hypervisor=off for CXL: with the CPUID hypervisor bit the kernel cannot commit a region
         # ("Failed to synchronize CPU cache state").
-        accel_opts = ["-accel", "tcg,thread=multi", "-cpu", "max,hypervisor=off" if cxl else "max"]
+        accel_opts = ["-accel", "tcg,thread=%s" % os.environ.get("LAB_TCG_THREAD", "multi"),
+                      "-cpu", "max,hypervisor=off" if cxl else "max"]
     else:
         raise LabError("LAB_ACCEL=%r: use tcg (default) or kvm" % accel)
     flavour = inst["flavour"] if inst["pmem_device"] else "plain"
     machine, mem_opts, kernel_args = pmem_options(
-        flavour, inst["mem_bytes"], inst["pmem_bytes"], inst["memmap_offset"])
+        flavour, inst["mem_bytes"], inst["pmem_bytes"], inst["memmap_offset"], inst["cpus"])
     d = inst["dir"]
     virtio_extra = "," + CXL_VIRTIO if cxl else ""
     argv = [
@@ -562,7 +564,9 @@ def cmd_up(args):
 
 
 def cmd_down(args):
-    names = sorted(os.listdir(instances_dir())) if args.all and os.path.isdir(instances_dir()) else args.names
+    root = instances_dir()
+    names = sorted(name for name in os.listdir(root) if os.path.isdir(os.path.join(root, name))) \
+        if args.all and os.path.isdir(root) else args.names
     for name in names:
         d = instance_path(name)
         if not os.path.exists(os.path.join(d, "instance.json")):
