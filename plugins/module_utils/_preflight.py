@@ -147,7 +147,7 @@ def decide(observed, migration_agent=False, agent_backend="auto", min_available_
             problems.append("the kernel lacks %s" % FEATURE_TEXT[name])
         elif state == "unknown":
             uncertain.append("could not tell whether the kernel has %s: no kernel config to read and "
-                            "nothing in sysfs" % FEATURE_TEXT[name])
+                             "nothing in sysfs" % FEATURE_TEXT[name])
     if migration_agent:
         backends = ["damon", "page_idle"] if agent_backend == "auto" else [agent_backend]
         states = [features.get(name, "unknown") for name in backends]
@@ -156,7 +156,7 @@ def decide(observed, migration_agent=False, agent_backend="auto", min_available_
                             % (agent_backend, " or ".join(FEATURE_TEXT[name] for name in backends)))
         elif "yes" not in states:
             uncertain.append("could not tell whether the kernel has %s for tierd"
-                            % " or ".join(FEATURE_TEXT[name] for name in backends))
+                             % " or ".join(FEATURE_TEXT[name] for name in backends))
         if not observed.get("cgroup_v2"):
             problems.append("tierd needs the unified cgroup hierarchy (cgroup v2, /sys/fs/cgroup/cgroup.controllers), "
                             "which this host does not mount: boot with systemd.unified_cgroup_hierarchy=1")
