@@ -146,3 +146,24 @@ def test_each_host_of_a_batch_gets_its_summary(data_dir):
         assert res["msg"][0] == "would change: nothing", res
         assert any(host + " cannot be provisioned" in m for m in res["msg"]), res
     assert sorted(result.stats["failures"]) == ["a1", "a2", "b1"]
+
+
+def test_drift_check_fails_the_host_that_would_change_and_names_what(data_dir):
+    # No step can change anything here, so b1 is given the fact migration_agent_result as the role
+    # sets it when tierd's config and service state differ (a host var: in --tags plan the role does not run to set it):
+    # this checks the summary and the drift failure wired to it, not the role.
+    drifted = json.loads(json.dumps(INVENTORY))
+    drifted["all"]["children"]["zone_normal"]["hosts"]["b1"]["migration_agent_result"] = {"changes": ["config", "service state"]}
+    (data_dir / "inventory" / "hosts.json").write_text(json.dumps(drifted))
+    try:
+        drift = {"provision_fail_on_change": True, "provision_serial": "100%", "provision_max_fail_percentage": 100}
+        result, stdout = launch(data_dir, dict(drift, provision_hosts="all"), "--tags plan --check")
+        assert result.status == "failed"
+        assert sorted(result.stats["failures"]) == ["b1"], result.stats
+        assert "b1 drifted: migration_agent: config, service state" in stdout, stdout[-3000:]
+        assert task_results(result, SUMMARY_TASK)["b1"]["msg"] == ["would change: migration_agent: config, service state"]
+        # The same run without the drift switch only reports it.
+        result, stdout = launch(data_dir, {"provision_hosts": "all"}, "--tags plan --check")
+        assert result.status == "successful", stdout[-3000:]
+    finally:
+        (data_dir / "inventory" / "hosts.json").write_text(json.dumps(INVENTORY))
