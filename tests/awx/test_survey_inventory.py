@@ -167,3 +167,28 @@ def test_drift_check_fails_the_host_that_would_change_and_names_what(data_dir):
         assert result.status == "successful", stdout[-3000:]
     finally:
         (data_dir / "inventory" / "hosts.json").write_text(json.dumps(INVENTORY))
+
+
+def test_hooks_run_around_the_steps_per_host_and_a_failed_pre_hook_skips_the_post_hook(data_dir, tmp_path):
+    # --tags hooks, not check mode (hooks do not run in check mode): only the hook files' tasks and the
+    # always-tagged survey and summary tasks run; the roles' includes are untagged and skipped.
+    log = tmp_path / "hooks.log"
+    pre = tmp_path / "drain.yml"
+    post = tmp_path / "undrain.yml"
+    pre.write_text(
+        "- name: Drain\n  ansible.builtin.shell: echo drain {{ inventory_hostname }} >> %s\n  changed_when: true\n"
+        "- name: Refuse to drain b1\n  ansible.builtin.fail:\n    msg: the load balancer refuses to drain b1\n"
+        "  when: inventory_hostname == 'b1'\n" % log)
+    post.write_text("- name: Undrain\n  ansible.builtin.shell: echo undrain {{ inventory_hostname }} >> %s\n"
+                    "  changed_when: true\n" % log)
+    result, stdout = launch(data_dir, {"provision_hosts": "all", "provision_serial": "100%",
+                                       "provision_max_fail_percentage": 100,
+                                       "provision_pre_tasks_file": str(pre), "provision_post_tasks_file": str(post)},
+                            "--tags hooks")
+    lines = sorted(log.read_text().split("\n")[:-1])
+    assert lines == ["drain a1", "drain a2", "drain b1", "undrain a1", "undrain a2"], stdout[-3000:]
+    assert result.stats["failures"] == {"b1": 1}
+    summaries = task_results(result, SUMMARY_TASK)
+    assert "b1" in summaries, stdout[-5000:]
+    assert summaries["b1"]["msg"][-1] == "refused or failed at Refuse to drain b1: the load balancer refuses to drain b1"
+    assert summaries["a1"]["msg"] == ["changed: nothing"]    # the hooks' own changes are theirs, not provisioning's
