@@ -19,8 +19,8 @@ options:
       - A dict of the host's results, each key optional (missing or skipped means the step did not run).
       - C(preflight) - C({result, packages}), the registered results of M(tiering.pmem.preflight_info) and of
         the package install; C(emulated_pmem) - C({result, reboot_required}), M(tiering.pmem.reserved_memory)'s
-        result and C(emulated_pmem_reboot_required); C(system_ram) - C({changed, devices, left_alone}) as the
-        role records them; C(kernel_tiering) - M(tiering.pmem.kernel_tiering)'s result; C(migration_agent) -
+        result and C(emulated_pmem_reboot_required); C(system_ram) - C({changed, devices, left_alone, cxl_changed})
+        as the role records them; C(kernel_tiering) - M(tiering.pmem.kernel_tiering)'s result; C(migration_agent) -
         C(migration_agent_result); C(failed) - C({task, msg}) of the step that failed or refused, else null.
     type: dict
     required: true
@@ -102,6 +102,9 @@ def provision_summary(results, check_mode=False):
     reboot_required = bool(emulated.get("reboot_required"))
 
     system_ram = results.get("system_ram") or {}
+    if system_ram.get("cxl_changed"):
+        changed.append("system_ram: CXL RAM regions would be made (their kmem step is predicted, not checked)"
+                       if check_mode else "system_ram: CXL RAM regions made")
     if system_ram.get("changed"):
         devices = system_ram.get("devices") or []
         changed.append("system_ram: %s" % (", ".join(devices) if devices else "a new devdax namespace (kmem step predicted)"))

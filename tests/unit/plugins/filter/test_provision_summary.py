@@ -64,3 +64,11 @@ def test_long_action_lists_are_cut():
 def test_not_a_dict():
     with pytest.raises(AnsibleFilterError, match="takes a dict of the host's results, got list"):
         provision_summary([])
+
+
+def test_cxl_regions_made_count_as_a_change():
+    # In check mode the region is predicted but its dax device cannot be: the role records no device.
+    summary = provision_summary({"system_ram": {"changed": False, "devices": [], "cxl_changed": True}}, check_mode=True)
+    assert summary["changed"] == ["system_ram: CXL RAM regions would be made (their kmem step is predicted, not checked)"]
+    summary = provision_summary({"system_ram": {"changed": True, "devices": ["dax1.0"], "cxl_changed": True}})
+    assert summary["changed"] == ["system_ram: CXL RAM regions made", "system_ram: dax1.0"]
