@@ -18,15 +18,20 @@ ansible_runner = pytest.importorskip("ansible_runner", reason="ansible-runner is
 
 pytestmark = needs_lab_guest()
 
-# What the provision survey of playbooks/awx/configure.yml sends with its defaults: AWX passes
-# multiple-choice answers as strings and integer answers as integers.
+# What the provision survey of playbooks/awx/configure.yml sends when left at its defaults: the
+# hosts, and (depending on the AWX version) empty strings for the optional questions, which leave
+# the inventory's values. tests/awx/test_survey_inventory.py checks that resolution without a guest.
 SURVEY_DEFAULTS = {
     "provision_hosts": "all",
-    "provision_emulated_pmem": "false",
-    "system_ram_zone": "movable",
-    "kernel_tiering_numa_balancing": 2,
-    "provision_migration_agent": "false",
+    "provision_serial": "",
+    "provision_max_fail_percentage": "",
+    "survey_provision_emulated_pmem": "",
+    "survey_system_ram_zone": "",
+    "survey_kernel_tiering_numa_balancing": "",
+    "survey_provision_migration_agent": "",
 }
+# The drift template's extra vars (awx_drift_extra_vars): a host that would change fails.
+DRIFT_EXTRA_VARS = {"provision_fail_on_change": True, "provision_serial": "100%", "provision_max_fail_percentage": 100}
 
 
 @pytest.fixture(scope="module")
@@ -82,5 +87,5 @@ def test_provision_then_status_then_check_mode_drift(private_data_dir):
     assert ram and all(d["online_memblocks"] == d["total_memblocks"] > 0 for d in ram), ram
 
     # The scheduled drift check: the check-mode job template over an already provisioned host.
-    _result, stdout, changed = run_job(private_data_dir, "playbooks/provision.yml", SURVEY_DEFAULTS, check=True)
+    _result, stdout, changed = run_job(private_data_dir, "playbooks/provision.yml", DRIFT_EXTRA_VARS, check=True)
     assert changed == 0, "check mode predicts changes on a provisioned host (drift?):\n%s" % stdout[-4000:]

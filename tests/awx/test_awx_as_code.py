@@ -43,7 +43,8 @@ def awx_tasks(play):
 def test_configure_has_the_promised_objects(play):
     modules = [(module, args.get("job_type"), args.get("survey_enabled")) for _name, module, args in awx_tasks(play)]
     assert ("awx.awx.job_template", "run", True) in modules, "no job template with a survey"
-    assert ("awx.awx.job_template", "check", True) in modules, "no check-mode job template"
+    # The drift check asks nothing: each host is checked against its own inventory.
+    assert ("awx.awx.job_template", "check", None) in modules, "no check-mode job template without a survey"
     assert sum(1 for module, _type, _survey in modules if module == "awx.awx.schedule") >= 2
 
 
@@ -94,9 +95,14 @@ def load_yaml(path):
         raise AssertionError("%s is not valid YAML: %s" % (path.relative_to(REPO), exc)) from exc
 
 
+def provision_play():
+    (play,) = load_yaml(REPO / "playbooks/provision.yml")
+    return play
+
+
 def known_variables():
-    """Variables the collection's playbooks and roles read: play switches and role argument specs."""
-    names = set()
+    """Variables the collection's playbooks and roles read: play switches, survey answers, role argument specs."""
+    names = set(provision_play()["vars"]["__provision_survey_choices"])
     for playbook in (REPO / "playbooks").glob("*.yml"):
         # Public switches are read as `name | default(...)` (play vars would override the inventory).
         names.update(re.findall(r"\b([a-z]\w*) \| default\(", playbook.read_text()))
@@ -123,7 +129,7 @@ def test_survey_follows_awx_rules_and_drives_real_variables(play):
         assert where in known, "%s is no variable of the collection's playbooks or roles" % where
         if q["type"] == "multiplechoice":
             assert all(isinstance(c, str) for c in q["choices"]), "%s: AWX choices are strings" % where
-            assert q["default"] in q["choices"], where
+            assert q["default"] in q["choices"] or (q["default"] == "" and not q["required"]), where
         if q["type"] == "integer":
             assert q["min"] <= q["default"] <= q["max"], where
         # Scalar answers only: AWX cannot ask for lists or mappings.
@@ -132,9 +138,38 @@ def test_survey_follows_awx_rules_and_drives_real_variables(play):
         assert forbidden not in seen, "%s is a safety switch and must not be on a launch form" % forbidden
 
 
-def test_scheduled_drift_check_answers_every_required_question(play):
+def inventory_variables():
+    """What the inventory may set per host or group: the role options and the playbooks' host switches."""
+    names = {"provision_emulated_pmem", "provision_migration_agent"}
+    for spec in (REPO / "roles").glob("*/meta/argument_specs.yml"):
+        for entry in load_yaml(spec)["argument_specs"].values():
+            names.update((entry.get("options") or {}).keys())
+    return names
+
+
+def test_survey_never_sets_what_the_inventory_decides(play):
+    # An answer arrives as an extra var, which beats host and group vars: a question about anything the
+    # inventory may set must go through a survey_* variable that provision.yml applies only when answered.
     survey = play["vars"]["awx_provision_survey"]
-    (drift,) = [args for _name, module, args in awx_tasks(play)
-                if module == "awx.awx.schedule" and "drift" in args["unified_job_template"]]
-    required = {q["variable"] for q in survey["spec"] if q.get("required")}
-    assert required <= set(drift["extra_data"]), required - set(drift["extra_data"])
+    choices = provision_play()["vars"]["__provision_survey_choices"]
+    for q in survey["spec"]:
+        where = q["variable"]
+        assert where not in inventory_variables(), "%s is set by the survey as an extra var: ask for survey_%s" % (where, where)
+        if where.startswith("survey_"):
+            assert where[len("survey_"):] in inventory_variables(), where
+            assert q["required"] is False and q["default"] == "", "%s: an empty answer must leave the inventory's value" % where
+            assert sorted(q["choices"]) == sorted(choices[where]), "%s: the survey and provision.yml disagree" % where
+    assert {q["variable"] for q in survey["spec"] if q["variable"].startswith("survey_")} == set(choices)
+
+
+def test_drift_check_takes_the_inventory_and_fails_on_change(play):
+    (schedule,) = [args for _name, module, args in awx_tasks(play)
+                   if module == "awx.awx.schedule" and "drift" in args["unified_job_template"]]
+    assert not set(schedule.get("extra_data") or {}) & (inventory_variables() | set(provision_play()["vars"]["__provision_survey_choices"]))
+    (template,) = [args for _name, module, args in awx_tasks(play)
+                   if module == "awx.awx.job_template" and args.get("job_type") == "check"]
+    assert not template.get("survey_enabled"), "the drift check must not ask (its answers would override the inventory)"
+    assert template["extra_vars"] == "{{ awx_drift_extra_vars }}"
+    extra = play["vars"]["awx_drift_extra_vars"]
+    assert extra["provision_fail_on_change"] is True
+    assert not set(extra) & inventory_variables(), extra
