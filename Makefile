@@ -14,14 +14,13 @@ export ANSIBLE_FORCE_COLOR ?= 0
 export ANSIBLE_PIPELINING ?= True
 LAB        := python3 lab/labctl.py
 # Molecule scenarios of `make molecule`, in order; SCENARIO@RELEASE runs a one-guest scenario on that release.
-SCENARIOS  ?= nvdimm nvdimm@bookworm labelled legacy legacy@bookworm emulated safe_mode modules agent
+SCENARIOS  ?= nvdimm nvdimm@bookworm labelled cxl legacy legacy@bookworm emulated safe_mode modules agent
 # make test: the checks without guests, then the guest checks in two lanes side by side (lab/lanes.py),
 # each lane one guest at a time, so the lab's two guests are busy and never three. Balanced by the
 # durations of the last quiet run (printed in the table at the end of make test).
-LANE_A     ?= unit sanity lint docs packaging-test molecule-nvdimm molecule-labelled molecule-legacy \
-  molecule-emulated boot-race-lab
-LANE_B     ?= molecule-agent molecule-nvdimm@bookworm molecule-legacy@bookworm molecule-safe_mode \
-  molecule-modules tierd-lab nvdimm-lab
+LANE_A     ?= unit sanity lint docs packaging-test molecule-nvdimm molecule-labelled molecule-cxl \
+  molecule-legacy molecule-safe_mode boot-race-lab
+LANE_B     ?= molecule-agent molecule-nvdimm@bookworm molecule-emulated molecule-modules tierd-lab nvdimm-lab
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap fdisk e2fsprogs openssh-client python3-venv \
   chromium fonts-dejavu-core shellcheck
 TIMED       = bash lab/timed.sh

@@ -63,12 +63,13 @@ policy_file=/sys/devices/system/memory/auto_online_blocks
 if [ -n "${CXL_MEMDEVS:-}" ] && [ ! -e "/sys/bus/dax/devices/$dev" ]; then
     # The CXL RAM region of this device, if the platform did not keep it: wait for its memory
     # devices (cxl_mem probes them asynchronously), then create it with its memory left offline.
+    # cxl create-region takes only memdevs whose driver is bound ("no active memdevs found" before).
     for memdev in $CXL_MEMDEVS; do
         tries=0
-        while [ ! -e "/sys/bus/cxl/devices/$memdev" ]; do
+        while [ ! -e "/sys/bus/cxl/devices/$memdev/driver" ]; do
             tries=$((tries + 1))
             if [ "$tries" -gt 240 ]; then
-                echo "tiering-pmem-dax-kmem: no CXL memory device $memdev after 120 s" >&2
+                echo "tiering-pmem-dax-kmem: CXL memory device $memdev not ready after 120 s" >&2
                 exit 1
             fi
             sleep 0.5
@@ -81,9 +82,20 @@ if [ -n "${CXL_MEMDEVS:-}" ] && [ ! -e "/sys/bus/dax/devices/$dev" ]; then
         policy=$(cat "$policy_file")
         [ "$policy" = offline ] || echo offline > "$policy_file"
         ways=$(set -- $CXL_MEMDEVS; echo $#)
-        rc=0
-        cxl create-region -t ram -d "$CXL_DECODER" -w "$ways" ${CXL_GRANULARITY:+-g "$CXL_GRANULARITY"} \
-            -m $CXL_MEMDEVS || rc=$?
+        # The endpoint's port and decoders come up after the driver binds: retry while they do.
+        attempt=1
+        while :; do
+            rc=0
+            cxl create-region -t ram -d "$CXL_DECODER" -w "$ways" ${CXL_GRANULARITY:+-g "$CXL_GRANULARITY"} \
+                -m $CXL_MEMDEVS || rc=$?
+            if [ "$rc" -eq 0 ] || [ "$attempt" -ge 10 ]; then
+                break
+            fi
+            echo "tiering-pmem-dax-kmem: $dev: cxl create-region attempt $attempt failed (rc $rc), retrying in 3 s" >&2
+            attempt=$((attempt + 1))
+            sleep 3
+            udevadm settle --timeout=30 2>/dev/null || true
+        done
         udevadm settle --timeout=60 2>/dev/null || true
         [ "$policy" = offline ] || echo "$policy" > "$policy_file"
         flock -u 9
