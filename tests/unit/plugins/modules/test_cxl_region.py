@@ -169,8 +169,8 @@ def test_dax_kmem_boot_config_of_a_cxl_device_creates_its_region_again(fake_host
     assert "CXL_GRANULARITY" not in config  # one device: no interleave
     assert 'cxl create-region -t ram -d "$CXL_DECODER" -w "$ways"' in host.read(persist.SCRIPT_PATH)
     # ... and cxl_region absent takes that config away, or the region would come back at boot.
-    written = dict((path, host.read(path)) for path in (persist.config_path("dax0.0"), persist.UNIT_PATH,
-                                                         persist.SCRIPT_PATH))
+    paths = (persist.config_path("dax0.0"), persist.UNIT_PATH, persist.SCRIPT_PATH)
+    written = dict((path, host.read(path)) for path in paths)
     host = fake_host("trixie-cxl-region-offline")  # the region's memory offline again, the boot config in place
     for path, text in written.items():
         host.write(path, text)
