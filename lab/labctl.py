@@ -401,7 +401,12 @@ def qemu_argv(inst, image):
         % (os.path.join(d, "console.sock"), os.path.join(d, "serial.log")),
         "-serial", "chardev:ser0",
         "-monitor", "unix:%s,server=on,wait=off" % os.path.join(d, "monitor.sock"),
-        "-pidfile", os.path.join(d, "qemu.pid"), "-daemonize",
+        "-pidfile", os.path.join(d, "qemu.pid"),
+        # QEMU's CXL type-3 device keeps its decoder programming across a warm reset, and the guest's
+        # cxl_mem then fails the endpoint's probe ("Range register decodes outside platform defined
+        # CXL ranges"): a cxl guest's reboot makes QEMU exit and `labctl supervise` starts it again,
+        # a cold boot as on a real host's platform reset.
+        *(["-no-reboot"] if cxl else ["-daemonize"]),
     ]
     if inst["flavour"] != "grub":
         append = ["root=/dev/vda", "rw"] + list(GUEST_KERNEL_ARGS) + kernel_args
@@ -481,7 +486,45 @@ def wait_for_ssh(inst, deadline):
     raise LabError("no SSH from %s within the boot deadline" % inst["name"])
 
 
+def start_supervised(inst):
+    """Start `labctl supervise NAME` (QEMU in the foreground, started again after each guest reboot)."""
+    log_path = os.path.join(inst["dir"], "supervise.log")
+    if os.path.exists(os.path.join(inst["dir"], "stop")):
+        os.remove(os.path.join(inst["dir"], "stop"))  # left by a failed boot attempt's kill_qemu
+    with open(log_path, "a") as out:
+        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "supervise", inst["name"]],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not qemu_pid(inst):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            with open(log_path) as handle:
+                raise LabError("QEMU refused to start %s: %s" % (inst["name"], handle.read().strip()[-2000:]))
+        time.sleep(0.5)
+    time.sleep(1)  # QEMU has bound its port once the pid file is there and a moment has passed
+
+
+def cmd_supervise(args):
+    """QEMU for a cxl guest, started again whenever it exits cleanly (a guest reboot, and also a
+    poweroff: stop a cxl guest with `labctl down`), until `labctl down` leaves the stop file."""
+    inst = load_instance(args.name)
+    stop = os.path.join(inst["dir"], "stop")
+    boots = 0
+    while os.path.isdir(inst["dir"]) and not os.path.exists(stop):
+        boots += 1
+        print("%s: QEMU start %d" % (time.strftime("%H:%M:%S"), boots), flush=True)
+        rc = subprocess.call(inst["argv"])
+        print("%s: QEMU exited with %d (guest reboot or stop)" % (time.strftime("%H:%M:%S"), rc), flush=True)
+        if rc != 0:
+            break
+        time.sleep(1)
+    return 0
+
+
 def kill_qemu(inst, grace=15):
+    if os.path.isdir(inst["dir"]):
+        # A supervised guest (cxl) must not be started again by its supervisor.
+        with open(os.path.join(inst["dir"], "stop"), "w"):
+            pass
     pid = qemu_pid(inst)
     if pid is None:
         return False
@@ -533,10 +576,13 @@ def cmd_up(args):
             inst["argv"] = qemu_argv(inst, image)
             save_instance(inst)
             started = time.monotonic()
-            try:
-                subprocess.run(inst["argv"], check=True, capture_output=True, text=True)
-            except subprocess.CalledProcessError as exc:
-                raise LabError("QEMU refused to start %s: %s" % (args.name, exc.stderr.strip()))
+            if inst["flavour"] == "cxl":
+                start_supervised(inst)
+            else:
+                try:
+                    subprocess.run(inst["argv"], check=True, capture_output=True, text=True)
+                except subprocess.CalledProcessError as exc:
+                    raise LabError("QEMU refused to start %s: %s" % (args.name, exc.stderr.strip()))
         try:
             inst["boot_id"] = wait_for_ssh(inst, started + boot_timeout)
         except LabError as exc:
@@ -654,6 +700,9 @@ def main(argv=None):
     p.add_argument("--all", action="store_true")
     p.add_argument("--keep-dir", action="store_true", help="keep overlay and logs")
     p.set_defaults(func=cmd_down)
+    p = sub.add_parser("supervise", help=argparse.SUPPRESS)
+    p.add_argument("name")
+    p.set_defaults(func=cmd_supervise)
     p = sub.add_parser("ssh", help="SSH into a guest")
     p.add_argument("name")
     p.add_argument("command", nargs=argparse.REMAINDER)
