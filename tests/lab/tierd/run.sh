@@ -7,13 +7,16 @@
 #       the same test on tierd's page_idle backend, in a guest booted with the lab kernel
 #       TIERD_LAB_KERNEL=DIR (default: the cached build of lab/kernel/build.sh, which must exist)
 #   TIERD_LAB_APPEND="word ..."  extra guest kernel arguments (e.g. transparent_hugepage=madvise)
+#   TIERD_LAB_FLAVOUR=cxl  the same test with the slow tier on a CXL type-3 device's RAM region
+#       (make tierd-lab-cxl; the soft-dirty check runs on the nvdimm guest only)
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../../.." && pwd)
 BACKEND=${TIERD_LAB_BACKEND:-damon}
+FLAVOUR=${TIERD_LAB_FLAVOUR:-nvdimm}
 LAB="python3 $REPO/lab/labctl.py"
 case $BACKEND in
     damon)
-        NAME=${TIERD_LAB_NAME:-t-tierd-lab}
+        NAME=${TIERD_LAB_NAME:-t-tierd-lab$([ "$FLAVOUR" = nvdimm ] || echo "-$FLAVOUR")}
         kernel_args=() ;;
     page_idle)
         NAME=${TIERD_LAB_NAME:-t-tierd-lab-page-idle}
@@ -27,14 +30,14 @@ for word in ${TIERD_LAB_APPEND:-}; do kernel_args+=(--append "$word"); done
 cleanup() { [ "${TIERD_LAB_KEEP:-0}" = 1 ] || $LAB down "$NAME" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 if ! $LAB list 2>/dev/null | grep -q "^$NAME .*running"; then
-    $LAB up "$NAME" --release trixie --flavour nvdimm "${kernel_args[@]}" >/dev/null
+    $LAB up "$NAME" --release trixie --flavour "$FLAVOUR" "${kernel_args[@]}" >/dev/null
 fi
 tar -C "$REPO" -czf - tierd/tierd tierd/bin tests/lab/tierd | \
     $LAB ssh "$NAME" 'rm -rf /opt/t && mkdir -p /opt/t && tar -xzf - -C /opt/t'
 start=$(date +%s)
 $LAB ssh "$NAME" "TIERD_LAB_BACKEND=$BACKEND TIERD_LAB_MAX_INTERVALS=${TIERD_LAB_MAX_INTERVALS:-40} TIERD_LAB_HOT_FRACTION=${TIERD_LAB_HOT_FRACTION:-0.9} python3 /opt/t/tests/lab/tierd/guest_test.py /opt/t" | tee "${TIERD_LAB_RESULT:-/dev/null}"
-echo "tierd lab test ($BACKEND) passed in $(( $(date +%s) - start )) s (guest $NAME)" >&2
-if [ "$BACKEND" = damon ] && [ "${TIERD_LAB_SOFT_DIRTY:-1}" = 1 ]; then
+echo "tierd lab test ($BACKEND, $FLAVOUR) passed in $(( $(date +%s) - start )) s (guest $NAME)" >&2
+if [ "$BACKEND" = damon ] && [ "$FLAVOUR" = nvdimm ] && [ "${TIERD_LAB_SOFT_DIRTY:-1}" = 1 ]; then
     # The write signal is backend-independent; checked once, on the default backend.
     start=$(date +%s)
     $LAB ssh "$NAME" "python3 /opt/t/tests/lab/tierd/soft_dirty_test.py /opt/t"
