@@ -280,21 +280,21 @@ group("migration_agent", [
 # The cases `make test` runs (all 89 take ~30 min in a TCG guest; `make hostile-lab` runs them all): at
 # least one of every kind of bad input the issue lists, across the six modules, the four roles and
 # tierd's config. The comment says which kind each line covers.
-# One of every kind of bad input, across the six modules, four roles and tierd's config: 24 cases in
-# make test's guest (about 8 minutes under TCG); `make hostile-lab` runs all of them.
+# 31 of them, at least one of every kind, across the six modules, four roles and tierd's config
+# (the data-safety issue asks for at least 30 in make test); `make hostile-lab` runs all of them.
 MAKE_TEST = [
-    "rm-unit", "mb-bad-size",                                        # malformed sizes and units
-    "rm-zero", "kt-rate-negative", "ep-size-zero",                   # zero and negative values
-    "rm-outside-ram",                                                # ranges outside RAM
+    "rm-unit", "mb-bad-size", "ep-size-unit",                        # malformed sizes and units
+    "rm-zero", "rm-negative", "kt-rate-negative", "ep-size-zero",    # zero and negative values
+    "rm-outside-ram", "rm-overlap",                                  # ranges outside RAM, overlapping
     "rm-too-little-ram",                                             # too little RAM left to boot
-    "nn-region-missing", "dk-missing", "sr-region-missing",          # missing regions and devices
-    "dk-mode", "nn-align",                                           # wrong modes, alignments
-    "sr-ratio",                                                      # movable ratio violations
+    "nn-region-missing", "dk-missing", "mb-node-missing", "sr-region-missing",  # missing
+    "dk-mode", "nn-align", "mb-misaligned",                          # wrong modes, alignments
+    "dk-ratio", "sr-ratio",                                          # movable ratio violations
     "mb-offline-node0",                                              # offlining memory in use
     "ktr-nb-7",                                                      # out-of-range sysctl values
     "td-regex", "ma-regex",                                          # bad regular expressions
     "nn-dotdot", "td-cgroup-dotdot",                                 # paths with ..
-    "td-50mb", "mb-huge",                                            # oversized input
+    "td-50mb", "td-deep", "mb-huge",                                 # oversized or deeply nested input
     "td-mode-0666",                                                  # a config writable by non-root
     "pi-option", "ma-memory-max",                                    # unknown options, unit values
 ]
