@@ -115,6 +115,12 @@ def inventory(tree, tiers):
     return {"memdevs": memdevs, "ports": ports, "decoders": decoders, "regions": regions}
 
 
+def region_record_of_dax_device(cxl, name):
+    """The record (see region_record) of the CXL region whose dax device ``name`` is, or None."""
+    return next((region for region in cxl["regions"] if name in region["dax_devices"]), None)
+
+
 def region_of_dax_device(cxl, name):
-    """The CXL region whose dax device ``name`` is, or None."""
-    return next((region["region"] for region in cxl["regions"] if name in region["dax_devices"]), None)
+    """The name of the CXL region whose dax device ``name`` is, or None."""
+    region = region_record_of_dax_device(cxl, name)
+    return region["region"] if region else None

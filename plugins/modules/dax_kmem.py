@@ -258,8 +258,7 @@ def device_state(device, blocks, root, persistent):
 
 def cxl_region_of(tools, name, root):
     """The CXL region record whose dax device ``name`` is (the boot config creates it again), or None."""
-    cxl = _cxl.inventory(tools.cxl_list(root), [])
-    return next((region for region in cxl["regions"] if name in region["dax_devices"]), None)
+    return _cxl.region_record_of_dax_device(_cxl.inventory(tools.cxl_list(root), []), name)
 
 
 def persistence_state(device, root, online, movable, cxl_region):
