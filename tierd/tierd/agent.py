@@ -12,6 +12,7 @@ from .heat import HeatMap
 from .tracker import PagemapReads
 from .tracker_soft_dirty import SoftDirtyTracker
 from .tracking import choose_backend
+from .topology import Topology
 from .views import WorkloadScan
 
 
@@ -26,6 +27,7 @@ class Agent:
         self.backend = choose_backend(kernel, cfg, logger)
         self.placement = Placement(kernel, cfg["mover"]["placement_refresh_intervals"])
         self.dram_nodes, self.pmem_nodes, how = discover_nodes(kernel, cfg["nodes"])
+        self.topology = Topology(kernel, self.dram_nodes, self.pmem_nodes)
         logger.info("start", backend=self.backend.name, dram_nodes=_nodes(self.dram_nodes),
                     pmem_nodes=_nodes(self.pmem_nodes), nodes_from=how, dry_run=str(dry_run).lower())
         self.heat = HeatMap(cfg["heat"]["decay"], cfg["heat"]["write_weight"],
@@ -198,9 +200,28 @@ class Agent:
                 nodes = self.pmem_nodes if kind == "demote" else self.dram_nodes
                 if not chosen or stopped or not nodes:
                     continue
-                node = self._pick_node(nodes)
-                stopped = self._move(view.name, kind, chosen, node, report[view.name]) or stopped
+                for node, items in self._by_target(kind, chosen, nodes):
+                    stopped = self._move(view.name, kind, items, node, report[view.name]) or stopped
+                    if stopped:
+                        break
         return stopped
+
+    def _by_target(self, kind, chosen, nodes):
+        """[(node, chosen items)]: each process's pages to the node topology gives it (see topology)."""
+        groups = {}
+        targets = {}
+        fallback = None
+        for item in chosen:
+            pid = item[0][0]
+            if pid not in targets:
+                promote, demote = self.topology.targets(pid)
+                targets[pid] = demote if kind == "demote" else promote
+            node = targets[pid]
+            if node is None:
+                fallback = self._pick_node(nodes) if fallback is None else fallback
+                node = fallback
+            groups.setdefault(node, []).append(item)
+        return sorted(groups.items())
 
     def _report(self, started, views, decisions, report):
         """The interval's state file, metrics and log line."""

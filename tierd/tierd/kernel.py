@@ -201,6 +201,28 @@ class Kernel:
                 info[parts[2].rstrip(":")] = value
         return info
 
+    def node_distances(self, node):
+        """[distance to node 0, to node 1, ...] from nodeN/distance (SLIT, or HMAT-derived), [] if absent."""
+        return [int(x) for x in self.read_text("%s/node%d/distance" % (NODE_DIR, node), default="").split()]
+
+    def task_cpus(self, pid):
+        """The CPU each thread of ``pid`` last ran on (field 39 of /proc/PID/task/TID/stat); [] if gone."""
+        cpus = []
+        for tid in self.listdir("/proc/%d/task" % pid):
+            text = self.read_text("/proc/%d/task/%s/stat" % (pid, tid), default="")
+            # The command name (field 2) may hold spaces and parentheses: count fields after its ")".
+            fields = text[text.rfind(")") + 2:].split()
+            if len(fields) > 36 and fields[36].isdigit():
+                cpus.append(int(fields[36]))
+        return cpus
+
+    def task_mems_allowed(self, pid):
+        """The nodes ``pid`` may have memory on (its cpuset: Mems_allowed_list), or None if unknown."""
+        for line in (self.proc_text(pid, "status") or "").splitlines():
+            if line.startswith("Mems_allowed_list:"):
+                return parse_cpulist(line.split(":", 1)[1].strip())
+        return None
+
     def memory_tiers(self):
         """{tier number: [nodes]} from memory_tiering; lower numbers are faster tiers."""
         tiers = {}

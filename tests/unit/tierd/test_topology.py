@@ -1,0 +1,61 @@
+"""Promotion and demotion targets on a two-socket host (nodes 0 and 1 with a CPU each, PMEM nodes 2
+and 3 near sockets 0 and 1: the distances of the lab's labelled flavour)."""
+
+import os
+
+from tierd.kernel import Kernel
+from tierd.topology import Topology
+
+DISTANCES = {0: "10 21 17 28", 1: "21 10 28 17", 2: "17 28 10 28", 3: "28 17 28 10"}
+CPUS = {0: "0", 1: "1", 2: "", 3: ""}
+
+
+def _write(root, path, text):
+    full = os.path.join(root, path.lstrip("/"))
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    with open(full, "w") as handle:
+        handle.write(text)
+
+
+def _stat(tid, cpu, comm="qemu-system-x86 (vm1)"):
+    # Fields 3.. after the command name; field 39 (index 36 after ")") is the last CPU.
+    rest = ["S"] + ["0"] * 35 + [str(cpu)] + ["0"] * 13
+    return "%d (%s) %s\n" % (tid, comm, " ".join(rest))
+
+
+def two_socket(tmp_path, threads, mems_allowed="0-3"):
+    root = str(tmp_path)
+    for node in range(4):
+        _write(root, "/sys/devices/system/node/node%d/cpulist" % node, CPUS[node] + "\n")
+        _write(root, "/sys/devices/system/node/node%d/distance" % node, DISTANCES[node] + "\n")
+    for tid, cpu in threads:
+        _write(root, "/proc/100/task/%d/stat" % tid, _stat(tid, cpu))
+    _write(root, "/proc/100/status", "Name:\tqemu\nMems_allowed_list:\t%s\n" % mems_allowed)
+    return Topology(Kernel(root), [0, 1], [2, 3])
+
+
+def test_a_task_on_socket_1_promotes_to_node_1_and_demotes_to_its_pmem(tmp_path):
+    topology = two_socket(tmp_path, [(100, 1), (101, 1), (102, 0)])
+    assert topology.home(100) == 1
+    assert topology.targets(100) == (1, 3)
+
+
+def test_a_task_on_socket_0_gets_socket_0s_nodes(tmp_path):
+    assert two_socket(tmp_path, [(100, 0)]).targets(100) == (0, 2)
+
+
+def test_the_cpuset_wins_over_where_the_task_runs(tmp_path):
+    # Running on socket 1 but confined to node 0 and its PMEM: the nearest allowed nodes.
+    assert two_socket(tmp_path, [(100, 1)], mems_allowed="0,2").targets(100) == (0, 2)
+
+
+def test_unknown_task_leaves_the_choice_to_the_caller(tmp_path):
+    topology = two_socket(tmp_path, [(100, 1)])
+    assert topology.targets(4242) == (None, None)
+
+
+def test_one_dram_and_one_pmem_node_never_decides(tmp_path):
+    root = str(tmp_path)
+    _write(root, "/sys/devices/system/node/node0/cpulist", "0-1\n")
+    _write(root, "/proc/100/task/100/stat", _stat(100, 1))
+    assert Topology(Kernel(root), [0], [1]).targets(100) == (None, None)

@@ -1,0 +1,55 @@
+"""Where a moved page goes on a host with more than one DRAM node (two sockets, or more).
+
+A promotion goes to the DRAM node of the CPUs the task runs on (most of its threads' last CPUs),
+within the nodes its cpuset allows: a VM pinned to socket 1 gets its hot pages on socket 1's DRAM,
+not on the DRAM with the most free memory. A demotion goes to the lower-tier node nearest that home
+node by the kernel's node distances (SLIT, or HMAT's), so socket 1's cold pages land on socket 1's
+PMEM. Where the task's CPUs are unknown (it exited, or a kernel thread) or no allowed node is left,
+the caller's fallback decides (the node with the most free memory, as before). With one DRAM node
+every answer is that node, so single-socket hosts behave as they always did.
+
+Reads through Kernel only (node CPUs, distances, threads' last CPUs, Mems_allowed).
+"""
+
+
+class Topology:
+    def __init__(self, kernel, dram_nodes, pmem_nodes):
+        self.kernel = kernel
+        self.dram_nodes = list(dram_nodes)
+        self.pmem_nodes = list(pmem_nodes)
+        self.cpu_node = {}
+        for node in self.dram_nodes:
+            for cpu in kernel.node_cpus(node):
+                self.cpu_node[cpu] = node
+        self.distances = {node: kernel.node_distances(node) for node in self.dram_nodes + self.pmem_nodes}
+
+    def distance(self, a, b):
+        row = self.distances.get(a) or []
+        return row[b] if b < len(row) else (10 if a == b else 255)
+
+    def home(self, pid):
+        """The DRAM node most of the task's threads last ran on, or None when that is unknown."""
+        counts = {}
+        for cpu in self.kernel.task_cpus(pid):
+            node = self.cpu_node.get(cpu)
+            if node is not None:
+                counts[node] = counts.get(node, 0) + 1
+        if not counts:
+            return None
+        return max(sorted(counts), key=lambda node: counts[node])
+
+    def _nearest(self, home, candidates):
+        return min(candidates, key=lambda node: (self.distance(home, node), node)) if candidates else None
+
+    def targets(self, pid):
+        """(promotion node, demotion node) for ``pid``; either is None to leave it to the fallback."""
+        if len(self.dram_nodes) < 2 and len(self.pmem_nodes) < 2:
+            return None, None
+        home = self.home(pid)
+        if home is None:
+            return None, None
+        allowed = self.kernel.task_mems_allowed(pid)
+        dram = [n for n in self.dram_nodes if allowed is None or n in allowed]
+        pmem = [n for n in self.pmem_nodes if allowed is None or n in allowed]
+        promote = home if home in dram else self._nearest(home, dram)
+        return promote, self._nearest(home, pmem)
