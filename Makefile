@@ -27,7 +27,7 @@ APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap fdisk e2fsprogs openssh-cl
   chromium fonts-dejavu-core shellcheck
 TIMED       = bash lab/timed.sh
 
-.PHONY: help deps venv collection-link unit molecule test demo clean-lab lab-images build sanity lint docs packaging-test ecosystem-lab boot-race-lab tierd-lab tierd-lab-cxl bench-tierd bench-online-blocks test-page-idle hostile-lab nvdimm-lab cxl-lab
+.PHONY: help deps venv collection-link unit molecule test demo clean-lab lab-images build sanity lint docs packaging-test ecosystem-lab boot-race-lab tierd-lab tierd-lab-cxl tierd-topology-lab bench-tierd bench-online-blocks test-page-idle hostile-lab nvdimm-lab cxl-lab
 
 help:
 	@echo "make demo   - boot a lab guest with emulated pmem and run the collection against it"
@@ -104,6 +104,11 @@ tierd-lab: deps
 # not part of make test: the cxl scenario is): hot pages promoted from the CXL node, the quota held.
 tierd-lab-cxl: deps
 	TIERD_LAB_FLAVOUR=cxl $(TIMED) tierd-lab-cxl bash tests/lab/tierd/run.sh
+
+# tierd on the two-socket flavour (#14 topology): a workload pinned to each socket, its buffer on the
+# other socket's PMEM; the hot pages must land on the DRAM of the socket it runs on.
+tierd-topology-lab: deps
+	TIERD_LAB_FLAVOUR=two-socket TIERD_LAB_TEST=topology_test.py $(TIMED) tierd-topology-lab bash tests/lab/tierd/run.sh
 
 # The same tierd lab test on the page_idle backend (not part of make test): needs a guest kernel with
 # CONFIG_IDLE_PAGE_TRACKING, built once from Debian's linux-source-6.12 (~15 min on 2 cores, then cached).

@@ -9,10 +9,13 @@
 #   TIERD_LAB_APPEND="word ..."  extra guest kernel arguments (e.g. transparent_hugepage=madvise)
 #   TIERD_LAB_FLAVOUR=cxl  the same test with the slow tier on a CXL type-3 device's RAM region
 #       (make tierd-lab-cxl; the soft-dirty check runs on the nvdimm guest only)
+#   TIERD_LAB_TEST=topology_test.py TIERD_LAB_FLAVOUR=two-socket  another guest script of this directory
+#       (make tierd-topology-lab: a workload pinned to each socket, hot pages to that socket's DRAM)
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../../.." && pwd)
 BACKEND=${TIERD_LAB_BACKEND:-damon}
 FLAVOUR=${TIERD_LAB_FLAVOUR:-nvdimm}
+TEST=${TIERD_LAB_TEST:-guest_test.py}
 LAB="python3 $REPO/lab/labctl.py"
 case $BACKEND in
     damon)
@@ -35,8 +38,8 @@ fi
 tar -C "$REPO" -czf - tierd/tierd tierd/bin tests/lab/tierd | \
     $LAB ssh "$NAME" 'rm -rf /opt/t && mkdir -p /opt/t && tar -xzf - -C /opt/t'
 start=$(date +%s)
-$LAB ssh "$NAME" "TIERD_LAB_BACKEND=$BACKEND TIERD_LAB_MAX_INTERVALS=${TIERD_LAB_MAX_INTERVALS:-40} TIERD_LAB_HOT_FRACTION=${TIERD_LAB_HOT_FRACTION:-0.9} python3 /opt/t/tests/lab/tierd/guest_test.py /opt/t" | tee "${TIERD_LAB_RESULT:-/dev/null}"
-echo "tierd lab test ($BACKEND, $FLAVOUR) passed in $(( $(date +%s) - start )) s (guest $NAME)" >&2
+$LAB ssh "$NAME" "TIERD_LAB_BACKEND=$BACKEND TIERD_LAB_MAX_INTERVALS=${TIERD_LAB_MAX_INTERVALS:-40} TIERD_LAB_HOT_FRACTION=${TIERD_LAB_HOT_FRACTION:-0.9} python3 /opt/t/tests/lab/tierd/$TEST /opt/t" | tee "${TIERD_LAB_RESULT:-/dev/null}"
+echo "tierd lab test $TEST ($BACKEND, $FLAVOUR) passed in $(( $(date +%s) - start )) s (guest $NAME)" >&2
 if [ "$BACKEND" = damon ] && [ "$FLAVOUR" = nvdimm ] && [ "${TIERD_LAB_SOFT_DIRTY:-1}" = 1 ]; then
     # The write signal is backend-independent; checked once, on the default backend.
     start=$(date +%s)

@@ -1,0 +1,156 @@
+"""tierd topology lab test (#14 item 1), run as root inside a trixie two-socket guest.
+
+    topology_test.py SRC_DIR   (run.sh with TIERD_LAB_FLAVOUR=two-socket TIERD_LAB_TEST=topology_test.py)
+
+The two-socket flavour has DRAM nodes 0 (CPU 0) and 1 (CPU 1) and NVDIMMs on CPU-less nodes 2 (near
+node 0) and 3 (near node 1). Both NVDIMMs become system RAM; then two workloads, each pinned to
+one socket's CPU with its buffer on the *other* socket's PMEM:
+  wl_s0: taskset -c 0, buffer on node 3;   wl_s1: taskset -c 1, buffer on node 2.
+tierd must promote each one's hot pages to the DRAM of the CPU it runs on (wl_s0 → node 0,
+wl_s1 → node 1): the node with the most free DRAM (tierd's choice before topology) would put both
+on one node, and one of them would get remote memory. Cold pages stay on PMEM; checksums unchanged.
+Prints one JSON line of measurements; exits non-zero on the first failed check.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+SRC = sys.argv[1] if len(sys.argv) > 1 else "/opt/t"
+HERE = os.path.join(SRC, "tests", "lab", "tierd")
+sys.path.insert(0, HERE)
+
+import guest_test as base  # noqa: E402  (the lab test's install and shell helpers)
+from placement import nodes_of  # noqa: E402
+
+DRAM_NODES, PMEM_NODES = (0, 1), (2, 3)
+# workload -> (CPU it is pinned to, PMEM node its buffer starts on, DRAM node its hot pages belong on)
+LAYOUT = {"wl_s0": (0, 3, 0), "wl_s1": (1, 2, 1)}
+SIZE_MIB, HOT_PERCENT = 64, 20
+HOT_FRACTION = float(os.environ.get("TIERD_LAB_HOT_FRACTION", "0.9"))
+MAX_INTERVALS = int(os.environ.get("TIERD_LAB_MAX_INTERVALS", "40"))
+WALL_LIMIT = int(os.environ.get("TIERD_LAB_WALL_SECONDS", "900"))
+results = base.results
+
+
+def online_both_nvdimms():
+    """Each label-less region's raw namespace → devdax → system-ram, Movable (as online_pmem.sh does for one)."""
+    if os.path.exists("/sys/devices/system/memory/auto_online_blocks"):
+        with open("/sys/devices/system/memory/auto_online_blocks", "w") as out:
+            out.write("offline")
+    devices = json.loads(base.sh("daxctl list") or "[]")
+    if isinstance(devices, dict):
+        devices = [devices]
+    have = {d.get("chardev") for d in devices}
+    for region in (0, 1):
+        dax = "dax%d.0" % region
+        if dax not in have:
+            base.sh("ndctl create-namespace -fe namespace%d.0 -m devdax" % region)
+        base.sh("daxctl reconfigure-device --mode=system-ram %s || true" % dax, check=False)
+        base.sh("daxctl online-memory %s --movable || true" % dax, check=False)
+    for node in PMEM_NODES:
+        meminfo = base.sh("cat /sys/devices/system/node/node%d/meminfo" % node)
+        total_kb = int(meminfo.splitlines()[0].split()[3])
+        cpus = base.sh("cat /sys/devices/system/node/node%d/cpulist" % node)
+        if total_kb == 0 or cpus:
+            base.fail("node %d should be CPU-less with memory: MemTotal %d kB, cpus %r" % (node, total_kb, cpus))
+    results["distances"] = {n: base.sh("cat /sys/devices/system/node/node%d/distance" % n) for n in range(4)}
+    results["tiers"] = base.sh("grep . /sys/devices/virtual/memory_tiering/memory_tier*/nodelist", check=False)
+
+
+def config():
+    cfg = json.loads(json.dumps(base.CONFIG))
+    cfg["workloads"] = [
+        {"name": name, "match": {"cmdline": r"workload\.py .*%s\.json" % name}, "vmas": {"min_size": "32M"},
+         "policy": {"direction": "both", "priority": 10}}
+        for name in sorted(LAYOUT)]
+    return cfg
+
+
+def start_pinned(name, cpu, node):
+    info_file = "/run/%s.json" % name
+    if os.path.exists(info_file):
+        os.unlink(info_file)
+    subprocess.Popen(["taskset", "-c", str(cpu), "python3", os.path.join(HERE, "workload.py"),
+                      "--size-mib", str(SIZE_MIB), "--hot-percent", str(HOT_PERCENT), "--node", str(node),
+                      "--info", info_file],
+                     stdout=subprocess.DEVNULL, stderr=open("/run/%s.log" % name, "w"), start_new_session=True)
+    return info_file
+
+
+def where(info_file):
+    """{"hot": {node: pages}, "cold": {node: pages}} by move_pages status, independent of tierd."""
+    info = base.info(info_file)
+    page = info["page_size"]
+    count = info["length"] // page
+    nodes = nodes_of(info["pid"], [info["address"] + i * page for i in range(count)])
+    split = {"hot": nodes[:info["hot_pages"]], "cold": nodes[info["hot_pages"]:]}
+    return {part: {n: sum(1 for x in values if x == n) for n in sorted(set(values))} for part, values in split.items()}
+
+
+def settled(name, spread):
+    _cpu, _start_node, home = LAYOUT[name]
+    hot = sum(spread["hot"].values())
+    cold = sum(spread["cold"].values())
+    on_pmem_cold = sum(spread["cold"].get(n, 0) for n in PMEM_NODES)
+    if on_pmem_cold < 0.9 * cold:
+        base.fail("%s: cold pages left PMEM: %s" % (name, spread))
+    remote = sum(spread["hot"].get(n, 0) for n in DRAM_NODES if n != home)
+    if remote > 0.02 * hot:
+        base.fail("%s runs on node %d's CPU, yet %d of its %d hot pages went to the other socket's DRAM: %s"
+                  % (name, home, remote, hot, spread))
+    return spread["hot"].get(home, 0) >= HOT_FRACTION * hot
+
+
+def main():
+    base.sh("echo 0 > /proc/sys/kernel/numa_balancing")  # only tierd moves pages here
+    online_both_nvdimms()
+    base.CONFIG.clear()
+    base.CONFIG.update(config())
+    base.install()
+    files = {name: start_pinned(name, cpu, node) for name, (cpu, node, _home) in LAYOUT.items()}
+    base.wait_for_files(list(files.values()), 300)
+    for name, path in files.items():
+        spread = where(path)
+        start_node = LAYOUT[name][1]
+        if set(spread["hot"]) | set(spread["cold"]) != {start_node}:
+            base.fail("%s did not start wholly on node %d: %s" % (name, start_node, spread))
+    sums = {name: base.info(path)["sha256"] for name, path in files.items()}
+    for stale in ("/run/tierd/state.json", "/run/tierd/damon-owner.json"):
+        if os.path.exists(stale):
+            os.unlink(stale)
+    base.sh("systemctl start tierd-lab.service")
+    began = time.time()
+    while True:
+        spreads = {name: where(path) for name, path in files.items()}
+        n = base.tierd_intervals()
+        done = {name: settled(name, spread) for name, spread in spreads.items()}
+        base.log("interval %d  %s" % (n, "  ".join("%s hot %s cold %s" % (name, s["hot"], s["cold"])
+                                                    for name, s in sorted(spreads.items()))))
+        if all(done.values()):
+            results["converged"] = {"intervals": n, "seconds": round(time.time() - began, 1), "spread": spreads}
+            break
+        if n >= MAX_INTERVALS or time.time() - began > WALL_LIMIT:
+            base.fail("not converged after %d intervals / %.0f s: %s" % (n, time.time() - began, spreads))
+        time.sleep(base.INTERVAL)
+    results["start_line"] = base.sh("journalctl -u tierd-lab.service -o cat | grep -m1 'event=start'")
+    base.sh("systemctl stop tierd-lab.service")
+    for name, path in files.items():
+        before = base.info(path)["checks"]
+        os.kill(base.info(path)["pid"], signal.SIGUSR1)
+        deadline = time.time() + 120
+        while time.time() < deadline and base.info(path).get("checks", 0) == before:
+            time.sleep(1)
+        if base.info(path).get("sha256_now") != sums[name]:
+            base.fail("%s memory changed while tierd moved it" % name)
+        os.kill(base.info(path)["pid"], signal.SIGTERM)
+    results["checksums"] = "unchanged"
+    results["passed"] = True
+    print(json.dumps(results), flush=True)
+
+
+if __name__ == "__main__":
+    main()
