@@ -111,13 +111,17 @@ class Agent:
             assignment[workload["name"]] = kept
         return targets, assignment
 
-    def _free_dram_pages(self):
-        free = 0
+    def _dram_headroom(self):
+        """{DRAM node: pages free above its own reserve}: the reserve holds on every node, not on their sum."""
         reserve = self.cfg["dram_free_reserve_percent"] / 100.0
+        headroom = {}
         for node in self.dram_nodes:
             info = self.kernel.node_meminfo(node)
-            free += info.get("MemFree", 0) - int(info.get("MemTotal", 0) * reserve)
-        return max(0, free // PAGE_SIZE)
+            headroom[node] = max(0, (info.get("MemFree", 0) - int(info.get("MemTotal", 0) * reserve)) // PAGE_SIZE)
+        return headroom
+
+    def _free_dram_pages(self):
+        return sum(self._dram_headroom().values())
 
     def _pick_node(self, nodes):
         return max(nodes, key=lambda n: (self.kernel.node_meminfo(n).get("MemFree", 0), -n))
@@ -221,6 +225,8 @@ class Agent:
                 fallback = self._pick_node(nodes) if fallback is None else fallback
                 node = fallback
             groups.setdefault(node, []).append(item)
+        if kind == "promote":
+            return self.topology.fill_by_headroom(sorted(groups.items()), self._dram_headroom())
         return sorted(groups.items())
 
     def _report(self, started, views, decisions, report):

@@ -53,3 +53,26 @@ class Topology:
         pmem = [n for n in self.pmem_nodes if allowed is None or n in allowed]
         promote = home if home in dram else self._nearest(home, dram)
         return promote, self._nearest(home, pmem)
+
+    def fill_by_headroom(self, groups, headroom):
+        """Promotions [(node, [(key, pages)])] re-split so that no DRAM node is filled past its own
+        free-memory reserve: what does not fit on a node goes to the nearest DRAM node that still has
+        room, and what fits nowhere is dropped (the plan already capped the total by the sum).
+
+        ``headroom`` {node: pages free above that node's reserve} is used up in place. A reserve kept
+        per node matters on two sockets: socket 1's DRAM can be full while socket 0's is empty, and a
+        host-wide sum would promote into the full one until the kernel reclaims there.
+        """
+        placed = {}
+        for node, items in groups:
+            order = sorted(headroom, key=lambda other: (other != node, self.distance(node, other), other))
+            for key, pages in items:
+                for target in order:
+                    if pages <= 0:
+                        break
+                    take = min(pages, headroom.get(target, 0))
+                    if take > 0:
+                        placed.setdefault(target, []).append((key, take))
+                        headroom[target] -= take
+                        pages -= take
+        return sorted(placed.items())

@@ -31,6 +31,9 @@ INTERVAL = 3
 MAX_INTERVALS = int(os.environ.get("TIERD_LAB_MAX_INTERVALS", "40"))
 WALL_LIMIT = int(os.environ.get("TIERD_LAB_WALL_SECONDS", "900"))
 HOT_FRACTION = float(os.environ.get("TIERD_LAB_HOT_FRACTION", "0.9"))
+# wl1's and wl2's sizes: TCG fills CXL memory at ~0.5 MiB/s (LAB-NOTES), so run.sh makes them small there.
+WL1_MIB, WL2_MIB = (int(x) for x in os.environ.get("TIERD_LAB_WORKLOAD_MIB", "256 128").split())
+MIN_VMA = "%dM" % (min(WL1_MIB, WL2_MIB) // 2)
 BACKENDS = ("damon", "page_idle")
 BACKEND = os.environ.get("TIERD_LAB_BACKEND", "damon")
 PAGE_IDLE_BITMAP = "/sys/kernel/mm/page_idle/bitmap"
@@ -44,9 +47,9 @@ CONFIG = {
     "metrics": {"textfile": "/run/tierd/metrics/tierd.prom"},
     "state_file": "/run/tierd/state.json",
     "workloads": [
-        {"name": "wl1", "match": {"cmdline": r"workload\.py .*wl1\.json"}, "vmas": {"min_size": "64M"},
+        {"name": "wl1", "match": {"cmdline": r"workload\.py .*wl1\.json"}, "vmas": {"min_size": MIN_VMA},
          "policy": {"direction": "both", "priority": 10}},
-        {"name": "wl2", "match": {"cmdline": r"workload\.py .*wl2\.json"}, "vmas": {"min_size": "64M"},
+        {"name": "wl2", "match": {"cmdline": r"workload\.py .*wl2\.json"}, "vmas": {"min_size": MIN_VMA},
          "policy": {"pmem_max_percent": 30, "priority": 5}},
         {"name": "bystander", "match": {"comm": "^sshd$"}},
     ],
@@ -188,9 +191,9 @@ def converge(wl1, wl2, label):
 
 def main():
     install()
-    wl1 = start_workload("wl1", 256, 20)
-    wl2 = start_workload("wl2", 128, 10)
-    wait_for_files([wl1, wl2], 300)
+    wl1 = start_workload("wl1", WL1_MIB, 20)
+    wl2 = start_workload("wl2", WL2_MIB, 10)
+    wait_for_files([wl1, wl2], 600)
     for name, path in (("wl1", wl1), ("wl2", wl2)):
         p = placement(path)
         if p["on_pmem"] != p["pages"]:

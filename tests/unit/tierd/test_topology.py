@@ -59,3 +59,17 @@ def test_one_dram_and_one_pmem_node_never_decides(tmp_path):
     _write(root, "/sys/devices/system/node/node0/cpulist", "0-1\n")
     _write(root, "/proc/100/task/100/stat", _stat(100, 1))
     assert Topology(Kernel(root), [0], [1]).targets(100) == (None, None)
+
+
+def test_promotions_fill_each_node_only_to_its_own_reserve_then_the_nearest_other(tmp_path):
+    topology = two_socket(tmp_path, [(100, 1)])
+    key_a, key_b = (100, 0, 0, 4096), (100, 0, 4096, 8192)
+    placed = topology.fill_by_headroom([(1, [(key_a, 300), (key_b, 200)])], {0: 1000, 1: 400})
+    # Node 1 takes what its headroom allows; the rest of key_b goes to node 0, never past either reserve.
+    assert placed == [(0, [(key_b, 100)]), (1, [(key_a, 300), (key_b, 100)])]
+
+
+def test_promotions_that_fit_nowhere_are_dropped(tmp_path):
+    topology = two_socket(tmp_path, [(100, 0)])
+    key = (100, 0, 0, 4096)
+    assert topology.fill_by_headroom([(0, [(key, 500)])], {0: 50, 1: 0}) == [(0, [(key, 50)])]
