@@ -14,7 +14,7 @@ OUT=${XDG_CACHE_HOME:-$HOME/.cache}/tiering-pmem/memtierd
 GO=/usr/lib/go-1.23/bin/go
 GOCODE=/usr/share/gocode/src
 
-if ! git --git-dir="$GIT_DIR_SRC" rev-parse --verify -q "$COMMIT^{commit}" >/dev/null; then
+if ! git --git-dir="$GIT_DIR_SRC" rev-parse --verify -q "$COMMIT^{commit}" >/dev/null 2>&1; then
     cat >&2 <<MSG
 build_memtierd: no memtierd git directory at $GIT_DIR_SRC (or no commit $COMMIT there).
 Bring the source in with the session search tool's fetch of github:intel/memtierd (it prints the
@@ -24,8 +24,15 @@ MSG
     exit 2
 fi
 
+revision=$(git --git-dir="$GIT_DIR_SRC" rev-parse "$COMMIT")
+if [ "${MEMTIERD_CLEAN:-0}" != 1 ] && [ -x "$OUT/memtierd" ] && [ "$(cat "$OUT/REVISION" 2>/dev/null)" = "$revision" ]; then
+    echo "memtierd $revision already built (MEMTIERD_CLEAN=1 rebuilds)"
+    echo "memtierd: $OUT/memtierd"
+    exit 0
+fi
+
 # go.mod asks for go 1.22, x/sys and yaml.v3: Go 1.23 and x/sys 0.22 come from bookworm-backports
-# (bookworm's own x/sys 0.3 lacks what memtierd uses), yaml.v3 3.0.1 from bookworm.
+# (go.mod asks for x/sys v0.8.0; bookworm's own is 0.3.0), yaml.v3 3.0.1 from bookworm.
 missing=""
 for package in golang-1.23-go golang-golang-x-sys-dev golang-gopkg-yaml.v3-dev; do
     dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"
@@ -44,7 +51,6 @@ MSG
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q -t bookworm-backports $missing >/dev/null
 fi
 
-revision=$(git --git-dir="$GIT_DIR_SRC" rev-parse "$COMMIT")
 work=$(mktemp -d "${TMPDIR:-/tmp}/memtierd-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 git --git-dir="$GIT_DIR_SRC" archive "$revision" | tar -x -C "$work"
