@@ -1,0 +1,514 @@
+"""bench/peers (guest side, root, stdlib): tierd against the other ways of placing pages on DRAM/PMEM.
+
+    guest_peers.py SRC_DIR        (SRC_DIR holds tierd/, tests/lab/tierd/, bench/peers/ and, if built,
+                                   memtierd/memtierd; bench/peers/run.sh copies them to /opt/t)
+    PEERS=a,b,c,d,f  WORKLOADS=W1,W1D,W2,W3  BENCH_PEERS_MAX_SECONDS=1800  BENCH_PEERS_OUT=/run/bench-peers
+
+Peers: a nothing; b kernel tiering (numa_balancing=2, demotion_enabled=1); c DAMOS migrate_hot /
+migrate_cold on paddr kdamonds written through DAMON's sysfs; d tierd, DAMON backend; e tierd,
+page_idle backend (only on a kernel with page_idle); f memtierd, heat policy on its soft-dirty tracker.
+Workloads (peers_workload.py, 64 MiB-ish, hot pages written): W1 contiguous 20 % hot set on PMEM;
+W1D the same buffer starting on DRAM (the goal is then the cold set on PMEM); W2 scattered 10 % of
+4 KiB pages on PMEM with THP off, a new hot set halfway; W3 two tenants on PMEM, priorities 10 and 1,
+sharing a DRAM budget smaller than their hot sets together.
+Every second: each workload's pages' nodes (move_pages status query), the agent's CPU (its process
+and kdamond.N threads). Per run: /proc/vmstat deltas, the workload's sweeps/s and p99 sweep time.
+Between runs everything is reset: agent stopped, numa_balancing 0, kdamonds off and nr_kdamonds 0,
+workloads killed, page cache dropped. Writes results.json to BENCH_PEERS_OUT and prints it.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+SRC = sys.argv[1] if len(sys.argv) > 1 else "/opt/t"
+HERE = os.path.join(SRC, "bench", "peers")
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(SRC, "tests", "lab", "tierd"))
+import peers_metrics  # noqa: E402
+from placement import nodes_of  # noqa: E402
+
+OUT = os.environ.get("BENCH_PEERS_OUT", "/run/bench-peers")
+MAX_SECONDS = int(os.environ.get("BENCH_PEERS_MAX_SECONDS", "1800"))
+# Fill, start, stop and reset around each run's measured seconds (an estimate for the time budget).
+OVERHEAD_SECONDS = 15
+DRAM = 0
+PAGE = 4096
+DAMON = "/sys/kernel/mm/damon/admin/kdamonds"
+# DAMON attributes shared by the DAMOS and tierd peers: 100 ms sampling / 2 s aggregation behaved in
+# TCG guests (5 ms sampling made a hot buffer look idle: LAB-NOTES).
+SAMPLE_US, AGGR_US = 100000, 2000000
+# DAMOS migrate_hot at >= 1 access per aggregation ping-pongs (a just-migrated page looks accessed
+# once); 4 of the 20 samples per aggregation is hot enough for a written page and above that noise.
+DAMOS_HOT_MIN_ACCESSES = 4
+DAMOS_COLD_MIN_AGE = 5  # aggregations (10 s) without access before a DRAM region is demoted
+CGROUP = "/sys/fs/cgroup/bench-peers"
+PAGE_IDLE_BITMAP = "/sys/kernel/mm/page_idle/bitmap"
+THP = "/sys/kernel/mm/transparent_hugepage/enabled"
+MEMTIERD = os.path.join(SRC, "memtierd", "memtierd")
+HERTZ = os.sysconf("SC_CLK_TCK")
+
+# name → workloads (processes) and the run's seconds; every process of a workload is a tenant.
+WORKLOADS = {
+    "W1": {"seconds": 50, "goal": "hot_on_dram",
+           "procs": [{"name": "w1", "size_mib": 64, "hot_percent": 20, "layout": "contiguous", "start": "pmem"}]},
+    "W1D": {"seconds": 60, "goal": "cold_on_pmem",
+            "procs": [{"name": "w1d", "size_mib": 64, "hot_percent": 20, "layout": "contiguous", "start": "dram"}]},
+    "W2": {"seconds": 80, "goal": "hot_on_dram", "move_at": 40, "thp": "never",
+           "procs": [{"name": "w2", "size_mib": 64, "hot_percent": 10, "layout": "scattered", "start": "pmem"}]},
+    # 2 × 24 MiB hot against a 32 MiB budget: the high-priority tenant's hot set fits, both do not.
+    "W3": {"seconds": 70, "goal": "high_hot_on_dram", "budget_mib": 32, "settle_seconds": 50,
+           "procs": [{"name": "high", "size_mib": 48, "hot_percent": 50, "layout": "contiguous", "start": "pmem",
+                      "priority": 10},
+                     {"name": "low", "size_mib": 48, "hot_percent": 50, "layout": "contiguous", "start": "pmem",
+                      "priority": 1}]},
+}
+PEER_NAMES = {"a": "nothing", "b": "kernel tiering", "c": "DAMOS migrate", "d": "tierd (DAMON)",
+              "e": "tierd (page_idle)", "f": "memtierd (soft-dirty)"}
+
+
+def log(msg):
+    print("guest_peers: %s" % msg, file=sys.stderr, flush=True)
+
+
+def put(path, value):
+    with open(path, "w") as out:
+        out.write(str(value))
+
+
+def get(path, default=None):
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except OSError:
+        return default
+
+
+def pmem_node():
+    """The CPU-less node with memory (online_pmem.sh made it)."""
+    base = "/sys/devices/system/node"
+    for entry in sorted(os.listdir(base)):
+        if entry.startswith("node") and entry[4:].isdigit() and not get(os.path.join(base, entry, "cpulist")):
+            if "MemTotal:" in (get(os.path.join(base, entry, "meminfo")) or ""):
+                return int(entry[4:])
+    raise SystemExit("guest_peers: no CPU-less memory node: run tests/lab/tierd/online_pmem.sh first")
+
+
+def node_physical_range(node):
+    """[start, end) physical bytes spanned by the node's online memory blocks, for a paddr target
+    (holes inside are fine: DAMON just sees them as never accessed)."""
+    block = int(get("/sys/devices/system/memory/block_size_bytes"), 16)
+    base = "/sys/devices/system/node/node%d" % node
+    ids = [int(e[6:]) for e in os.listdir(base) if e.startswith("memory") and e[6:].isdigit()
+           and get(os.path.join(base, e, "online")) == "1"]
+    return min(ids) * block, (max(ids) + 1) * block
+
+
+def kdamond_tasks():
+    tasks = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and (get("/proc/%s/comm" % pid) or "").startswith("kdamond"):
+            tasks.append(int(pid))
+    return tasks
+
+
+def damon_off():
+    """Every kdamond off and none left, so the next peer (tierd refuses to clobber) starts clean."""
+    if not os.path.isdir(DAMON):
+        return
+    count = int(get(os.path.join(DAMON, "nr_kdamonds"), "0"))
+    for index in range(count):
+        state = os.path.join(DAMON, str(index), "state")
+        if get(state) == "on":
+            try:
+                put(state, "off")
+            except OSError as error:
+                log("kdamond %d off: %s" % (index, error))
+    deadline = time.time() + 20
+    while kdamond_tasks() and time.time() < deadline:
+        time.sleep(0.5)
+    put(os.path.join(DAMON, "nr_kdamonds"), 0)
+
+
+def ensure_cgroup():
+    """The workloads' memcg: DAMOS paddr schemes are limited to it by a memcg filter (otherwise they
+    would move every page of the guest). All peers run the workloads in it, so all see the same."""
+    controllers = get("/sys/fs/cgroup/cgroup.subtree_control") or ""
+    if "memory" not in controllers.split():
+        try:
+            put("/sys/fs/cgroup/cgroup.subtree_control", "+memory")
+        except OSError as error:
+            log("cannot enable the memory controller (%s): DAMOS runs without a memcg filter" % error)
+    os.makedirs(CGROUP, exist_ok=True)
+
+
+def read_vmstat():
+    return peers_metrics.parse_vmstat(get("/proc/vmstat", ""))
+
+
+def reset_kernel(saved):
+    put("/proc/sys/kernel/numa_balancing", 0)
+    if os.path.exists("/sys/kernel/mm/numa/demotion_enabled"):
+        put("/sys/kernel/mm/numa/demotion_enabled", saved["demotion_enabled"])
+    damon_off()
+    put(THP, saved["thp"])
+    subprocess.run(["sync"], check=False)
+    put("/proc/sys/vm/drop_caches", 3)
+
+
+def terminate(proc, seconds=15):
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# ---- peers: start(context) returns the agent's Popen (or None); the context names nodes and processes
+
+def start_nothing(_ctx):
+    return None
+
+
+def start_kernel_tiering(_ctx):
+    put("/sys/kernel/mm/numa/demotion_enabled", "true")
+    put("/proc/sys/kernel/numa_balancing", 2)
+    return None
+
+
+def write_damos_kdamond(index, operations_range, action, target_node, access, age):
+    """One paddr kdamond over a physical range with one DAMOS scheme, limited to the bench memcg."""
+    kd = os.path.join(DAMON, str(index))
+    ctx = os.path.join(kd, "contexts", "0")
+    put(os.path.join(kd, "contexts", "nr_contexts"), 1)
+    put(os.path.join(ctx, "operations"), "paddr")
+    attrs = os.path.join(ctx, "monitoring_attrs")
+    put(os.path.join(attrs, "intervals", "sample_us"), SAMPLE_US)
+    put(os.path.join(attrs, "intervals", "aggr_us"), AGGR_US)
+    put(os.path.join(attrs, "intervals", "update_us"), AGGR_US)
+    put(os.path.join(attrs, "nr_regions", "min"), 10)
+    put(os.path.join(attrs, "nr_regions", "max"), 1000)
+    put(os.path.join(ctx, "targets", "nr_targets"), 1)
+    regions = os.path.join(ctx, "targets", "0", "regions")
+    put(os.path.join(regions, "nr_regions"), 1)
+    put(os.path.join(regions, "0", "end"), operations_range[1])
+    put(os.path.join(regions, "0", "start"), operations_range[0])
+    put(os.path.join(ctx, "schemes", "nr_schemes"), 1)
+    scheme = os.path.join(ctx, "schemes", "0")
+    put(os.path.join(scheme, "action"), action)
+    put(os.path.join(scheme, "target_nid"), target_node)
+    pattern = os.path.join(scheme, "access_pattern")
+    # Access-pattern ranges are 0 by default: nothing matches until the maxima are set (LAB-NOTES).
+    for key, (low, high) in (("sz", (PAGE, 1 << 40)), ("nr_accesses", access), ("age", age)):
+        put(os.path.join(pattern, key, "max"), high)
+        put(os.path.join(pattern, key, "min"), low)
+    filters = os.path.join(scheme, "filters")
+    if os.path.isdir(filters) and "memory" in (get("/sys/fs/cgroup/cgroup.subtree_control") or "").split():
+        put(os.path.join(filters, "nr_filters"), 1)
+        put(os.path.join(filters, "0", "type"), "memcg")
+        put(os.path.join(filters, "0", "memcg_path"), "/" + os.path.basename(CGROUP))
+        if os.path.exists(os.path.join(filters, "0", "allow")):
+            # 6.14+: an allow filter; pages matching no filter are then rejected.
+            put(os.path.join(filters, "0", "matching"), "Y")
+            put(os.path.join(filters, "0", "allow"), "Y")
+        else:
+            # 6.12: filters only exclude; excluding what is *not* in the memcg keeps only the bench's pages.
+            put(os.path.join(filters, "0", "matching"), "N")
+    put(os.path.join(kd, "state"), "on")
+
+
+def start_damos(ctx):
+    put(os.path.join(DAMON, "nr_kdamonds"), 2)
+    samples = AGGR_US // SAMPLE_US
+    write_damos_kdamond(0, node_physical_range(ctx["pmem"]), "migrate_hot", DRAM,
+                        (DAMOS_HOT_MIN_ACCESSES, samples), (0, 1 << 32))
+    write_damos_kdamond(1, node_physical_range(DRAM), "migrate_cold", ctx["pmem"], (0, 0),
+                        (DAMOS_COLD_MIN_AGE, 1 << 32))
+    return None
+
+
+def tierd_config(ctx, backend):
+    workload = ctx["workload"]
+    config = {
+        "interval_seconds": 3,
+        "backend": backend,
+        "nodes": {"dram": [DRAM], "pmem": [ctx["pmem"]]},
+        "damon": {"sample_us": SAMPLE_US, "aggr_us": AGGR_US, "min_nr_regions": 10, "max_nr_regions": 1000},
+        # The lab test's heat settings (tests/lab/tierd/guest_test.py), which pass there.
+        "heat": {"decay": 0.5, "hot_threshold": 0.25, "cold_threshold": 0.05, "warmup_intervals": 2},
+        "mover": {"batch_pages": 1024, "rate_limit_mbps": 64, "min_residency_intervals": 3},
+        "state_file": os.path.join(OUT, "tierd-state.json"),
+        "workloads": [{"name": proc["name"], "match": {"cmdline": r"peers_workload\.py .*/%s\.json" % proc["name"]},
+                       "vmas": {"min_size": "16M"},
+                       "policy": {"direction": "both", "priority": proc.get("priority", 0)}}
+                      for proc in workload["procs"]],
+    }
+    if workload.get("budget_mib"):
+        config["dram_budget"] = "%dM" % workload["budget_mib"]
+    return config
+
+
+def start_tierd(ctx, backend):
+    path = os.path.join(OUT, "tierd-%s.json" % backend)
+    with open(path, "w") as out:
+        json.dump(tierd_config(ctx, backend), out, indent=1)
+    tierd = os.path.join(SRC, "tierd", "bin", "tierd")
+    subprocess.run([tierd, "check-config", path], check=True, stdout=subprocess.DEVNULL)
+    log_file = open(os.path.join(OUT, "tierd-%s-%s.log" % (backend, ctx["workload_name"])), "w")
+    return subprocess.Popen([tierd, "run", "-c", path], stdout=log_file, stderr=subprocess.STDOUT)
+
+
+def memtierd_config(ctx):
+    """memtierd's heat policy on its soft-dirty tracker: the one tracker that works on Debian's 6.12
+    guest kernel (idlepage needs CONFIG_IDLE_PAGE_TRACKING; its damon tracker reads DAMON's
+    aggregation events through bpftrace or perf, neither in the lab image). Soft-dirty sees writes
+    only, which is why every workload writes its hot pages. Values after memtierd's own e2e test
+    policy-heat/test03-move-softdirty: two heat classes, hot → DRAM, cold → PMEM."""
+    pids = ", ".join(str(p) for p in ctx["pids"])
+    numasize = ""
+    if ctx["workload"].get("budget_mib"):
+        numasize = "    numasize:\n      %d: %dM\n" % (DRAM, ctx["workload"]["budget_mib"])
+    return ("policy:\n"
+            "  name: heat\n"
+            "  config: |\n"
+            "    intervalms: 3000\n"
+            "    pidwatcher:\n"
+            "      name: pidlist\n"
+            "      config: |\n"
+            "        pids: [%s]\n"
+            "    heatnumas:\n"
+            "      0: [%d]\n"
+            "      1: [%d]\n"
+            "%s"
+            "    heatmap:\n"
+            "      heatmax: 0.01\n"
+            "      heatretention: 0\n"
+            "      heatclasses: 2\n"
+            "    tracker:\n"
+            "      name: softdirty\n"
+            "      config: |\n"
+            "        pagesinregion: 256\n"
+            "        maxcountperregion: 0\n"
+            "        scanintervalms: 1000\n"
+            "        regionsupdatems: 0\n"
+            "    mover:\n"
+            "      intervalms: 20\n"
+            "      bandwidth: 64\n") % (pids, ctx["pmem"], DRAM, numasize)
+
+
+def start_memtierd(ctx):
+    path = os.path.join(OUT, "memtierd.yaml")
+    with open(path, "w") as out:
+        out.write(memtierd_config(ctx))
+    log_file = open(os.path.join(OUT, "memtierd-%s.log" % ctx["workload_name"]), "w")
+    return subprocess.Popen([MEMTIERD, "-config", path], stdout=log_file, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+
+
+PEERS = {
+    "a": start_nothing,
+    "b": start_kernel_tiering,
+    "c": start_damos,
+    "d": lambda ctx: start_tierd(ctx, "damon"),
+    "e": lambda ctx: start_tierd(ctx, "page_idle"),
+    "f": start_memtierd,
+}
+
+
+def why_skipped(peer):
+    if peer == "b" and not os.path.exists("/sys/kernel/mm/numa/demotion_enabled"):
+        return "kernel has no /sys/kernel/mm/numa/demotion_enabled"
+    if peer in ("c", "d") and not os.path.isdir(DAMON):
+        return "kernel has no DAMON sysfs"
+    if peer == "e" and not os.path.exists(PAGE_IDLE_BITMAP):
+        return "kernel has no page_idle"
+    if peer == "f" and not os.access(MEMTIERD, os.X_OK):
+        return "no memtierd binary (bench/peers/build_memtierd.sh)"
+    return None
+
+
+# ---- one run
+
+def start_workload(proc, pmem, move_at):
+    info_file = os.path.join(OUT, "%s.json" % proc["name"])
+    if os.path.exists(info_file):
+        os.unlink(info_file)
+    node = pmem if proc["start"] == "pmem" else DRAM
+    command = ["python3", os.path.join(HERE, "peers_workload.py"), "--size-mib", str(proc["size_mib"]),
+               "--hot-percent", str(proc["hot_percent"]), "--layout", proc["layout"], "--node", str(node),
+               "--info", info_file]
+    if move_at is not None:
+        command += ["--move-at", str(move_at)]
+
+    def into_cgroup():
+        # Before the buffer is faulted: pages are charged to the memcg of the task that faults them.
+        put(os.path.join(CGROUP, "cgroup.procs"), os.getpid())
+
+    popen = subprocess.Popen(command, preexec_fn=into_cgroup, stdout=subprocess.DEVNULL,
+                             stderr=open(info_file + ".log", "w"))
+    return popen, info_file
+
+
+def read_info(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def placement_sample(info, pmem):
+    """Shares of the hot set on DRAM, of the cold set on DRAM and on PMEM, and the DRAM pages."""
+    nodes = nodes_of(info["pid"], [info["address"] + i * info["page_size"] for i in range(info["pages"])])
+    hot = set(info["hot"])
+    hot_dram = sum(1 for i in hot if nodes[i] == DRAM)
+    cold_dram = sum(1 for i, n in enumerate(nodes) if n == DRAM and i not in hot)
+    cold_pmem = sum(1 for i, n in enumerate(nodes) if n == pmem and i not in hot)
+    cold = info["pages"] - len(hot)
+    return {"hot_on_dram": hot_dram / float(len(hot)), "cold_on_dram": cold_dram / float(cold),
+            "cold_on_pmem": cold_pmem / float(cold), "dram_pages": hot_dram + cold_dram}
+
+
+def cpu_ticks(pid):
+    stat = get("/proc/%d/stat" % pid)
+    return None if stat is None else peers_metrics.cpu_ticks_of_stat(stat)
+
+
+def run_one(peer, workload_name, pmem):
+    workload = WORKLOADS[workload_name]
+    run = {"peer": "%s %s" % (peer, PEER_NAMES[peer]), "workload": workload_name, "goal_key": workload["goal"]}
+    if workload.get("thp"):
+        put(THP, workload["thp"])
+    run["thp"] = get(THP)
+    procs = [start_workload(p, pmem, workload.get("move_at")) for p in workload["procs"]]
+    deadline = time.time() + 180
+    while not all(os.path.exists(info) for _p, info in procs):
+        if time.time() > deadline or any(p.poll() is not None for p, _i in procs):
+            for popen, info in procs:
+                popen.kill()
+            logs = " / ".join((get(info + ".log") or "")[-400:] for _p, info in procs)
+            raise SystemExit("guest_peers: workloads of %s did not start: %s" % (workload_name, logs))
+        time.sleep(0.2)
+    infos = [read_info(info) for _p, info in procs]
+    ctx = {"pmem": pmem, "workload": workload, "workload_name": workload_name, "pids": [i["pid"] for i in infos]}
+    vmstat_before = read_vmstat()
+    began = time.time()
+    agent = PEERS[peer](ctx)
+    ticks = {}
+    samples = []
+    moved_at = None
+
+    def sample_cpu():
+        for pid in ([agent.pid] if agent is not None else []) + kdamond_tasks():
+            value = cpu_ticks(pid)
+            if value is not None:
+                ticks[pid] = max(ticks.get(pid, 0), value)
+
+    try:
+        while time.time() - began < workload["seconds"]:
+            tick = time.time()
+            if agent is not None and agent.poll() is not None:
+                run["agent_exit"] = agent.returncode
+                log("%s: agent exited with %d" % (run["peer"], agent.returncode))
+                agent = None
+            sample_cpu()
+            sample = {"t": round(tick - began, 1)}
+            per_proc = []
+            for (_p, info_file), proc in zip(procs, workload["procs"]):
+                info = read_info(info_file)
+                if info.get("moved_at") and moved_at is None:
+                    moved_at = round(info["moved_at"] - began, 1)
+                per_proc.append((proc, placement_sample(info, pmem)))
+            if len(per_proc) == 1:
+                sample.update(per_proc[0][1])
+            else:
+                by_priority = sorted(per_proc, key=lambda item: -item[0]["priority"])
+                sample["high_hot_on_dram"] = by_priority[0][1]["hot_on_dram"]
+                sample["low_hot_on_dram"] = by_priority[-1][1]["hot_on_dram"]
+                sample["hot_on_dram"] = sum(s["hot_on_dram"] for _p, s in per_proc) / len(per_proc)
+                sample["cold_on_dram"] = sum(s["cold_on_dram"] for _p, s in per_proc) / len(per_proc)
+                sample["tenants_dram_pages"] = sum(s["dram_pages"] for _p, s in per_proc)
+            samples.append(sample)
+            time.sleep(max(0.0, 1.0 - (time.time() - tick)))
+        sample_cpu()
+    finally:
+        terminate(agent)
+        for popen, _info in procs:
+            terminate(popen)
+    run["elapsed"] = round(time.time() - began, 1)
+    run["vmstat"] = peers_metrics.vmstat_delta(vmstat_before, read_vmstat())
+    run["agent_cpu_s"] = round(peers_metrics.cpu_seconds(ticks, HERTZ), 2) if peer not in ("a", "b") else None
+    durations = []
+    for _popen, info_file in procs:
+        try:
+            durations += read_info(info_file).get("durations", [])
+        except (OSError, ValueError):
+            pass
+    run["durations"] = durations
+    run["samples"] = samples
+    run["moved_at"] = moved_at
+    if workload.get("budget_mib"):
+        run["budget_pages"] = workload["budget_mib"] * (1 << 20) // PAGE
+        run["slack_pages"] = 1024  # one tierd move batch
+        run["settle_seconds"] = workload["settle_seconds"]
+    return run
+
+
+def selected(env, allowed, default):
+    names = [n.strip() for n in os.environ.get(env, ",".join(default)).split(",") if n.strip()]
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise SystemExit("guest_peers: %s=%s: unknown %s; choose from %s" % (env, os.environ[env], unknown,
+                                                                             ",".join(allowed)))
+    return names
+
+
+def main():
+    if os.geteuid() != 0:
+        raise SystemExit("guest_peers: run as root")
+    # e (page_idle) only when asked for: it needs the lab kernel, so it is a run of its own (run.sh --page-idle).
+    peers = selected("PEERS", sorted(PEERS), ["a", "b", "c", "d", "f"])
+    workloads = selected("WORKLOADS", list(WORKLOADS), list(WORKLOADS))
+    os.makedirs(OUT, exist_ok=True)
+    pmem = pmem_node()
+    ensure_cgroup()
+    saved = {"thp": next(w.strip("[]") for w in get(THP).split() if w.startswith("[")),
+             "demotion_enabled": get("/sys/kernel/mm/numa/demotion_enabled", "false")}
+    plan = [(w, p) for w in workloads for p in peers]
+    estimate = sum(WORKLOADS[w]["seconds"] + OVERHEAD_SECONDS for w, p in plan if not why_skipped(p))
+    log("%d runs, estimated %d s (bound %d s, BENCH_PEERS_MAX_SECONDS); kernel %s, PMEM node %d" % (
+        len(plan), estimate, MAX_SECONDS, os.uname().release, pmem))
+    result = {"kernel": os.uname().release, "pmem_node": pmem, "peers": peers, "workloads": workloads,
+              "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "estimate_s": estimate,
+              "runs": []}
+    started = time.time()
+    reset_kernel(saved)
+    for workload_name, peer in plan:
+        reason = why_skipped(peer)
+        if reason is None and time.time() - started + WORKLOADS[workload_name]["seconds"] + OVERHEAD_SECONDS > MAX_SECONDS:
+            reason = "time budget (BENCH_PEERS_MAX_SECONDS=%d)" % MAX_SECONDS
+        if reason:
+            log("%s / %s: skipped: %s" % (workload_name, peer, reason))
+            result["runs"].append({"peer": "%s %s" % (peer, PEER_NAMES[peer]), "workload": workload_name,
+                                   "skipped": reason})
+            continue
+        log("%s / %s %s ..." % (workload_name, peer, PEER_NAMES[peer]))
+        try:
+            run = run_one(peer, workload_name, pmem)
+        finally:
+            reset_kernel(saved)
+        log("%s / %s: %s" % (workload_name, peer, json.dumps(peers_metrics.summarize(run))))
+        result["runs"].append(run)
+    result["total_s"] = round(time.time() - started, 1)
+    with open(os.path.join(OUT, "results.json"), "w") as out:
+        json.dump(result, out)
+    log("done in %.0f s; %s" % (result["total_s"], os.path.join(OUT, "results.json")))
+    print(peers_metrics.render_table([peers_metrics.summarize(r) for r in result["runs"]]), file=sys.stderr)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

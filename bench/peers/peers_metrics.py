@@ -1,0 +1,178 @@
+"""bench/peers: the pure parts of the guest driver (no /proc, no /sys), so they are unit-tested on the host.
+
+    python3 bench/peers/peers_metrics.py RESULTS_JSON   → the markdown tables of one run
+
+Samples are dicts taken once a second by guest_peers.py: {"t": seconds since the workload started,
+"hot_on_dram": share, "cold_on_dram": share, ...}.
+"""
+
+import json
+import math
+import sys
+
+# The /proc/vmstat counters whose change says what the kernel itself did during one run.
+VMSTAT_COUNTERS = ("numa_hint_faults", "numa_pages_migrated", "pgpromote_success", "pgmigrate_success",
+                   "pgdemote_kswapd", "pgdemote_direct", "pgdemote_khugepaged", "pgdemote_proactive")
+
+
+def parse_vmstat(text):
+    """{counter: int} from the text of /proc/vmstat."""
+    counters = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            counters[parts[0]] = int(parts[1])
+    return counters
+
+
+def vmstat_delta(before, after, names=VMSTAT_COUNTERS):
+    """Per-counter change; pgdemote_* are also summed into "pgdemote" (kernels name their sources
+    differently: 6.12 has kswapd/direct/khugepaged, newer ones add proactive). A counter this kernel
+    lacks is left out rather than reported as 0, so "not counted" is not read as "did not happen"."""
+    delta = {}
+    for name in names:
+        if name in before and name in after:
+            delta[name] = after[name] - before[name]
+    demoted = [value for name, value in delta.items() if name.startswith("pgdemote_")]
+    if demoted:
+        delta["pgdemote"] = sum(demoted)
+    return delta
+
+
+def cpu_ticks_of_stat(text):
+    """utime + stime (clock ticks) from the text of /proc/PID/stat or /proc/PID/task/TID/stat.
+    The command name may hold spaces and parentheses, so fields are counted from the last ')'."""
+    fields = text[text.rindex(")") + 2:].split()
+    # fields[0] is the state (field 3 of stat); utime and stime are fields 14 and 15.
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_seconds(ticks_by_task, hertz=100):
+    """Seconds of CPU from {task id: the most ticks seen}: a kdamond thread that ended during the run
+    keeps what it used while it ran."""
+    return sum(ticks_by_task.values()) / float(hertz)
+
+
+def seconds_to_share(samples, key, share=0.9, after=0.0):
+    """Seconds from ``after`` until the first sample at or after it with samples[key] >= share, or None
+    when no sample reached it (the run ended first)."""
+    for sample in samples:
+        if sample["t"] >= after and sample.get(key) is not None and sample[key] >= share:
+            return round(sample["t"] - after, 1)
+    return None
+
+
+def percentile(values, fraction):
+    """The nearest-rank percentile (fraction 0.99 = p99) of ``values``, None for no values. Nearest
+    rank on purpose: a p99 is then a time one iteration really took, never an interpolation."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, int(math.ceil(fraction * len(ordered))))
+    return ordered[rank - 1]
+
+
+def iteration_stats(durations, elapsed):
+    """{"iterations_per_s", "p99_ms"} from a workload's sweep durations (seconds) over ``elapsed`` s."""
+    p99 = percentile(durations, 0.99)
+    return {"iterations": len(durations),
+            "iterations_per_s": round(len(durations) / elapsed, 2) if elapsed > 0 else None,
+            "p99_ms": None if p99 is None else round(p99 * 1000.0, 1)}
+
+
+def last_value(samples, key):
+    for sample in reversed(samples):
+        if sample.get(key) is not None:
+            return sample[key]
+    return None
+
+
+def peak_value(samples, key, after=0.0):
+    values = [s[key] for s in samples if s["t"] >= after and s.get(key) is not None]
+    return max(values) if values else None
+
+
+def quota_held(samples, budget_pages, slack_pages, settle_seconds):
+    """Whether the tenants' DRAM stayed within the budget once the agent had ``settle_seconds``:
+    every sample from then on must have tenants' DRAM pages <= budget + slack (one move batch; a
+    huge page or an extent moves whole). None when no sample was that late."""
+    late = [s["tenants_dram_pages"] for s in samples if s["t"] >= settle_seconds and "tenants_dram_pages" in s]
+    if not late:
+        return None
+    return max(late) <= budget_pages + slack_pages
+
+
+def priority_held(samples, settle_seconds):
+    """Whether the high-priority tenant's hot set had at least the low-priority one's DRAM share on
+    every sample after settling (the budget goes to the high-priority tenant first)."""
+    late = [s for s in samples if s["t"] >= settle_seconds and "high_hot_on_dram" in s]
+    if not late:
+        return None
+    return all(s["high_hot_on_dram"] >= s["low_hot_on_dram"] for s in late)
+
+
+def summarize(run):
+    """The numbers of one (peer, workload) run, from its samples and counters, for the table."""
+    samples = run.get("samples", [])
+    summary = {"peer": run["peer"], "workload": run["workload"]}
+    if run.get("skipped"):
+        summary["skipped"] = run["skipped"]
+        return summary
+    goal_key = run.get("goal_key", "hot_on_dram")
+    summary["to_90"] = seconds_to_share(samples, goal_key)
+    if run.get("moved_at") is not None:
+        summary["to_90_after_move"] = seconds_to_share(samples, goal_key, after=run["moved_at"])
+    summary["hot_on_dram_end"] = last_value(samples, "hot_on_dram")
+    summary["cold_promoted_peak"] = peak_value(samples, "cold_on_dram")
+    summary["cold_promoted_end"] = last_value(samples, "cold_on_dram")
+    summary["agent_cpu_s"] = run.get("agent_cpu_s")
+    summary.update(iteration_stats(run.get("durations", []), run.get("elapsed", 0)))
+    summary["vmstat"] = run.get("vmstat", {})
+    if "budget_pages" in run:
+        summary["quota_held"] = quota_held(samples, run["budget_pages"], run["slack_pages"], run["settle_seconds"])
+        summary["priority_held"] = priority_held(samples, run["settle_seconds"])
+    return summary
+
+
+def _cell(value, percent=False, unit=""):
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if percent:
+        return "%.0f %%" % (value * 100)
+    return "%s%s" % (value, unit)
+
+
+TABLE_HEAD = ("| workload | peer | ≥90 % after start | ≥90 % after move | hot on DRAM (end) | cold promoted "
+              "(peak / end) | agent CPU | iter/s | p99 iter | hint faults | promoted | demoted | migrated | quota |")
+
+
+def render_table(summaries):
+    """One markdown table row per (workload, peer); a skipped run says why in place of numbers."""
+    lines = [TABLE_HEAD, "|" + "---|" * (TABLE_HEAD.count("|") - 1)]
+    for s in sorted(summaries, key=lambda s: (s["workload"], s["peer"])):
+        if s.get("skipped"):
+            lines.append("| %s | %s | skipped: %s |%s" % (s["workload"], s["peer"], s["skipped"], " |" * 11))
+            continue
+        vm = s.get("vmstat", {})
+        quota = "-"
+        if "quota_held" in s:
+            quota = "budget %s, priority %s" % (_cell(s["quota_held"]), _cell(s["priority_held"]))
+        lines.append("| %s | %s | %s | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            s["workload"], s["peer"], _cell(s.get("to_90"), unit=" s"), _cell(s.get("to_90_after_move"), unit=" s"),
+            _cell(s.get("hot_on_dram_end"), percent=True), _cell(s.get("cold_promoted_peak"), percent=True),
+            _cell(s.get("cold_promoted_end"), percent=True), _cell(s.get("agent_cpu_s"), unit=" s"),
+            _cell(s.get("iterations_per_s")), _cell(s.get("p99_ms"), unit=" ms"), _cell(vm.get("numa_hint_faults")),
+            _cell(vm.get("pgpromote_success")), _cell(vm.get("pgdemote")), _cell(vm.get("numa_pages_migrated")), quota))
+    return "\n".join(lines)
+
+
+def main():
+    with open(sys.argv[1]) as handle:
+        result = json.load(handle)
+    print(render_table([summarize(run) for run in result["runs"]]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""bench/peers: the guest driver's pure parts (metrics math, vmstat deltas, the table)."""
+
+import os
+import sys
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "bench", "peers"))
+
+import peers_metrics as pm  # noqa: E402
+
+
+def samples(key, values, step=1.0):
+    return [{"t": i * step, key: v} for i, v in enumerate(values)]
+
+
+def test_seconds_to_share_is_the_first_sample_at_or_above():
+    timeline = samples("hot_on_dram", [0.0, 0.5, 0.89, 0.9, 0.95])
+    assert pm.seconds_to_share(timeline, "hot_on_dram") == 3.0
+
+
+def test_seconds_to_share_is_none_when_never_reached():
+    assert pm.seconds_to_share(samples("hot_on_dram", [0.1, 0.8, 0.89]), "hot_on_dram") is None
+
+
+def test_seconds_to_share_after_the_move_counts_from_the_move():
+    # reached before the move, lost when the hot set moved at t=4, back at t=7: 3 s after the move
+    timeline = samples("hot_on_dram", [0.0, 0.95, 1.0, 1.0, 0.1, 0.3, 0.7, 0.92, 1.0])
+    assert pm.seconds_to_share(timeline, "hot_on_dram", after=4.0) == 3.0
+
+
+def test_seconds_to_share_skips_samples_without_the_key():
+    timeline = [{"t": 0.0}, {"t": 1.0, "x": 0.95}]
+    assert pm.seconds_to_share(timeline, "x") == 1.0
+
+
+def test_percentile_is_nearest_rank():
+    values = list(range(1, 101))  # 1..100
+    assert pm.percentile(values, 0.99) == 99
+    assert pm.percentile(values, 0.5) == 50
+    assert pm.percentile([7], 0.99) == 7
+    assert pm.percentile([], 0.99) is None
+
+
+def test_p99_of_a_short_run_is_its_slowest_iteration():
+    # 50 values: ceil(0.99 * 50) = 50th, the largest: one stall shows, it is never averaged away
+    durations = [0.01] * 49 + [0.5]
+    stats = pm.iteration_stats(durations, 10.0)
+    assert stats == {"iterations": 50, "iterations_per_s": 5.0, "p99_ms": 500.0}
+
+
+def test_iteration_stats_of_nothing():
+    assert pm.iteration_stats([], 0) == {"iterations": 0, "iterations_per_s": None, "p99_ms": None}
+
+
+def test_parse_vmstat_and_delta_sums_the_demotion_sources():
+    before = pm.parse_vmstat("numa_hint_faults 10\npgpromote_success 0\npgdemote_kswapd 5\npgdemote_direct 1\n"
+                             "numa_pages_migrated 3\nnr_free_pages 100\n")
+    after = pm.parse_vmstat("numa_hint_faults 25\npgpromote_success 7\npgdemote_kswapd 9\npgdemote_direct 1\n"
+                            "numa_pages_migrated 10\nnr_free_pages 50\n")
+    delta = pm.vmstat_delta(before, after)
+    assert delta == {"numa_hint_faults": 15, "pgpromote_success": 7, "pgdemote_kswapd": 4, "pgdemote_direct": 0,
+                     "numa_pages_migrated": 7, "pgdemote": 4}
+
+
+def test_vmstat_delta_leaves_out_counters_the_kernel_lacks():
+    delta = pm.vmstat_delta({"numa_hint_faults": 1}, {"numa_hint_faults": 1})
+    assert delta == {"numa_hint_faults": 0}
+    assert "pgdemote" not in delta
+
+
+def test_cpu_ticks_of_stat_survives_spaces_and_parentheses_in_the_name():
+    # fields after the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+    stat = "1234 (odd (name) x) S 1 1 1 0 -1 4194560 10 0 0 0 250 70 0 0 20 0 1 0 100 0 0"
+    assert pm.cpu_ticks_of_stat(stat) == 320
+
+
+def test_cpu_seconds_keeps_what_ended_threads_used():
+    assert pm.cpu_seconds({11: 150, 12: 50}, hertz=100) == 2.0
+
+
+def test_quota_held_only_judges_samples_after_settling():
+    timeline = [{"t": 0.0, "tenants_dram_pages": 9000}, {"t": 50.0, "tenants_dram_pages": 8192},
+                {"t": 51.0, "tenants_dram_pages": 8192 + 1024}]
+    assert pm.quota_held(timeline, 8192, 1024, 50) is True
+    timeline.append({"t": 52.0, "tenants_dram_pages": 8192 + 1025})
+    assert pm.quota_held(timeline, 8192, 1024, 50) is False
+    assert pm.quota_held(timeline, 8192, 1024, 100) is None
+
+
+def test_priority_held_needs_the_high_tenant_ahead_on_every_late_sample():
+    timeline = [{"t": 10.0, "high_hot_on_dram": 0.2, "low_hot_on_dram": 0.5},
+                {"t": 50.0, "high_hot_on_dram": 1.0, "low_hot_on_dram": 0.3}]
+    assert pm.priority_held(timeline, 50) is True
+    assert pm.priority_held(timeline, 0) is False
+
+
+def test_summarize_and_render_a_run_and_a_skipped_one():
+    run = {"peer": "d tierd (DAMON)", "workload": "W2", "goal_key": "hot_on_dram", "moved_at": 2.0,
+           "samples": [{"t": 0.0, "hot_on_dram": 0.0, "cold_on_dram": 0.0},
+                       {"t": 1.0, "hot_on_dram": 0.95, "cold_on_dram": 0.02},
+                       {"t": 2.0, "hot_on_dram": 0.1, "cold_on_dram": 0.1},
+                       {"t": 3.0, "hot_on_dram": 0.91, "cold_on_dram": 0.05}],
+           "durations": [0.01, 0.02], "elapsed": 4.0, "agent_cpu_s": 1.25,
+           "vmstat": {"numa_hint_faults": 0, "pgpromote_success": 0, "numa_pages_migrated": 0}}
+    summary = pm.summarize(run)
+    assert summary["to_90"] == 1.0
+    assert summary["to_90_after_move"] == 1.0
+    assert summary["cold_promoted_peak"] == 0.1
+    assert summary["cold_promoted_end"] == 0.05
+    skipped = pm.summarize({"peer": "e tierd (page_idle)", "workload": "W2", "skipped": "kernel has no page_idle"})
+    table = pm.render_table([summary, skipped]).splitlines()
+    assert table[0] == pm.TABLE_HEAD
+    assert len(table) == 4
+    columns = table[0].count("|")
+    assert all(line.count("|") == columns for line in table)
+    assert "| W2 | d tierd (DAMON) | 1.0 s | 1.0 s | 91 % | 10 % / 5 % | 1.25 s | 0.5 | 20.0 ms | 0 | 0 | - | 0 | - |" \
+        in table
+    assert "skipped: kernel has no page_idle" in table[3]
+
+
+def test_render_table_shows_the_tenants_quota():
+    run = {"peer": "d tierd (DAMON)", "workload": "W3", "goal_key": "high_hot_on_dram",
+           "samples": [{"t": 50.0, "hot_on_dram": 0.6, "high_hot_on_dram": 1.0, "low_hot_on_dram": 0.2,
+                        "tenants_dram_pages": 8000}],
+           "durations": [], "elapsed": 60.0, "budget_pages": 8192, "slack_pages": 1024, "settle_seconds": 50}
+    row = pm.render_table([pm.summarize(run)]).splitlines()[2]
+    assert row.endswith("| budget yes, priority yes |")
