@@ -27,7 +27,7 @@ APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap fdisk e2fsprogs openssh-cl
   chromium fonts-dejavu-core shellcheck
 TIMED       = bash lab/timed.sh
 
-.PHONY: help deps venv collection-link unit molecule test demo clean-lab lab-images build sanity lint docs packaging-test ecosystem-lab boot-race-lab tierd-lab tierd-lab-cxl tierd-topology-lab bench-tierd bench-online-blocks test-page-idle hostile-lab nvdimm-lab cxl-lab
+.PHONY: help deps venv collection-link unit molecule test demo clean-lab lab-images build sanity lint docs packaging-test ecosystem-lab boot-race-lab tierd-lab tierd-lab-cxl tierd-topology-lab bench-tierd bench-online-blocks bench-peers bench-peers-page-idle test-page-idle hostile-lab nvdimm-lab cxl-lab
 
 help:
 	@echo "make demo   - boot a lab guest with emulated pmem and run the collection against it"
@@ -121,6 +121,17 @@ bench-tierd: deps
 	$(TIMED) bench-converge bash bench/converge/run.sh
 	$(TIMED) bench-migrate bash bench/migrate/run.sh
 	$(TIMED) bench-agent-scan python3 bench/agent_scan/run.py --sizes-gib 1 4 --scans 3 --backend fixed-regions
+
+# tierd against its peers (bench/peers/README.md): memtierd is built first when its mirror is there
+# (peer f is reported as skipped otherwise); the page_idle peer needs the lab kernel, so it is a run
+# of its own in a guest booted with it.
+bench-peers: deps
+	@bash bench/peers/build_memtierd.sh || echo "bench-peers: memtierd not built (bench/peers/build_memtierd.sh says why): peer f will be skipped"
+	$(TIMED) bench-peers bash bench/peers/run.sh
+
+bench-peers-page-idle: deps
+	$(TIMED) kernel-page-idle bash lab/kernel/build.sh
+	$(TIMED) bench-peers-page-idle bash bench/peers/run.sh --page-idle
 
 bench-online-blocks: deps venv collection-link
 	$(TIMED) bench-online-blocks bash bench/online_blocks/run.sh

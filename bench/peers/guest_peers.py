@@ -396,7 +396,15 @@ def run_one(peer, workload_name, pmem):
     ctx = {"pmem": pmem, "workload": workload, "workload_name": workload_name, "pids": [i["pid"] for i in infos]}
     vmstat_before = read_vmstat()
     began = time.time()
-    agent = PEERS[peer](ctx)
+    try:
+        agent = PEERS[peer](ctx)
+    except (OSError, subprocess.CalledProcessError) as error:
+        # One peer that cannot start (a sysfs write refused, a config tierd rejects) must not end
+        # the whole bench: its rows say why, the other peers still run.
+        for popen, _info in procs:
+            terminate(popen)
+        log("%s / %s: could not start: %s" % (workload_name, run["peer"], error))
+        return {"peer": run["peer"], "workload": workload_name, "skipped": "could not start: %s" % error}
     ticks = {}
     samples = []
     moved_at = None
