@@ -19,6 +19,7 @@ workloads killed, page cache dropped. Writes results.json to BENCH_PEERS_OUT and
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -243,7 +244,7 @@ def tierd_config(ctx, backend):
         # The lab test's heat settings (tests/lab/tierd/guest_test.py), which pass there.
         "heat": {"decay": 0.5, "hot_threshold": 0.25, "cold_threshold": 0.05, "warmup_intervals": 2},
         "mover": {"batch_pages": 1024, "rate_limit_mbps": 64, "min_residency_intervals": 3},
-        "state_file": os.path.join(OUT, "tierd-state.json"),
+        "state_file": os.path.join(OUT, "tierd-state", "state.json"),
         "workloads": [{"name": proc["name"], "match": {"cmdline": r"peers_workload\.py .*/%s\.json" % proc["name"]},
                        "vmas": {"min_size": "16M"},
                        "policy": {"direction": "both", "priority": proc.get("priority", 0)}}
@@ -255,9 +256,13 @@ def tierd_config(ctx, backend):
 
 
 def start_tierd(ctx, backend):
+    # A fresh state directory per run: the owner file there would let this tierd adopt kdamonds of
+    # the previous run, and its state must not carry one workload's history into the next.
+    shutil.rmtree(os.path.join(OUT, "tierd-state"), ignore_errors=True)
     path = os.path.join(OUT, "tierd-%s.json" % backend)
     with open(path, "w") as out:
         json.dump(tierd_config(ctx, backend), out, indent=1)
+    os.chmod(path, 0o644)  # tierd as root refuses a config that others may write
     tierd = os.path.join(SRC, "tierd", "bin", "tierd")
     subprocess.run([tierd, "check-config", path], check=True, stdout=subprocess.DEVNULL)
     log_file = open(os.path.join(OUT, "tierd-%s-%s.log" % (backend, ctx["workload_name"])), "w")
