@@ -400,6 +400,7 @@ def run_one(peer, workload_name, pmem):
     infos = [read_info(info) for _p, info in procs]
     ctx = {"pmem": pmem, "workload": workload, "workload_name": workload_name, "pids": [i["pid"] for i in infos]}
     vmstat_before = read_vmstat()
+    ticks_before = {pid: cpu_ticks(pid) or 0 for pid in kdamond_tasks()}
     began = time.time()
     try:
         agent = PEERS[peer](ctx)
@@ -453,7 +454,7 @@ def run_one(peer, workload_name, pmem):
             terminate(popen)
     run["elapsed"] = round(time.time() - began, 1)
     run["vmstat"] = peers_metrics.vmstat_delta(vmstat_before, read_vmstat())
-    run["agent_cpu_s"] = round(peers_metrics.cpu_seconds(ticks, HERTZ), 2) if peer not in ("a", "b") else None
+    run["agent_cpu_s"] = round(peers_metrics.cpu_seconds(ticks, HERTZ, ticks_before), 2) if peer not in ("a", "b") else None
     durations = []
     for _popen, info_file in procs:
         try:

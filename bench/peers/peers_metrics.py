@@ -47,10 +47,12 @@ def cpu_ticks_of_stat(text):
     return int(fields[11]) + int(fields[12])
 
 
-def cpu_seconds(ticks_by_task, hertz=100):
-    """Seconds of CPU from {task id: the most ticks seen}: a kdamond thread that ended during the run
-    keeps what it used while it ran."""
-    return sum(ticks_by_task.values()) / float(hertz)
+def cpu_seconds(ticks_by_task, hertz=100, baseline=None):
+    """Seconds of CPU used during a run from {task id: the most ticks seen}, less what the same task
+    had used before the run (``baseline``: a kdamond of someone else's that was already running):
+    a kdamond thread that ended during the run keeps what it used while it ran."""
+    baseline = baseline or {}
+    return sum(max(0, ticks - baseline.get(task, 0)) for task, ticks in ticks_by_task.items()) / float(hertz)
 
 
 def seconds_to_share(samples, key, share=0.9, after=0.0):

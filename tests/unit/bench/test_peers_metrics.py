@@ -78,6 +78,11 @@ def test_cpu_seconds_keeps_what_ended_threads_used():
     assert pm.cpu_seconds({11: 150, 12: 50}, hertz=100) == 2.0
 
 
+def test_cpu_seconds_counts_only_the_run_of_a_task_that_ran_before():
+    # kdamond 11 belonged to another tool and had 30000 ticks already; 12 started with the run
+    assert pm.cpu_seconds({11: 30050, 12: 50}, hertz=100, baseline={11: 30000}) == 1.0
+
+
 def test_quota_held_only_judges_samples_after_settling():
     timeline = [{"t": 0.0, "tenants_dram_pages": 9000}, {"t": 50.0, "tenants_dram_pages": 8192},
                 {"t": 51.0, "tenants_dram_pages": 8192 + 1024}]
