@@ -56,10 +56,15 @@ else
 fi
 tar -C "$stage" -czf - . | $LAB ssh "$NAME" 'rm -rf /opt/t && mkdir -p /opt/t && tar -xzf - -C /opt/t'
 
-$LAB ssh "$NAME" "sh /opt/t/tests/lab/tierd/online_pmem.sh >&2 && PEERS=$PEERS WORKLOADS=$WORKLOADS BENCH_PEERS_MAX_SECONDS=$MAX_SECONDS python3 /opt/t/bench/peers/guest_peers.py /opt/t" >"$result"
-# The agents' logs and configs, for a run that needs explaining.
+rc=0
+$LAB ssh "$NAME" "sh /opt/t/tests/lab/tierd/online_pmem.sh >&2 && PEERS=$PEERS WORKLOADS=$WORKLOADS BENCH_PEERS_MAX_SECONDS=$MAX_SECONDS python3 /opt/t/bench/peers/guest_peers.py /opt/t" >"$result" || rc=$?
+# The agents' logs and configs, for a run that needs explaining (a failed one most of all).
 mkdir -p "$OUT/peers-$stamp"
 $LAB ssh "$NAME" 'tar -C /run/bench-peers -czf - --exclude=results.json .' | tar -xzf - -C "$OUT/peers-$stamp" || true
+if [ "$rc" != 0 ]; then
+    echo "bench/peers: the guest driver failed (rc $rc); logs in $OUT/peers-$stamp" >&2
+    exit "$rc"
+fi
 
 end=$(date +%s)
 echo "bench/peers: boot $((booted - start)) s, total $((end - start)) s, host load $(cut -d' ' -f1-3 /proc/loadavg); results $result" >&2
