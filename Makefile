@@ -103,12 +103,12 @@ tierd-lab: deps
 # The same tierd lab test with the slow tier on CXL memory (a RAM region of the cxl flavour's device;
 # not part of make test: the cxl scenario is): hot pages promoted from the CXL node, the quota held.
 tierd-lab-cxl: deps
-	TIERD_LAB_FLAVOUR=cxl $(TIMED) tierd-lab-cxl bash tests/lab/tierd/run.sh
+	TIERD_LAB_FLAVOUR=cxl TIERD_LAB_APPEND=transparent_hugepage=madvise $(TIMED) tierd-lab-cxl bash tests/lab/tierd/run.sh
 
 # tierd on the two-socket flavour (#14 topology): a workload pinned to each socket, its buffer on the
 # other socket's PMEM; the hot pages must land on the DRAM of the socket it runs on.
 tierd-topology-lab: deps
-	TIERD_LAB_FLAVOUR=two-socket TIERD_LAB_TEST=topology_test.py $(TIMED) tierd-topology-lab bash tests/lab/tierd/run.sh
+	TIERD_LAB_FLAVOUR=two-socket TIERD_LAB_TEST=topology_test.py TIERD_LAB_APPEND=transparent_hugepage=madvise $(TIMED) tierd-topology-lab bash tests/lab/tierd/run.sh
 
 # The same tierd lab test on the page_idle backend (not part of make test): needs a guest kernel with
 # CONFIG_IDLE_PAGE_TRACKING, built once from Debian's linux-source-6.12 (~15 min on 2 cores, then cached).

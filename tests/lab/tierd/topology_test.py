@@ -38,7 +38,12 @@ results = base.results
 
 
 def node_memory_kb(node):
-    return int(base.sh("cat /sys/devices/system/node/node%d/meminfo" % node).splitlines()[0].split()[3])
+    """MemTotal of a node in kB; 0 before its memory is online (the node has no directory yet)."""
+    try:
+        with open("/sys/devices/system/node/node%d/meminfo" % node) as handle:
+            return int(handle.readline().split()[3])
+    except OSError:
+        return 0
 
 
 def online_both_nvdimms():
@@ -82,7 +87,7 @@ def start_pinned(name, cpu, node):
         os.unlink(info_file)
     subprocess.Popen(["taskset", "-c", str(cpu), "python3", os.path.join(HERE, "workload.py"),
                       "--size-mib", str(SIZE_MIB), "--hot-percent", str(HOT_PERCENT), "--node", str(node),
-                      "--info", info_file],
+                      "--info", info_file, "--flush-tlb"],
                      stdout=subprocess.DEVNULL, stderr=open("/run/%s.log" % name, "w"), start_new_session=True)
     return info_file
 

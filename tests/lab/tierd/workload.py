@@ -20,6 +20,8 @@ import time
 
 PAGE = mmap.PAGESIZE
 MPOL_BIND = 2
+PROT_READ, PROT_WRITE = 1, 2
+MADV_NOHUGEPAGE = 15
 MBIND_SYSCALL = {"x86_64": 237, "aarch64": 235}
 
 
@@ -33,6 +35,12 @@ def mbind(address, length, node):
         raise OSError(ctypes.get_errno(), "mbind to node %d failed" % node)
 
 
+def mprotect(address, length, prot):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mprotect(ctypes.c_void_p(address), ctypes.c_size_t(length), ctypes.c_int(prot)) != 0:
+        raise OSError(ctypes.get_errno(), "mprotect of the hot part failed")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mib", type=int, default=256)
@@ -41,12 +49,19 @@ def main():
     parser.add_argument("--info", required=True)
     parser.add_argument("--pause", type=float, default=0.05, help="seconds between sweeps of the hot part")
     parser.add_argument("--write", action="store_true", help="write to the hot pages instead of only reading")
+    parser.add_argument("--no-thp", action="store_true",
+                        help="madvise(MADV_NOHUGEPAGE) the buffer: 4 KiB pages where the guest's THP is always")
+    parser.add_argument("--flush-tlb", action="store_true",
+                        help="mprotect the hot part after each sweep: a task pinned to a CPU of its own never "
+                             "flushes its TLB, so the accessed bits DAMON clears would stay clear (LAB-NOTES)")
     args = parser.parse_args()
 
     length = args.size_mib << 20
     region = mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     anchor = ctypes.c_char.from_buffer(region)
     address = ctypes.addressof(anchor)
+    if args.no_thp:
+        region.madvise(MADV_NOHUGEPAGE)
     mbind(address, length, args.node)
     chunk = 1 << 20
     for offset in range(0, length, chunk):
@@ -80,6 +95,9 @@ def main():
             for offset in range(0, hot_end, PAGE):
                 total += region[offset]
         sweeps += 1
+        if args.flush_tlb:
+            mprotect(address, hot_end, PROT_READ)
+            mprotect(address, hot_end, PROT_READ | PROT_WRITE)
         time.sleep(args.pause)
 
 
