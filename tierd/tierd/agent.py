@@ -134,6 +134,8 @@ class Agent:
         targets, assignment = self._targets()
         pagemap = PagemapReads(self.kernel)
         samples = self.backend.sample(targets, pagemap)
+        for pid in self.backend.restarted:
+            self.heat.restart_warmup(pid)
         writes = self.writes.sample(targets, pagemap) if self.writes else {}
         live_pids = set(targets)
         self.heat.forget(live_pids)

@@ -53,6 +53,9 @@ class Tracker(abc.ABC):
     """
 
     name = None  # in the start line, the state file and the metrics
+    # PIDs whose readings started over at the last ``track``/``sample`` although tierd tracked
+    # them before (DAMON moved them to another target): the agent restarts their warm-up.
+    restarted = frozenset()
 
     @classmethod
     def available(cls, _kernel):
