@@ -27,7 +27,7 @@ APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap fdisk e2fsprogs openssh-cl
   chromium fonts-dejavu-core shellcheck
 TIMED       = bash lab/timed.sh
 
-.PHONY: help deps venv collection-link unit molecule test demo clean-lab lab-images build sanity lint docs packaging-test ecosystem-lab boot-race-lab tierd-lab tierd-lab-cxl tierd-topology-lab bench-tierd bench-online-blocks bench-peers bench-peers-page-idle test-page-idle hostile-lab nvdimm-lab cxl-lab
+.PHONY: help deps venv collection-link unit molecule test demo clean-lab lab-images build sanity lint docs packaging-test ecosystem-lab boot-race-lab tierd-lab tierd-lab-cxl tierd-topology-lab tierd-scale-lab bench-tierd bench-agent-scale bench-online-blocks bench-peers bench-peers-page-idle test-page-idle hostile-lab nvdimm-lab cxl-lab
 
 help:
 	@echo "make demo   - boot a lab guest with emulated pmem and run the collection against it"
@@ -100,6 +100,11 @@ hostile-lab: deps venv collection-link
 tierd-lab: deps
 	$(TIMED) tierd-lab bash tests/lab/tierd/run.sh
 
+# tierd at scale (not part of make test): 240 small processes in 20 workloads, 10 replaced every
+# interval, on one kdamond: targets committed in place, stable PIDs keep their target; CPU and RSS.
+tierd-scale-lab: deps
+	TIERD_LAB_TEST=scale_test.py TIERD_LAB_NAME=t-tierd-scale-lab $(TIMED) tierd-scale-lab bash tests/lab/tierd/run.sh
+
 # The same tierd lab test with the slow tier on CXL memory (a RAM region of the cxl flavour's device;
 # not part of make test: the cxl scenario is): hot pages promoted from the CXL node, the quota held.
 tierd-lab-cxl: deps
@@ -132,6 +137,10 @@ bench-peers: deps
 bench-peers-page-idle: deps
 	$(TIMED) kernel-page-idle bash lab/kernel/build.sh
 	$(TIMED) bench-peers-page-idle bash bench/peers/run.sh --page-idle
+
+# tierd's scan CPU at many workloads over a synthetic tree on the host, extrapolated to 1,000 / 1 TiB.
+bench-agent-scale:
+	$(TIMED) bench-agent-scale python3 bench/agent_scale/run.py
 
 bench-online-blocks: deps venv collection-link
 	$(TIMED) bench-online-blocks bash bench/online_blocks/run.sh

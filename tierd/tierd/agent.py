@@ -39,6 +39,7 @@ class Agent:
                     reason="transparent huge pages move whole" if self.block_pages > 1 else "per page")
         self.writes = SoftDirtyTracker(kernel) if cfg["heat"]["soft_dirty"] else None
         self.intervals = 0
+        self.deferred_pages = 0  # pages mover.max_pages_per_interval left for later, last interval
         self.recent = RecentMoves()
         self.totals = {}  # workload -> {"promoted_total", "demoted_total", "failed_total"}
         self.state = {}
@@ -140,6 +141,8 @@ class Agent:
         targets, assignment = self._targets()
         pagemap = PagemapReads(self.kernel)
         samples = self.backend.sample(targets, pagemap)
+        for pid in self.backend.restarted:
+            self.heat.restart_warmup(pid)
         writes = self.writes.sample(targets, pagemap) if self.writes else {}
         live_pids = set(targets)
         self.heat.forget(live_pids)
@@ -150,6 +153,7 @@ class Agent:
         decisions = policy_mod.plan(views, self.cfg["heat"]["hot_threshold"], self.cfg["heat"]["cold_threshold"],
                                     None if budget is None else budget // PAGE_SIZE, self._free_dram_pages(),
                                     self.block_pages)
+        self._limit_moves(views, decisions)
         stopped = self._move_decided(views, decisions, report)
         self._report(started, views, decisions, report)
         return not stopped
@@ -193,6 +197,15 @@ class Agent:
         if estimates is None or counts is None:
             return None
         return counts, extents, estimates
+
+    def _limit_moves(self, views, decisions):
+        """Hold the interval's moves to mover.max_pages_per_interval, quota moves first (policy.limit_moves)."""
+        budget = self.cfg["mover"]["max_pages_per_interval"]
+        self.deferred_pages = policy_mod.limit_moves(decisions, views, budget, self.block_pages)
+        if self.deferred_pages:
+            self.logger.info("move_budget_reached", budget_pages=budget, deferred_pages=self.deferred_pages,
+                             deferred_demote=sum(d.deferred_demote for d in decisions.values()),
+                             deferred_promote=sum(d.deferred_promote for d in decisions.values()))
 
     def _move_decided(self, views, decisions, report):
         """Carry out the plan's moves, higher priority first; True if a stop request cut them short."""
@@ -238,6 +251,7 @@ class Agent:
             wl["dram_granted_pages"] = decisions[view.name].dram_granted
             wl["planned_promote"] = sum(n for _key, n in decisions[view.name].promote)
             wl["planned_demote"] = sum(n for _key, n in decisions[view.name].demote)
+            wl["deferred_pages"] = decisions[view.name].deferred_demote + decisions[view.name].deferred_promote
             wl["policy"] = view.policy
         self.state = {
             "time": time.time(), "backend": self.backend.name, "intervals": self.intervals,
@@ -245,6 +259,8 @@ class Agent:
             "interval_seconds": round(self.clock() - started, 4), "dry_run": self.dry_run,
             "unmanaged_workloads": [w["name"] for w in self.cfg["workloads"] if w["policy"] is None],
             "workloads": report,
+            "move_budget": {"pages": self.cfg["mover"]["max_pages_per_interval"],
+                            "deferred_pages": self.deferred_pages},
         }
         self._publish()
         self.logger.info("interval", n=self.intervals, seconds=self.state["interval_seconds"],

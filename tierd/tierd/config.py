@@ -37,7 +37,7 @@ DEFAULTS = {
     # move_pages(2) pays a fixed cost per call (LRU drain, TLB flushes): in the lab 8192-page batches
     # moved the same 256 MiB ~1.5x faster than 1024-page ones (bench/migrate).
     "mover": {"batch_pages": 8192, "rate_limit_mbps": 256.0, "min_residency_intervals": 3, "block_pages": "auto",
-              "placement_refresh_intervals": 120},
+              "placement_refresh_intervals": 120, "max_pages_per_interval": None},
     "metrics": {"textfile": None, "http_port": None},
     "state_file": "/run/tierd/state.json",
     "workloads": [],
@@ -289,6 +289,8 @@ def validate(data):
     _number(mover, "rate_limit_mbps", "mover", 0, 10 ** 6, low_open=True)  # 1 TB/s: beyond any memory bus
     _number(mover, "min_residency_intervals", "mover", 0, 10000, integer=True)
     _number(mover, "placement_refresh_intervals", "mover", 1, 100000, integer=True)
+    if mover["max_pages_per_interval"] is not None:  # null: no budget beyond rate_limit_mbps
+        _number(mover, "max_pages_per_interval", "mover", 1, 1 << 40, integer=True)
     if mover["block_pages"] != "auto":
         if isinstance(mover["block_pages"], bool) or not isinstance(mover["block_pages"], int):
             raise ConfigError("mover.block_pages: %s must be \"auto\" (the transparent huge page size) or an integer "

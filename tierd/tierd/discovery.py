@@ -13,39 +13,72 @@ ANON_NAMED = ("[heap]", "[stack]")
 SPECIAL = ("[vdso]", "[vvar]", "[vsyscall]", "[vvar_vclock]", "[uprobes]")
 
 
-def _comm(kernel, pid):
-    text = kernel.proc_text(pid, "comm")
-    return None if text is None else text.strip()
+class ProcSnapshot:
+    """One interval's view of /proc, shared by every workload's selectors: the PID list is read
+    once, and a process's comm, cmdline and a cgroup's members at most once, when a selector
+    first needs them (with hundreds of workloads, a walk per workload was most of the interval)."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self._pids = None
+        self._pid_set = None
+        self._text = {}  # (pid, "comm" | "cmdline") -> stripped text, or None when unreadable
+        self._cgroups = {}  # cgroup path -> [pids]
+
+    def pids(self):
+        if self._pids is None:
+            self._pids = self.kernel.pids()
+        return self._pids
+
+    def exists(self, pid):
+        if self._pids is None:
+            return self.kernel.exists("/proc/%d" % pid)
+        if self._pid_set is None:
+            self._pid_set = set(self._pids)
+        return pid in self._pid_set
+
+    def cgroup_procs(self, cgroup_path):
+        if cgroup_path not in self._cgroups:
+            self._cgroups[cgroup_path] = self.kernel.cgroup_procs(cgroup_path)
+        return self._cgroups[cgroup_path]
+
+    def comm(self, pid):
+        return self._read(pid, "comm")
+
+    def cmdline(self, pid):
+        return self._read(pid, "cmdline")
+
+    def _read(self, pid, name):
+        key = (pid, name)
+        if key not in self._text:
+            raw = self.kernel.proc_text(pid, name)
+            self._text[key] = None if raw is None else raw.replace("\x00", " ").strip()
+        return self._text[key]
 
 
-def _cmdline(kernel, pid):
-    raw = kernel.proc_text(pid, "cmdline")
-    if raw is None:
-        return None
-    return raw.replace("\x00", " ").strip()
-
-
-def match_pids(kernel, match, self_pid=None):
-    """PIDs matching one workload's `match` (all given criteria must hold)."""
+def match_pids(kernel, match, self_pid=None, snapshot=None):
+    """PIDs matching one workload's `match` (all given criteria must hold); ``snapshot`` is the
+    interval's ProcSnapshot when several workloads are matched."""
     self_pid = os.getpid() if self_pid is None else self_pid
+    snapshot = snapshot or ProcSnapshot(kernel)
     if "pid" in match:
-        candidates = [match["pid"]] if kernel.exists("/proc/%d" % match["pid"]) else []
+        candidates = [match["pid"]] if snapshot.exists(match["pid"]) else []
     elif "cgroup" in match:
-        candidates = kernel.cgroup_procs(match["cgroup"])
+        candidates = snapshot.cgroup_procs(match["cgroup"])
     else:
-        candidates = kernel.pids()
+        candidates = snapshot.pids()
     if "cgroup" in match and "pid" in match:
-        candidates = [p for p in candidates if p in set(kernel.cgroup_procs(match["cgroup"]))]
+        candidates = [p for p in candidates if p in set(snapshot.cgroup_procs(match["cgroup"]))]
     result = []
     for pid in candidates:
         if pid == self_pid:
             continue
         if "comm" in match:
-            comm = _comm(kernel, pid)
+            comm = snapshot.comm(pid)
             if comm is None or not match["comm"].search(comm):
                 continue
         if "cmdline" in match or "comm" in match:
-            cmdline = _cmdline(kernel, pid)
+            cmdline = snapshot.cmdline(pid)
             if not cmdline:  # kernel threads have no cmdline and no user memory
                 continue
             if "cmdline" in match and not match["cmdline"].search(cmdline):
@@ -55,11 +88,13 @@ def match_pids(kernel, match, self_pid=None):
 
 
 def assign_workloads(kernel, workloads, self_pid=None):
-    """{workload name: [pids]}; a PID matched by several workloads goes to the first in config order."""
+    """{workload name: [pids]}; a PID matched by several workloads goes to the first in config order.
+    One ProcSnapshot serves all workloads."""
+    snapshot = ProcSnapshot(kernel)
     taken = set()
     result = {}
     for workload in workloads:
-        pids = [p for p in match_pids(kernel, workload["match"], self_pid) if p not in taken]
+        pids = [p for p in match_pids(kernel, workload["match"], self_pid, snapshot) if p not in taken]
         taken.update(pids)
         result[workload["name"]] = pids
     return result

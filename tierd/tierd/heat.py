@@ -41,6 +41,12 @@ class HeatMap:
         self.heat[pid] = new
         self.samples[pid] = counts
 
+    def restart_warmup(self, pid):
+        """The backend's readings of ``pid`` start over (DAMON gave its target another's
+        regions): its heat stays, but it warms up again before anything is demoted by it."""
+        if pid in self.samples:
+            self.samples[pid] = {key: 0 for key in self.samples[pid]}
+
     def sampled(self, pid, start, end):
         return self.samples.get(pid, {}).get((start, end), 0)
 

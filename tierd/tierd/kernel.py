@@ -9,6 +9,8 @@ import errno
 import os
 import platform
 import struct
+import sys
+from array import array
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 NODE_DIR = "/sys/devices/system/node"
@@ -127,8 +129,13 @@ class Kernel:
                 data = handle.read(npages * 8)
         except OSError:
             return None
-        count = len(data) // 8
-        return struct.unpack("<%dQ" % count, data[: count * 8])
+        # array('Q'): 8 bytes per page, where a tuple of ints costs ~40 (pagemap entries with
+        # the present bit set are big ints, one object each).
+        entries = array("Q")
+        entries.frombytes(data[: len(data) // 8 * 8])
+        if sys.byteorder != "little":
+            entries.byteswap()
+        return entries
 
     def clear_soft_dirty(self, pid):
         try:

@@ -18,6 +18,7 @@ HELP = {
     "tierd_workload_pmem_limit_pages": ("gauge", "most pages the policy allows on PMEM (-1: no limit)"),
     "tierd_pages_moved_total": ("counter", "pages moved, by direction"),
     "tierd_pages_move_failed_total": ("counter", "pages move_pages(2) did not move"),
+    "tierd_pages_deferred": ("gauge", "pages planned but left for later intervals by mover.max_pages_per_interval"),
 }
 
 
@@ -48,6 +49,7 @@ def render(state):
         samples["tierd_pages_moved_total"].append((dict(base, direction="promote"), wl["promoted_total"]))
         samples["tierd_pages_moved_total"].append((dict(base, direction="demote"), wl["demoted_total"]))
         samples["tierd_pages_move_failed_total"].append((base, wl["failed_total"]))
+        samples["tierd_pages_deferred"].append((base, wl.get("deferred_pages", 0)))
     lines = []
     for name, (kind, text) in HELP.items():
         lines.append("# HELP %s %s" % (name, text))

@@ -43,6 +43,12 @@ class Decision:
         self.demote = []
         self.pmem_limit = None
         self.dram_granted = None
+        # Of the pages above, those a quota needs (DRAM grant, PMEM limit), not only heat:
+        # they go first when mover.max_pages_per_interval cuts the moves short.
+        self.forced_demote = 0
+        self.forced_promote = 0
+        self.deferred_demote = 0
+        self.deferred_promote = 0
 
     def __repr__(self):
         return "Decision(%s, promote=%d pages, demote=%d pages, pmem_limit=%s)" % (
@@ -174,11 +180,65 @@ def plan(views, hot_threshold, cold_threshold, budget_pages=None, free_dram_page
             promote = 0
             if view.direction != "promote":
                 demote = min(_total(view.demote_candidates), view.dram - granted[view.name])
+                decision.forced_demote = demote
         if free is not None:
             promote = min(promote, free + demote)
         decision.demote, demoted = _take_at_most(view.demote_candidates, demote, block_pages)
         decision.promote, promoted = _take_at_least(view.promote_candidates, promote, block_pages)
+        decision.forced_promote = min(want["forced"], promoted)
         if free is not None:
             free -= max(0, promoted - demoted)
         decisions[view.name] = decision
     return decisions
+
+
+def _trim(moves, pages, block_pages):
+    """The front of [(key, pages)] holding at most ``pages``, cut in whole blocks."""
+    kept, total = [], 0
+    for key, size in moves:
+        part = min(size, (pages - total) // block_pages * block_pages)
+        if part <= 0:
+            break
+        kept.append((key, part))
+        total += part
+    return kept, total
+
+
+def limit_moves(decisions, views, max_pages, block_pages=1):
+    """Cut ``decisions`` in place to at most ``max_pages`` moved pages in all; the pages left
+    over wait for the next interval. Returns the pages deferred (0: the budget was not reached).
+
+    The budget is spent in this order, higher priority first at each step: demotions a quota
+    needs, other (cold) demotions, promotions a quota needs, other promotions. Each list is
+    already coldest or hottest first, so what is cut is its tail. A workload whose demotions were
+    cut promotes that many pages fewer: it was given DRAM for its promotions on the understanding
+    that the demotions made room.
+    """
+    if max_pages is None:
+        return 0
+    order = [decisions[v.name] for v in sorted(views, key=lambda v: (-v.priority, v.name))]
+    remaining = max_pages
+    allowed = {}
+    for kind in ("demote", "promote"):
+        for decision in order:
+            planned = sum(n for _k, n in getattr(decision, kind))
+            if kind == "promote":
+                planned = max(0, planned - decision.deferred_demote)
+            forced = min(planned, getattr(decision, "forced_" + kind))
+            allowed[(decision.name, kind)] = min(forced, remaining) // block_pages * block_pages
+            remaining -= allowed[(decision.name, kind)]
+        for decision in order:
+            planned = sum(n for _k, n in getattr(decision, kind))
+            if kind == "promote":
+                planned = max(0, planned - decision.deferred_demote)
+            extra = min(planned - allowed[(decision.name, kind)], remaining) // block_pages * block_pages
+            allowed[(decision.name, kind)] += max(0, extra)
+            remaining -= max(0, extra)
+        for decision in order:
+            moves = getattr(decision, kind)
+            planned = sum(n for _k, n in moves)
+            kept, total = _trim(moves, allowed[(decision.name, kind)], block_pages)
+            setattr(decision, kind, kept)
+            setattr(decision, "deferred_" + kind, planned - total)
+            remaining += allowed[(decision.name, kind)] - total  # a block that did not fit
+    return sum(d.deferred_demote + d.deferred_promote for d in order)

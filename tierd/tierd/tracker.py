@@ -53,6 +53,9 @@ class Tracker(abc.ABC):
     """
 
     name = None  # in the start line, the state file and the metrics
+    # PIDs whose readings started over at the last ``track``/``sample`` although tierd tracked
+    # them before (DAMON moved them to another target): the agent restarts their warm-up.
+    restarted = frozenset()
 
     @classmethod
     def available(cls, _kernel):
@@ -102,17 +105,18 @@ class PagemapReads:
         return per_vma
 
 
-def pages_to_runs(start, values):
-    """Runs of equal values from one value per page starting at ``start`` (None = no run)."""
+def pages_to_runs(start, values, missing=None):
+    """Runs of equal values from one value per page starting at ``start`` (``missing`` = no run;
+    an array of bytes can say -1 where a list would say None)."""
     runs = []
     run_start = None
-    current = None
+    current = missing
     for index, value in enumerate(values):
         if value != current:
-            if current is not None:
+            if current != missing:
                 runs.append((run_start, start + index * PAGE_SIZE, current))
             run_start = start + index * PAGE_SIZE
             current = value
-    if current is not None:
+    if current != missing:
         runs.append((run_start, start + len(values) * PAGE_SIZE, current))
     return runs

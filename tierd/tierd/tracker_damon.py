@@ -36,24 +36,47 @@ def regions_to_runs(vmas, regions, max_accesses, min_idle_age=0):
 
 
 class DamonBackend(Tracker):
-    """DAMON sysfs, vaddr operations: one kdamond of tierd's own per tracked PID, a `stat` scheme
-    whose tried regions carry each region's access count. tierd only ever touches kdamonds it
-    created, and creates none while another tool has kdamonds.
+    """DAMON sysfs, vaddr operations: ONE kdamond of tierd's own (kdamonds/0, context 0) with one
+    target per tracked PID, and per target a `stat` scheme whose tried regions carry that target's
+    regions and access counts. tierd only ever touches the kdamond it created, and creates none
+    while another tool has kdamonds.
 
-    A tierd killed with SIGKILL leaves its kdamonds running. The owner file (next to the state
-    file) records them, so the restarted tierd recognises and takes back its own leftovers, and
-    still refuses kdamonds it cannot prove are its own.
+    Processes come and go without a restart: the new targets are written and ``commit`` is
+    written to the running kdamond's ``state``. The kernel (6.12 ``damon_commit_targets``)
+    matches committed targets to running ones *by index*: a target whose index keeps its PID keeps
+    its regions and their ages, a target given a new PID at an index keeps the regions of the one
+    before (and DAMON fits them to the new address space at its next update), and targets past the
+    new count are dropped. So PIDs that stay keep their index wherever possible; new PIDs fill the
+    freed indexes, and only when more PIDs left than came do the last ones move down. A PID that
+    is new at its index, or moved, starts its warm-up again (``restarted``).
+
+    Why one scheme per target: a scheme's tried regions carry no target (start, end,
+    nr_accesses, age only), and different processes' virtual addresses overlap. A ``target``
+    filter (a core-layer filter, so vaddr honours it, and applied before the region is recorded
+    as tried) with ``matching`` N filters out every target but its own. The kernel's cost per
+    aggregation grows with targets × regions × schemes (a cheap range and filter check each).
+
+    A tierd killed with SIGKILL leaves its kdamond running. The owner file (next to the state
+    file) records it, so the restarted tierd recognises and takes back its own leftovers (also
+    the several kdamonds of a tierd from before one kdamond served all), and still refuses
+    kdamonds it cannot prove are its own.
     """
 
     name = "damon"
     KDAMONDS = DAMON_ADMIN + "/kdamonds"
+    KDAMOND = KDAMONDS + "/0"
+    CONTEXT = KDAMOND + "/contexts/0"
 
     def __init__(self, kernel, damon_cfg, logger, owner_file=None):
         self.kernel = kernel
         self.cfg = damon_cfg
         self.logger = logger
         self.owner_file = owner_file
-        self.pids = []  # pids[i] is tracked by kdamonds/i
+        self.pids = []  # pids[i] is tracked by targets/i and schemes/i of kdamonds/0
+        self.owned = 0  # kdamonds of tierd's own (more than 1 only when adopted from an older tierd)
+        self.restarted = set()  # PIDs whose readings start over since the last track()
+        self.commits = 0  # in-place target updates of the running kdamond
+        self.starts = 0  # times the kdamond was (re)started from scratch
 
     @classmethod
     def available(cls, kernel):
@@ -78,68 +101,153 @@ class DamonBackend(Tracker):
     def _nr_kdamonds(self):
         return int(self.kernel.read_text(self.KDAMONDS + "/nr_kdamonds"))
 
+    def _running(self):
+        return self.kernel.read_text(self.KDAMOND + "/state", default="off") == "on"
+
     def _stop_ours(self):
-        for index in range(len(self.pids)):
+        for index in range(self.owned):
             try:
                 if self.kernel.read_text(self._k(index, "/state"), default="off") == "on":
                     self.kernel.write_text(self._k(index, "/state"), "off")
             except OSError:
                 pass
 
-    def _configure(self, index, pid):
+    def _configure_attrs(self):
         w = self.kernel.write_text
-        ctx = "/contexts/0"
-        w(self._k(index, "/contexts/nr_contexts"), 1)
-        w(self._k(index, ctx + "/operations"), "vaddr")
-        w(self._k(index, ctx + "/monitoring_attrs/intervals/sample_us"), self.cfg["sample_us"])
-        w(self._k(index, ctx + "/monitoring_attrs/intervals/aggr_us"), self.cfg["aggr_us"])
-        w(self._k(index, ctx + "/monitoring_attrs/intervals/update_us"), max(self.cfg["aggr_us"], 1000000))
-        w(self._k(index, ctx + "/monitoring_attrs/nr_regions/min"), self.cfg["min_nr_regions"])
-        w(self._k(index, ctx + "/monitoring_attrs/nr_regions/max"), self.cfg["max_nr_regions"])
-        w(self._k(index, ctx + "/targets/nr_targets"), 1)
-        w(self._k(index, ctx + "/targets/0/pid_target"), pid)
-        scheme = ctx + "/schemes/0"
-        w(self._k(index, ctx + "/schemes/nr_schemes"), 1)
-        w(self._k(index, scheme + "/action"), "stat")
+        ctx = self.CONTEXT
+        w(self.KDAMOND + "/contexts/nr_contexts", 1)
+        w(ctx + "/operations", "vaddr")
+        w(ctx + "/monitoring_attrs/intervals/sample_us", self.cfg["sample_us"])
+        w(ctx + "/monitoring_attrs/intervals/aggr_us", self.cfg["aggr_us"])
+        w(ctx + "/monitoring_attrs/intervals/update_us", max(self.cfg["aggr_us"], 1000000))
+        w(ctx + "/monitoring_attrs/nr_regions/min", self.cfg["min_nr_regions"])
+        w(ctx + "/monitoring_attrs/nr_regions/max", self.cfg["max_nr_regions"])
+
+    def _configure_scheme(self, index):
+        w = self.kernel.write_text
+        scheme = "%s/schemes/%d" % (self.CONTEXT, index)
+        w(scheme + "/action", "stat")
         # The access-pattern ranges default to 0..0 and would match nothing: open them fully.
         for attr, high in (("sz", ULONG_MAX), ("nr_accesses", UINT_MAX), ("age", UINT_MAX)):
-            w(self._k(index, scheme + "/access_pattern/%s/min" % attr), 0)
-            w(self._k(index, scheme + "/access_pattern/%s/max" % attr), high)
+            w(scheme + "/access_pattern/%s/min" % attr, 0)
+            w(scheme + "/access_pattern/%s/max" % attr, high)
+        # Filtered out: memory that does NOT belong to target `index`, so the scheme's tried
+        # regions are that target's alone.
+        w(scheme + "/filters/nr_filters", 1)
+        w(scheme + "/filters/0/type", "target")
+        w(scheme + "/filters/0/target_idx", index)
+        w(scheme + "/filters/0/matching", "N")
+
+    def _write_inputs(self, pids, changed):
+        """Targets and schemes for ``pids``; only the indexes in ``changed`` when the count is
+        the same (writing nr_targets or nr_schemes recreates every directory below it)."""
+        w = self.kernel.write_text
+        ctx = self.CONTEXT
+        written = int(self.kernel.read_text(ctx + "/targets/nr_targets", default="0"))
+        if written != len(pids):
+            w(ctx + "/targets/nr_targets", len(pids))
+            w(ctx + "/schemes/nr_schemes", len(pids))
+            changed = range(len(pids))
+            for index in changed:
+                self._configure_scheme(index)
+        for index in changed:
+            w("%s/targets/%d/pid_target" % (ctx, index), pids[index])
+
+    @staticmethod
+    def assign_indexes(old, wanted):
+        """New ``pids`` list, PIDs staying put where they can: (pids, PIDs new at their index)."""
+        wanted = set(wanted)
+        count = len(wanted)
+        pids = [pid if index < count and pid in wanted else None for index, pid in enumerate(old[:count])]
+        pids.extend([None] * (count - len(pids)))
+        kept = set(p for p in pids if p is not None)
+        # New PIDs first (they have no history to lose), then those past the new count.
+        incoming = sorted(wanted - set(old)) + [p for p in old[count:] if p in wanted and p not in kept]
+        moved = iter(incoming)
+        for index, pid in enumerate(pids):
+            if pid is None:
+                pids[index] = next(moved)
+        return pids, set(incoming)
 
     def track(self, pids):
-        """Make the set of tracked PIDs equal ``pids`` (rebuilds tierd's kdamonds on change)."""
-        pids = sorted(pids)
-        if pids == self.pids:
+        """Make the set of tracked PIDs equal ``pids``: commit to the running kdamond, or start it."""
+        wanted = sorted(set(pids))
+        if wanted == sorted(self.pids) and (not wanted or self._running()):
+            self.restarted = set()
             return
+        self._take_kdamond()
+        for attempt in (1, 2):
+            try:
+                self._apply(wanted)
+                break
+            except OSError as exc:
+                # A process exited between discovery and here: the kernel refuses the whole commit.
+                alive = [pid for pid in wanted if self.kernel.exists("/proc/%d" % pid)]
+                self.logger.debug("damon_targets_refused", attempt=attempt, error=exc.strerror or exc,
+                                  gone=len(wanted) - len(alive))
+                wanted = alive
+        else:
+            self.pids = []
+            self.restarted = set()
+        self._write_owner()
+
+    def _take_kdamond(self):
+        """Ensure kdamonds/0 is tierd's (created, or adopted from a dead tierd), and the only one."""
         current = self._nr_kdamonds()
-        if current and not self.pids and self._adopt_leftovers(current):
-            self.pids = [0] * current
-        if current != len(self.pids):
+        if current and not self.owned and self._adopt_leftovers(current):
+            self.owned = current
+            self.pids = []  # their targets are a dead tierd's; start over
+            self._stop_ours()
+            self.kernel.write_text(self.KDAMONDS + "/nr_kdamonds", 0)
+            self.owned = current = 0
+        if current != self.owned:
             raise KernelError("DAMON has %d kdamonds but tierd created %d: another tool is using DAMON; "
                               "tierd will not clobber it (stop that tool, or set backend to page_idle)"
-                              % (current, len(self.pids)))
-        self._stop_ours()
-        self.kernel.write_text(self.KDAMONDS + "/nr_kdamonds", len(pids))
+                              % (current, self.owned))
+        if not self.owned:
+            self.kernel.write_text(self.KDAMONDS + "/nr_kdamonds", 1)
+            self.owned = 1
+            self.pids = []
+
+    def _apply(self, wanted):
+        if not wanted:
+            if self._running():
+                self.kernel.write_text(self.KDAMOND + "/state", "off")
+            self.pids = []
+            self.restarted = set()
+            self.logger.info("damon_tracking", targets=0, new="-", moved=0, how="off")
+            return
+        running = self._running()
+        if running:
+            pids, fresh = self.assign_indexes(self.pids, wanted)
+            changed = [i for i, pid in enumerate(pids) if i >= len(self.pids) or self.pids[i] != pid]
+            self._write_inputs(pids, changed)
+            self.kernel.write_text(self.KDAMOND + "/state", "commit")
+            self.commits += 1
+            how = "commit"
+        else:
+            # Not started yet, or stopped by itself when every target had exited.
+            pids, fresh = list(wanted), set(wanted)
+            self._configure_attrs()
+            self.kernel.write_text(self.CONTEXT + "/targets/nr_targets", 0)  # rewrite them all
+            self._write_inputs(pids, range(len(pids)))
+            self.kernel.write_text(self.KDAMOND + "/state", "on")
+            self.starts += 1
+            how = "start"
+        moved = len(fresh - (set(wanted) - set(self.pids)))
         self.pids = pids
-        started = []
-        for index, pid in enumerate(pids):
-            try:
-                self._configure(index, pid)
-                self.kernel.write_text(self._k(index, "/state"), "on")
-                started.append(pid)
-            except OSError as exc:
-                # The process may have exited between discovery and here.
-                self.logger.debug("damon_target_failed", pid=pid, error=exc.strerror or exc)
-        self._write_owner()
-        self.logger.info("damon_tracking", pids=",".join(map(str, started)) or "-", kdamonds=len(pids))
+        self.restarted = fresh
+        self.logger.info("damon_tracking", targets=len(pids), new=len(fresh) - moved, moved=moved, how=how)
 
     def _kdamond_pids(self):
-        return [self.kernel.read_text(self._k(i, "/pid"), default="") for i in range(len(self.pids))]
+        return [self.kernel.read_text(self._k(i, "/pid"), default="") for i in range(self.owned)]
 
     def _write_owner(self):
         if not self.owner_file:
             return
-        record = {"tierd_pid": os.getpid(), "nr_kdamonds": len(self.pids), "kdamond_pids": self._kdamond_pids()}
+        # nr_kdamonds and kdamond_pids as before, so an older tierd still recognises the record.
+        record = {"tierd_pid": os.getpid(), "nr_kdamonds": self.owned, "kdamond_pids": self._kdamond_pids(),
+                  "targets": self.pids}
         try:
             os.makedirs(os.path.dirname(self.owner_file), exist_ok=True)
             with open(self.owner_file + ".tmp", "w") as out:
@@ -149,7 +257,8 @@ class DamonBackend(Tracker):
             self.logger.warning("damon_owner_not_written", path=self.owner_file, error=exc.strerror)
 
     def _adopt_leftovers(self, current):
-        """True when the running kdamonds are the ones a dead tierd recorded in the owner file."""
+        """True when the running kdamonds are the ones a dead tierd recorded in the owner file
+        (one kdamond in this format, one per PID in the format before)."""
         if not self.owner_file:
             return False
         try:
@@ -170,33 +279,36 @@ class DamonBackend(Tracker):
         return True
 
     def _regions(self, index):
-        return sorted(self.kernel.numbered_rows(self._k(index, "/contexts/0/schemes/0/tried_regions"),
+        return sorted(self.kernel.numbered_rows("%s/schemes/%d/tried_regions" % (self.CONTEXT, index),
                                                 ("start", "end", "nr_accesses", "age")))
 
     def sample(self, targets, pagemap=None):
-        """{pid: {vma start: runs of access frequency}} for tracked PIDs whose kdamond is running
-        (the pagemap reads are for backends that need them; DAMON does not)."""
+        """{pid: {vma start: runs of access frequency}} for the tracked PIDs (the pagemap reads
+        are for backends that need them; DAMON does not)."""
         self.track(list(targets))
         result = {}
+        if not self.pids:
+            return result
+        try:
+            if not self._running():
+                return result  # stopped by itself: every target exited since track()
+            self.kernel.write_text(self.KDAMOND + "/state", "update_schemes_tried_regions")
+        except OSError:
+            return result
         for index, pid in enumerate(self.pids):
-            try:
-                if self.kernel.read_text(self._k(index, "/state")) == "off":
-                    continue  # kdamond stops by itself when its target exits
-                self.kernel.write_text(self._k(index, "/state"), "update_schemes_tried_regions")
-            except OSError:
-                continue
-            result[pid] = regions_to_runs(targets[pid], self._regions(index), self.max_accesses,
-                                          self.cfg["min_idle_aggregations"])
+            if pid in targets:
+                result[pid] = regions_to_runs(targets[pid], self._regions(index), self.max_accesses,
+                                              self.cfg["min_idle_aggregations"])
         return result
 
     def close(self):
-        if not self.pids:
+        if not self.owned:
             return
         try:
-            if self._nr_kdamonds() == len(self.pids):
+            if self._nr_kdamonds() == self.owned:
                 self._stop_ours()
                 self.kernel.write_text(self.KDAMONDS + "/nr_kdamonds", 0)
-                self.logger.info("damon_released", kdamonds=len(self.pids))
+                self.logger.info("damon_released", kdamonds=self.owned)
                 if self.owner_file and os.path.exists(self.owner_file):
                     os.unlink(self.owner_file)
             else:
@@ -204,3 +316,4 @@ class DamonBackend(Tracker):
         except OSError as exc:
             self.logger.warning("damon_not_released", reason=exc.strerror or exc)
         self.pids = []
+        self.owned = 0

@@ -5,6 +5,10 @@ from array import array
 from .kernel import KPF_THP, PAGE_SIZE, PAGEMAP_PFN_MASK, PAGEMAP_PRESENT
 from .tracker import UNKNOWN, PagemapReads, Tracker, pages_to_runs
 
+# Pages whose idle-bitmap words are looked up at a time: the word tables (a dict entry per word,
+# ~100 bytes, up to one word per page when frames are scattered) stay this small.
+CHUNK_PAGES = 16384
+
 
 def fold_huge_pages(kernel, start, pfns, huge_pages):
     """``pfns`` with every frame of a transparent huge page replaced by its head frame.
@@ -69,8 +73,8 @@ class PageIdleBackend(Tracker):
                     pfns.extend([0] * ((end - start) // PAGE_SIZE - len(pfns)))
                 per_vma[start] = fold_huge_pages(self.kernel, start, pfns, self.huge_pages)
             frames[pid] = per_vma
-        present = [pfn for per_vma in frames.values() for pfns in per_vma.values() for pfn in pfns if pfn]
-        words = self.kernel.read_idle_words(sorted({pfn >> 6 for pfn in present}))
+        # All reads before any mark (a frame shared by two processes is read for both before
+        # it is marked again), each pass in chunks so that its word tables stay small.
         result = {}
         for pid, per_vma in frames.items():
             old = self.marked.get(pid, {})
@@ -78,16 +82,24 @@ class PageIdleBackend(Tracker):
             for start, pfns in per_vma.items():
                 before = old.get(start)
                 sample = array("d", [UNKNOWN]) * len(pfns)
-                for i, pfn in enumerate(pfns):
-                    if pfn and before is not None and i < len(before) and before[i] == pfn:
-                        idle = (words.get(pfn >> 6, 0) >> (pfn & 63)) & 1
-                        sample[i] = 0.0 if idle else 1.0
+                if before is not None:
+                    for low in range(0, len(pfns), CHUNK_PAGES):
+                        high = min(len(pfns), low + CHUNK_PAGES)
+                        words = self.kernel.read_idle_words(sorted({pfn >> 6 for pfn in pfns[low:high] if pfn}))
+                        for i in range(low, min(high, len(before))):
+                            pfn = pfns[i]
+                            if pfn and before[i] == pfn:
+                                sample[i] = 0.0 if (words.get(pfn >> 6, 0) >> (pfn & 63)) & 1 else 1.0
                 samples[start] = pages_to_runs(start, sample)
             result[pid] = samples
-        mark = {}
-        for pfn in present:
-            mark[pfn >> 6] = mark.get(pfn >> 6, 0) | (1 << (pfn & 63))
-        self.kernel.write_idle_words(mark)
+        for per_vma in frames.values():
+            for pfns in per_vma.values():
+                for low in range(0, len(pfns), CHUNK_PAGES):
+                    mark = {}
+                    for pfn in pfns[low:low + CHUNK_PAGES]:
+                        if pfn:
+                            mark[pfn >> 6] = mark.get(pfn >> 6, 0) | (1 << (pfn & 63))
+                    self.kernel.write_idle_words(mark)
         self.marked = frames
         return result
 

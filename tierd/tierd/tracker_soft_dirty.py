@@ -1,5 +1,7 @@
 """Soft-dirty write tracker: which pages were written since the previous interval."""
 
+from array import array
+
 from .kernel import PAGEMAP_PRESENT, PAGEMAP_SOFT_DIRTY
 from .tracker import PagemapReads, Tracker, pages_to_runs
 
@@ -27,8 +29,10 @@ class SoftDirtyTracker(Tracker):
                 continue
             # The first read sees everything dirty since the process started: not a signal.
             if pid in self.cleared:
-                result[pid] = {start: pages_to_runs(start, [(1 if e & PAGEMAP_SOFT_DIRTY else 0) if e & PAGEMAP_PRESENT
-                                                            else None for e in mapping])
+                # One byte per page (-1: not present, no reading), not a list of Python objects.
+                result[pid] = {start: pages_to_runs(start, array("b", [(1 if e & PAGEMAP_SOFT_DIRTY else 0)
+                                                                       if e & PAGEMAP_PRESENT else -1
+                                                                       for e in mapping]), missing=-1)
                                for start, mapping in entries.items()}
             if self.kernel.clear_soft_dirty(pid):
                 self.cleared.add(pid)

@@ -7,6 +7,7 @@
 #       the same test on tierd's page_idle backend, in a guest booted with the lab kernel
 #       TIERD_LAB_KERNEL=DIR (default: the cached build of lab/kernel/build.sh, which must exist)
 #   TIERD_LAB_APPEND="word ..."  extra guest kernel arguments (e.g. transparent_hugepage=madvise)
+#   TIERD_LAB_TEST=scale_test.py  ≥200 churning processes on one kdamond instead (make tierd-scale-lab)
 #   TIERD_LAB_FLAVOUR=cxl  the same test with the slow tier on a CXL type-3 device's RAM region
 #       (make tierd-lab-cxl; the soft-dirty check runs on the nvdimm guest only)
 #   TIERD_LAB_TEST=topology_test.py TIERD_LAB_FLAVOUR=two-socket  another guest script of this directory
@@ -15,7 +16,13 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../../.." && pwd)
 BACKEND=${TIERD_LAB_BACKEND:-damon}
 FLAVOUR=${TIERD_LAB_FLAVOUR:-nvdimm}
+# The guest-side test: guest_test.py, scale_test.py (make tierd-scale-lab) or topology_test.py
+# (make tierd-topology-lab); the soft-dirty test follows guest_test.py only.
 TEST=${TIERD_LAB_TEST:-guest_test.py}
+case "$TEST" in
+    guest_test.py|scale_test.py|topology_test.py) ;;
+    *) echo "run.sh: TIERD_LAB_TEST=$TEST is not valid; choose guest_test.py, scale_test.py or topology_test.py" >&2; exit 2 ;;
+esac
 # TCG writes CXL memory at ~0.5 MiB/s (LAB-NOTES): 384 MiB of workloads did not fill in 5 minutes there.
 WORKLOAD_MIB=${TIERD_LAB_WORKLOAD_MIB:-$([ "$FLAVOUR" = cxl ] && echo "32 16" || echo "256 128")}
 LAB="python3 $REPO/lab/labctl.py"
@@ -42,7 +49,7 @@ tar -C "$REPO" -czf - tierd/tierd tierd/bin tests/lab/tierd | \
 start=$(date +%s)
 $LAB ssh "$NAME" "TIERD_LAB_BACKEND=$BACKEND TIERD_LAB_MAX_INTERVALS=${TIERD_LAB_MAX_INTERVALS:-40} TIERD_LAB_HOT_FRACTION=${TIERD_LAB_HOT_FRACTION:-0.9} TIERD_LAB_WORKLOAD_MIB=\"$WORKLOAD_MIB\" python3 /opt/t/tests/lab/tierd/$TEST /opt/t" | tee "${TIERD_LAB_RESULT:-/dev/null}"
 echo "tierd lab test $TEST ($BACKEND, $FLAVOUR) passed in $(( $(date +%s) - start )) s (guest $NAME)" >&2
-if [ "$BACKEND" = damon ] && [ "$FLAVOUR" = nvdimm ] && [ "${TIERD_LAB_SOFT_DIRTY:-1}" = 1 ]; then
+if [ "$TEST" = guest_test.py ] && [ "$BACKEND" = damon ] && [ "$FLAVOUR" = nvdimm ] && [ "${TIERD_LAB_SOFT_DIRTY:-1}" = 1 ]; then
     # The write signal is backend-independent; checked once, on the default backend.
     start=$(date +%s)
     $LAB ssh "$NAME" "python3 /opt/t/tests/lab/tierd/soft_dirty_test.py /opt/t"

@@ -61,8 +61,132 @@ def guest_root(tmp_path):
     write_sparse_pagemap(root, recorded_workload()["pid"], start, entries)
     return root
 
+DAMON_ADMIN_REL = "sys/kernel/mm/damon/admin"
 
-class SimulatedPages(Kernel):
+
+class SimulatedDamon(Kernel):
+    """Kernel over a recorded tree whose DAMON sysfs behaves like 6.12's, in the ways tierd relies on.
+
+    Writing ``nr_*`` recreates the numbered directories below it (empty, as sysfs does); ``state``
+    takes ``on``, ``off``, ``commit`` and ``update_schemes_tried_regions`` and reads back
+    ``on``/``off``. The kernel side keeps one entry per target: ``on`` makes them all new,
+    ``commit`` matches them by index as ``damon_commit_targets`` does (an index keeps its entry,
+    its ``serial`` and so its regions' history, whatever PID it is given; entries past the new
+    count go) and refuses the whole commit (EINVAL) when a PID has no process. Tried regions of
+    scheme i are the regions of the targets its filters let through: all of them without a
+    ``target`` filter. A target's regions come from ``regions_by_pid`` (by default the recorded
+    kdamond's tried regions for the recorded workload).
+    """
+
+    def __init__(self, root):
+        Kernel.__init__(self, root)
+        self.kernel_targets = []  # [{"pid", "serial", "updates"}]
+        self.serials = 0
+        self.commands = []
+        recorded = self.numbered_rows("/%s/kdamonds/0/contexts/0/schemes/0/tried_regions" % DAMON_ADMIN_REL,
+                                      ("start", "end", "nr_accesses", "age"))
+        self.regions_by_pid = {recorded_workload()["pid"]: recorded}
+
+    def write_text(self, path, value):
+        rel = path.lstrip("/")
+        if not rel.startswith(DAMON_ADMIN_REL):
+            return Kernel.write_text(self, path, value)
+        full = self.path(path)
+        name = os.path.basename(rel)
+        if name == "state" and rel.startswith(DAMON_ADMIN_REL + "/kdamonds/0/"):
+            return self._command(os.path.dirname(full), str(value))
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        if name.startswith("nr_"):
+            parent = os.path.dirname(full)
+            for entry in os.listdir(parent):
+                if entry.isdigit():
+                    shutil.rmtree(os.path.join(parent, entry))
+            for index in range(int(value)):
+                os.makedirs(os.path.join(parent, str(index)))
+        with open(full, "w") as handle:
+            handle.write(str(value))
+        return None
+
+    def _read(self, path, default=None):
+        try:
+            with open(path) as handle:
+                return handle.read().strip()
+        except OSError:
+            return default
+
+    def _sysfs_pids(self, kdamond):
+        targets = os.path.join(kdamond, "contexts/0/targets")
+        count = int(self._read(os.path.join(targets, "nr_targets"), "0"))
+        pids = [int(self._read(os.path.join(targets, str(i), "pid_target"), "0")) for i in range(count)]
+        for pid in pids:
+            if not os.path.exists(self.path("/proc/%d" % pid)):
+                raise OSError(22, "Invalid argument")
+        return pids
+
+    def _new_entry(self, pid):
+        self.serials += 1
+        return {"pid": pid, "serial": self.serials, "updates": 0}
+
+    def _command(self, kdamond, command):
+        self.commands.append(command)
+        state = os.path.join(kdamond, "state")
+        running = self._read(state) == "on"
+        if command == "on":
+            self.kernel_targets = [self._new_entry(pid) for pid in self._sysfs_pids(kdamond)]
+            self._set_state(kdamond, "on")
+        elif command == "off":
+            self.kernel_targets = []
+            self._set_state(kdamond, "off")
+        elif not running:
+            raise OSError(22, "Invalid argument")
+        elif command == "commit":
+            pids = self._sysfs_pids(kdamond)
+            entries = self.kernel_targets[:len(pids)]
+            for entry, pid in zip(entries, pids):
+                entry["pid"] = pid
+            entries.extend(self._new_entry(pid) for pid in pids[len(entries):])
+            self.kernel_targets = entries
+        elif command == "update_schemes_tried_regions":
+            for entry in self.kernel_targets:
+                entry["updates"] += 1
+            self._tried_regions(kdamond)
+        else:
+            raise OSError(22, "Invalid argument")
+
+    def _set_state(self, kdamond, value):
+        with open(os.path.join(kdamond, "state"), "w") as handle:
+            handle.write(value + "\n")
+        with open(os.path.join(kdamond, "pid"), "w") as handle:
+            handle.write("4242\n" if value == "on" else "-1\n")
+
+    def _tried_regions(self, kdamond):
+        schemes = os.path.join(kdamond, "contexts/0/schemes")
+        for scheme in range(int(self._read(os.path.join(schemes, "nr_schemes"), "0"))):
+            base = os.path.join(schemes, str(scheme))
+            allowed = range(len(self.kernel_targets))
+            filters = os.path.join(base, "filters")
+            for index in range(int(self._read(os.path.join(filters, "nr_filters"), "0"))):
+                one = os.path.join(filters, str(index))
+                if self._read(os.path.join(one, "type")) == "target":
+                    idx = int(self._read(os.path.join(one, "target_idx"), "0"))
+                    out_when_match = self._read(os.path.join(one, "matching")) == "Y"
+                    allowed = [i for i in allowed if (i == idx) != out_when_match]
+            tried = os.path.join(base, "tried_regions")
+            shutil.rmtree(tried, ignore_errors=True)
+            os.makedirs(tried)
+            rows = []
+            for i in allowed:
+                entry = self.kernel_targets[i]
+                for start, end, nr_accesses, age in self.regions_by_pid.get(entry["pid"], []):
+                    rows.append((start, end, nr_accesses, age))
+            for number, row in enumerate(rows):
+                os.makedirs(os.path.join(tried, str(number)))
+                for field, value in zip(("start", "end", "nr_accesses", "age"), row):
+                    with open(os.path.join(tried, str(number), field), "w") as handle:
+                        handle.write("%d\n" % value)
+
+
+class SimulatedPages(SimulatedDamon):
     """Kernel over a recorded tree whose move_pages(2) moves pages in a dict instead of memory.
 
     The system call is simulated, and numa_maps' per-node counts follow the simulated pages (the
@@ -70,7 +194,7 @@ class SimulatedPages(Kernel):
     """
 
     def __init__(self, root, placement, fail=(), huge_pages=0):
-        Kernel.__init__(self, root)
+        SimulatedDamon.__init__(self, root)
         self.placement = placement  # (pid, address) -> node
         self.fail = set(fail)
         self.calls = []

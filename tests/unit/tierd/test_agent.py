@@ -135,3 +135,24 @@ def test_hot_promotions_wait_until_damon_regions_have_split(guest_root, tmp_path
     agent.step()
     assert agent.state["workloads"]["wl"]["promoted_total"] > 0.85 * info["hot_pages"]
     agent.close()
+
+
+def test_move_budget_caps_an_interval_and_the_rest_follows(guest_root, tmp_path):
+    budget = 2048
+    agent, _kernel, placement, info, stream = make_agent(
+        guest_root, tmp_path, {"pmem_max_percent": 30},
+        mover={"batch_pages": 1024, "rate_limit_mbps": 100000, "min_residency_intervals": 3,
+               "block_pages": 1, "max_pages_per_interval": budget})
+    total = info["length"] // 4096
+    agent.run(max_intervals=1)
+    assert sum(1 for node in placement.values() if node == 0) == budget
+    state = json.loads(open(agent.cfg["state_file"]).read())
+    needed = total - int(total * 0.30)
+    assert state["workloads"]["wl"]["deferred_pages"] == needed - budget
+    assert state["move_budget"] == {"pages": budget, "deferred_pages": needed - budget}
+    assert any("event=move_budget_reached budget_pages=%d deferred_pages=%d" % (budget, needed - budget) in line
+               for line in stream.lines)
+    assert 'tierd_pages_deferred{workload="wl"} %d' % (needed - budget) in metrics.render(state)
+    # The hottest pages went first: all of the budget is in the hot part.
+    hot = [placement[(info["pid"], info["address"] + i * 4096)] for i in range(info["hot_pages"])]
+    assert hot.count(0) == min(budget, info["hot_pages"])

@@ -75,7 +75,15 @@ BAD = [
      "damon.aggr_us: 1000 must be >= damon.sample_us 5000"),
     (lambda d: d["workloads"][0]["vmas"].update(names="[heap]"), "workloads[vm1].vmas.names: '[heap]' must be a"),
     (lambda d: d["workloads"][0]["vmas"].update(anon_only=False), "workloads[vm1].vmas: unknown key 'anon_only'"),
+    (lambda d: d.update(mover={"max_pages_per_interval": 0}), "mover.max_pages_per_interval: 0 must be >= 1"),
+    (lambda d: d.update(mover={"max_pages_per_interval": "1G"}),
+     "mover.max_pages_per_interval: '1G' must be an integer >= 1 and <= 1099511627776"),
 ]
+
+
+def test_move_budget_defaults_to_none_and_takes_pages():
+    assert config.validate({})["mover"]["max_pages_per_interval"] is None
+    assert config.validate({"mover": {"max_pages_per_interval": 65536}})["mover"]["max_pages_per_interval"] == 65536
 
 
 @pytest.mark.parametrize("change, message", BAD, ids=[m.split(":")[0] for _c, m in BAD])

@@ -84,3 +84,37 @@ def test_vanished_process_is_quiet():
     kernel = Kernel(ROOT)
     assert kernel.proc_text(999999, "maps") is None
     assert kernel.read_pagemap(999999, 0, 10) is None
+
+
+class CountingKernel(Kernel):
+    """Counts /proc walks and per-process reads."""
+
+    def __init__(self, root):
+        Kernel.__init__(self, root)
+        self.walks = 0
+        self.reads = {}
+
+    def pids(self):
+        self.walks += 1
+        return Kernel.pids(self)
+
+    def proc_text(self, pid, name):
+        self.reads[(pid, name)] = self.reads.get((pid, name), 0) + 1
+        return Kernel.proc_text(self, pid, name)
+
+
+def test_one_proc_walk_serves_every_workload(tmp_path):
+    for pid in range(1000, 1300):
+        proc = tmp_path / "proc" / str(pid)
+        proc.mkdir(parents=True)
+        (proc / "comm").write_text("worker\n")
+        (proc / "cmdline").write_text("worker\0--name\0w%d\0" % (pid - 1000))
+    workloads = [{"name": "w%d" % n, "match": {"cmdline": re.compile(r"--name w%d$" % n)}} for n in range(200)]
+    workloads.append({"name": "by-comm", "match": {"comm": re.compile("^worker$")}})
+    kernel = CountingKernel(str(tmp_path))
+    assigned = discovery.assign_workloads(kernel, workloads, self_pid=1)
+    assert assigned["w7"] == [1007] and assigned["w199"] == [1199]
+    assert assigned["by-comm"] == list(range(1200, 1300))  # the rest: the first workload wins a PID
+    assert kernel.walks == 1
+    assert max(kernel.reads.values()) == 1  # each comm and cmdline read once, not once per workload
+    assert len(kernel.reads) == 300 + 300

@@ -1,4 +1,4 @@
-from tierd.policy import WorkloadView, pmem_limit_pages, plan
+from tierd.policy import WorkloadView, limit_moves, pmem_limit_pages, plan
 
 MIB = 1 << 20
 BASE = {"priority": 0, "direction": "both", "pmem_max_percent": None, "dram_min_percent": None,
@@ -135,3 +135,49 @@ def test_an_extent_is_taken_in_part():
     assert plan([v], 0.6, 0.1)["vm"].demote == [(("vm", "dram", 0), 300)]
     # with 256-page blocks, 300 pages round down to 256: a demotion never overshoots the limit
     assert plan([v], 0.6, 0.1, block_pages=256)["vm"].demote == [(("vm", "dram", 0), 256)]
+
+
+def _pages(moves):
+    return sum(n for _key, n in moves)
+
+
+def test_move_budget_spends_on_quota_demotions_then_cold_then_quota_then_hot_promotions():
+    # "quota" must give up DRAM for a 4-page DRAM budget share; "free" has cold pages and hot PMEM pages.
+    views = [view("quota", policy(priority=1, dram_min_bytes=0), dram_heats=[0.5] * 10),
+             view("free", policy(priority=5, pmem_max_percent=50),
+                  dram_heats=[0.0] * 4, pmem_heats=[0.9, 0.8, 0.7, 0.95, 0.2, 0.2])]
+    decisions = plan(views, 0.6, 0.1, budget_pages=10, free_dram_pages=100)
+    quota, free = decisions["quota"], decisions["free"]
+    assert (_pages(quota.demote), quota.forced_demote) == (5, 5)  # 10 on DRAM, 5 granted of the budget
+    assert (_pages(free.demote), free.forced_demote) == (3, 0)  # cold, as far as its PMEM limit has room
+    assert (_pages(free.promote), free.forced_promote) == (4, 1)  # 6 on PMEM, limit 5; 4 hot
+    # The 4 pages of budget go to quota's forced demotions although free has the higher priority.
+    assert limit_moves(decisions, views, 4) == (5 + 3 + 4) - 4
+    assert (_pages(quota.demote), _pages(free.demote), _pages(free.promote)) == (4, 0, 0)
+    # Free's 3 cold demotions wait, so it may promote only 1 (its DRAM grant counted on them).
+    assert (quota.deferred_demote, free.deferred_demote, free.deferred_promote) == (1, 3, 4)
+    decisions = plan(views, 0.6, 0.1, budget_pages=10, free_dram_pages=100)
+    assert limit_moves(decisions, views, 10) == 2
+    assert (_pages(decisions["quota"].demote), _pages(decisions["free"].demote)) == (5, 3)
+    assert _pages(decisions["free"].promote) == 2  # the 2 hottest of its 4
+
+
+def test_move_budget_order_after_quota_demotions():
+    views = [view("a", policy(priority=1, pmem_max_percent=50), dram_heats=[0.0] * 2,
+                  pmem_heats=[0.9, 0.8, 0.7, 0.2, 0.2, 0.2])]
+    decisions = plan(views, 0.6, 0.1)
+    # 8 pages, at most 4 on PMEM: 2 promotions forced, 3 hot, and room for 1 cold demotion.
+    assert (_pages(decisions["a"].demote), _pages(decisions["a"].promote), decisions["a"].forced_promote) == (1, 3, 2)
+    keys = [key for key, _n in decisions["a"].promote]
+    assert limit_moves(decisions, views, 3) == 1
+    assert _pages(decisions["a"].demote) == 1  # demotions before promotions, as they run
+    assert [key for key, _n in decisions["a"].promote] == keys[:2]  # the hottest two: the quota's share
+
+
+def test_no_move_budget_changes_nothing():
+    views = [view("a", policy(), dram_heats=[0.0] * 3, pmem_heats=[0.9])]
+    decisions = plan(views, 0.6, 0.1)
+    before = (list(decisions["a"].demote), list(decisions["a"].promote))
+    assert limit_moves(decisions, views, None) == 0
+    assert limit_moves(decisions, views, 100) == 0
+    assert (decisions["a"].demote, decisions["a"].promote) == before

@@ -1,8 +1,10 @@
+import json
 import os
+import shutil
 
 import pytest
 
-from conftest import ListStream, recorded_pagemap, recorded_workload, write_sparse_pagemap
+from conftest import ListStream, SimulatedDamon, recorded_pagemap, recorded_workload, write_sparse_pagemap
 from tierd.config import validate
 from tierd.kernel import PAGEMAP_PFN_MASK, Kernel, KernelError
 from tierd.log import Logger
@@ -108,7 +110,7 @@ def test_recorded_damon_regions_find_the_hot_part(guest_root):
 
 def test_damon_backend_configures_its_kdamond(guest_root):
     info = recorded_workload()
-    kernel = Kernel(guest_root)
+    kernel = SimulatedDamon(guest_root)
     nr = os.path.join(guest_root, KDAMONDS, "nr_kdamonds")
     open(nr, "w").write("0\n")  # nothing of anyone else's running
     cfg = validate({"interval_seconds": 2, "damon": {"sample_us": 100000, "aggr_us": 1000000}})
@@ -128,7 +130,10 @@ def test_damon_backend_configures_its_kdamond(guest_root):
     assert read("schemes/0/access_pattern/sz/max") == str((1 << 64) - 1)
     assert read("schemes/0/access_pattern/age/max") == str((1 << 32) - 1)
     assert read("schemes/0/access_pattern/nr_accesses/max") == str((1 << 32) - 1)
-    assert open(os.path.join(guest_root, KDAMONDS, "0/state")).read() == "update_schemes_tried_regions"
+    assert read("schemes/0/filters/0/type") == "target"  # its tried regions are target 0's alone
+    assert read("schemes/0/filters/0/target_idx") == "0"
+    assert read("schemes/0/filters/0/matching") == "N"
+    assert kernel.commands == ["on", "update_schemes_tried_regions"]
     sample = samples[info["pid"]][info["address"]]
     assert max(value for _low, _high, value in sample) > 0
     backend.close()
@@ -248,7 +253,7 @@ def test_leftover_kdamond_of_a_killed_tierd_is_taken_back(guest_root, tmp_path):
     open(os.path.join(guest_root, KDAMONDS, "nr_kdamonds"), "w").write("1\n")
     owner = _owner(tmp_path, guest_root, 999999)  # that tierd is gone (kill -9)
     stream = ListStream()
-    backend = DamonBackend(Kernel(guest_root), validate({})["damon"], Logger(stream), owner)
+    backend = DamonBackend(SimulatedDamon(guest_root), validate({})["damon"], Logger(stream), owner)
     backend.track([info["pid"]])
     assert any("event=damon_adopted kdamonds=1 previous_tierd_pid=999999" in line for line in stream.lines)
     assert '"tierd_pid": %d' % os.getpid() in open(owner).read()
@@ -308,3 +313,127 @@ def test_page_idle_tracks_a_huge_page_through_its_head_frame(tmp_path):
     open(path, "wb").write(bytes(data))
     runs = backend.sample({pid: vmas})[pid][start]
     assert runs == [(start, start + 512 * P, 1.0), (start + 512 * P, start + 1024 * P, 0.0)]
+
+
+# --- one kdamond, many targets ------------------------------------------------------------------
+def _damon_with_processes(guest_root, pids):
+    """A SimulatedDamon with a /proc/PID for each of ``pids``, each PID having its own regions."""
+    kernel = SimulatedDamon(guest_root)
+    open(os.path.join(guest_root, KDAMONDS, "nr_kdamonds"), "w").write("0\n")
+    for pid in pids:
+        _spawn(guest_root, kernel, pid)
+    return kernel
+
+
+def _spawn(guest_root, kernel, pid):
+    os.makedirs(os.path.join(guest_root, "proc", str(pid)), exist_ok=True)
+    # Every process has the same addresses (as forked workers do): only the access count tells them apart.
+    kernel.regions_by_pid[pid] = [(0x10000, 0x10000 + 4 * P, pid % 10, 9)]
+
+
+def _exit(guest_root, pid):
+    shutil.rmtree(os.path.join(guest_root, "proc", str(pid)))
+
+
+def _targets(pids):
+    return {pid: [(0x10000, 0x10000 + 4 * P, "")] for pid in pids}
+
+
+def test_one_kdamond_serves_every_pid_and_commits_changes_in_place(guest_root):
+    kernel = _damon_with_processes(guest_root, [101, 102, 103, 104])
+    stream = ListStream()
+    backend = DamonBackend(kernel, validate({})["damon"], Logger(stream))
+    first = backend.sample(_targets([101, 102, 103, 104]))
+    assert open(os.path.join(guest_root, KDAMONDS, "nr_kdamonds")).read() == "1"
+    assert [t["pid"] for t in kernel.kernel_targets] == [101, 102, 103, 104]
+    serial = {t["pid"]: t["serial"] for t in kernel.kernel_targets}
+    # Each PID reads its own regions although all share their addresses (the per-target filter).
+    top = backend.max_accesses
+    assert {pid: runs[0x10000][0][2] for pid, runs in first.items()} == {
+        101: pytest.approx(1 / top), 102: pytest.approx(2 / top), 103: pytest.approx(3 / top), 104: pytest.approx(4 / top)}
+
+    _exit(guest_root, 102)
+    _spawn(guest_root, kernel, 105)
+    second = backend.sample(_targets([101, 103, 104, 105]))
+    assert kernel.commands == ["on", "update_schemes_tried_regions", "commit", "update_schemes_tried_regions"]
+    # 105 took the index 102 left; the others kept theirs, and with them their kernel-side history.
+    assert [t["pid"] for t in kernel.kernel_targets] == [101, 105, 103, 104] == backend.pids
+    assert all(t["serial"] == serial[t["pid"]] for t in kernel.kernel_targets if t["pid"] != 105)
+    assert backend.restarted == {105}
+    assert second[105][0x10000][0][2] == pytest.approx(5 / top)
+    assert second[103][0x10000][0][2] == pytest.approx(3 / top)
+    assert any("event=damon_tracking targets=4 new=1 moved=0 how=commit" in line for line in stream.lines)
+
+    backend.sample(_targets([101, 103, 104, 105]))  # nothing changed: no commit
+    assert kernel.commands.count("commit") == 1 and backend.restarted == set()
+    backend.close()
+    assert open(os.path.join(guest_root, KDAMONDS, "nr_kdamonds")).read() == "0"
+
+
+def test_when_more_pids_leave_than_come_only_the_last_ones_move_and_warm_up_again(guest_root):
+    kernel = _damon_with_processes(guest_root, [201, 202, 203, 204, 205])
+    backend = DamonBackend(kernel, validate({})["damon"], Logger(ListStream()))
+    backend.track([201, 202, 203, 204, 205])
+    serial = {t["pid"]: t["serial"] for t in kernel.kernel_targets}
+    for pid in (201, 205):
+        _exit(guest_root, pid)
+    backend.track([202, 203, 204])
+    # Index 0 lost its PID and nothing new came: 204 (past the new count of 3) moves into it.
+    assert backend.pids == [204, 202, 203] == [t["pid"] for t in kernel.kernel_targets]
+    assert backend.restarted == {204}
+    assert kernel.kernel_targets[1]["serial"] == serial[202] and kernel.kernel_targets[2]["serial"] == serial[203]
+
+
+def test_index_assignment_keeps_staying_pids_put():
+    assert DamonBackend.assign_indexes([1, 2, 3], [1, 3, 4]) == ([1, 4, 3], {4})
+    assert DamonBackend.assign_indexes([1, 2, 3, 4], [4, 1]) == ([1, 4], {4})
+    assert DamonBackend.assign_indexes([], [9, 8]) == ([8, 9], {8, 9})
+    assert DamonBackend.assign_indexes([5, 6], [5, 6, 7]) == ([5, 6, 7], {7})
+
+
+def test_a_pid_gone_before_the_commit_is_dropped_not_fatal(guest_root):
+    kernel = _damon_with_processes(guest_root, [301, 302])
+    backend = DamonBackend(kernel, validate({})["damon"], Logger(ListStream()))
+    backend.track([301, 302])
+    _spawn(guest_root, kernel, 303)
+    _exit(guest_root, 303)  # exits between discovery and the commit: the kernel refuses the commit
+    backend.track([301, 302, 303])
+    assert backend.pids == [301, 302] == [t["pid"] for t in kernel.kernel_targets]
+
+
+def test_kdamond_restarts_when_it_stopped_by_itself(guest_root):
+    kernel = _damon_with_processes(guest_root, [401])
+    backend = DamonBackend(kernel, validate({})["damon"], Logger(ListStream()))
+    backend.track([401])
+    kernel.write_text("/" + KDAMONDS + "/0/state", "off")  # what a kdamond does when its targets exit
+    _spawn(guest_root, kernel, 402)
+    backend.track([401, 402])
+    assert kernel.commands[-1] == "on" and backend.restarted == {401, 402}
+
+
+def test_leftover_kdamonds_of_an_older_tierd_are_replaced_by_one(guest_root, tmp_path):
+    kernel = _damon_with_processes(guest_root, [501])
+    open(os.path.join(guest_root, KDAMONDS, "nr_kdamonds"), "w").write("2\n")
+    for index in (0, 1):
+        os.makedirs(os.path.join(guest_root, KDAMONDS, str(index)), exist_ok=True)
+        open(os.path.join(guest_root, KDAMONDS, str(index), "pid"), "w").write("%d\n" % (900 + index))
+    owner = tmp_path / "damon-owner.json"  # the format of a tierd with one kdamond per PID
+    owner.write_text('{"tierd_pid": 999999, "nr_kdamonds": 2, "kdamond_pids": ["900", "901"]}')
+    stream = ListStream()
+    backend = DamonBackend(kernel, validate({})["damon"], Logger(stream), str(owner))
+    backend.track([501])
+    assert any("event=damon_adopted kdamonds=2" in line for line in stream.lines)
+    assert open(os.path.join(guest_root, KDAMONDS, "nr_kdamonds")).read() == "1"
+    record = json.loads(owner.read_text())
+    assert record["nr_kdamonds"] == 1 and record["targets"] == [501] and record["tierd_pid"] == os.getpid()
+
+
+def test_restarted_warmup_keeps_heat_but_counts_again():
+    heat = HeatMap(decay=0.5, initial=0.5)
+    vmas = [(0x10000, 0x10000 + 4 * P, "")]
+    for _ in range(3):
+        heat.update(7, vmas, {0x10000: [(0x10000, 0x10000 + 4 * P, 1.0)]})
+    before = heat.extents(7, 0x10000, 0x10000 + 4 * P)
+    heat.restart_warmup(7)
+    assert heat.sampled(7, 0x10000, 0x10000 + 4 * P) == 0
+    assert heat.extents(7, 0x10000, 0x10000 + 4 * P) == before
