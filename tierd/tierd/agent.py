@@ -9,6 +9,7 @@ from .kernel import PAGE_SIZE, KernelError
 from .mover import Mover, RateLimiter, discover_nodes
 from .placement import Placement, RecentMoves, pick_pages
 from .heat import HeatMap
+from .mode import TieringMode
 from .tracker import PagemapReads
 from .tracker_soft_dirty import SoftDirtyTracker
 from .tracking import choose_backend
@@ -26,8 +27,11 @@ class Agent:
         self.backend = choose_backend(kernel, cfg, logger)
         self.placement = Placement(kernel, cfg["mover"]["placement_refresh_intervals"])
         self.dram_nodes, self.pmem_nodes, how = discover_nodes(kernel, cfg["nodes"])
+        self.mode = TieringMode(kernel, cfg["tiering_mode"], logger)
         logger.info("start", backend=self.backend.name, dram_nodes=_nodes(self.dram_nodes),
-                    pmem_nodes=_nodes(self.pmem_nodes), nodes_from=how, dry_run=str(dry_run).lower())
+                    pmem_nodes=_nodes(self.pmem_nodes), nodes_from=how, dry_run=str(dry_run).lower(),
+                    **self.mode.log_fields())
+        self.mode.announce()
         self.heat = HeatMap(cfg["heat"]["decay"], cfg["heat"]["write_weight"],
                             initial=(cfg["heat"]["hot_threshold"] + cfg["heat"]["cold_threshold"]) / 2)
         self.block_pages = cfg["mover"]["block_pages"]
@@ -87,7 +91,10 @@ class Agent:
         self.heat.decay = cfg["heat"]["decay"]
         self.heat.write_weight = cfg["heat"]["write_weight"]
         self._apply_config(cfg, new_http=new_http)
-        self.logger.info("reloaded", workloads=len(cfg["workloads"]))
+        if cfg["tiering_mode"] != self.mode.wanted:
+            self.mode.choose(cfg["tiering_mode"])
+            self.mode.announce()
+        self.logger.info("reloaded", workloads=len(cfg["workloads"]), mode=self.mode.mode)
         return True
 
     # ------------------------------------------------------------------------------------------
@@ -131,6 +138,7 @@ class Agent:
         """
         started = self.clock()
         self.intervals += 1
+        self.mode.recheck(self.intervals)
         targets, assignment = self._targets()
         pagemap = PagemapReads(self.kernel)
         samples = self.backend.sample(targets, pagemap)
@@ -143,7 +151,7 @@ class Agent:
         budget = self.cfg["dram_budget"]
         decisions = policy_mod.plan(views, self.cfg["heat"]["hot_threshold"], self.cfg["heat"]["cold_threshold"],
                                     None if budget is None else budget // PAGE_SIZE, self._free_dram_pages(),
-                                    self.block_pages)
+                                    self.block_pages, heat_promotions=self.mode.heat_promotions)
         stopped = self._move_decided(views, decisions, report)
         self._report(started, views, decisions, report)
         return not stopped
@@ -214,6 +222,7 @@ class Agent:
             wl["policy"] = view.policy
         self.state = {
             "time": time.time(), "backend": self.backend.name, "intervals": self.intervals,
+            "tiering": self.mode.state(),
             "dram_nodes": self.dram_nodes, "pmem_nodes": self.pmem_nodes, "page_size": PAGE_SIZE,
             "interval_seconds": round(self.clock() - started, 4), "dry_run": self.dry_run,
             "unmanaged_workloads": [w["name"] for w in self.cfg["workloads"] if w["policy"] is None],
