@@ -31,6 +31,8 @@ def render(state, now=None):
             tiering["mode"], tiering["reason"], _knob(tiering["numa_balancing"]), _knob(tiering["demotion_enabled"])))
         if tiering.get("warning"):
             lines.append("warning: %s" % tiering["warning"])
+    if state.get("waiting_for_nodes"):
+        lines.append("waiting for the PMEM node: %s" % state["waiting_for_nodes"])
     header = ("WORKLOAD", "PIDS", "RESIDENT_MIB", "PER_NODE_MIB", "HOT", "COLD", "PROMOTED", "DEMOTED",
               "FAILED", "PMEM_LIMIT_MIB")
     rows = [header]
