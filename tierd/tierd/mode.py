@@ -35,9 +35,15 @@ def conflict(mode, numa_balancing):
     if mode == "tierd" and numa_balancing:
         return ("numa_balancing=%d migrates pages towards the CPUs touching them, PMEM pages included: "
                 "set kernel.numa_balancing=0 for tierd alone to place pages" % numa_balancing)
+    if mode == "kernel_promotes" and numa_balancing == 0:
+        return ("numa_balancing=0: nobody promotes hot pages (tierd leaves that to the kernel in this mode); "
+                "set kernel.numa_balancing=2 or tiering_mode tierd")
     if mode == "kernel_promotes" and not numa_balancing & MEMORY_TIERING_BIT:
-        return ("numa_balancing=%d: nobody promotes hot pages (tierd leaves that to the kernel in this mode); "
-                "set kernel.numa_balancing=2 or tiering_mode tierd" % numa_balancing)
+        # Classic balancing migrates a page to the faulting CPU's node too, but without memory
+        # tiering's hot threshold and promotion rate limit: any page touched twice moves.
+        return ("numa_balancing=%d is classic NUMA balancing, not memory tiering: it moves every page a CPU "
+                "touches, hot or not, without a rate limit; set kernel.numa_balancing=2 or tiering_mode tierd"
+                % numa_balancing)
     return None
 
 

@@ -56,7 +56,8 @@ def test_auto_takes_kernel_promotes_only_where_the_kernel_has_memory_tiering_bal
     ("tierd", 0, None), ("tierd", 1, "migrates pages towards the CPUs"), ("tierd", 2, "would both move pages"),
     ("tierd", 3, "would both move pages"), ("tierd", None, None),
     ("kernel_promotes", 2, None), ("kernel_promotes", 3, None), ("kernel_promotes", 0, "nobody promotes"),
-    ("kernel_promotes", 1, "nobody promotes"), ("kernel_promotes", None, "missing: nobody promotes"),
+    ("kernel_promotes", 1, "classic NUMA balancing, not memory tiering"),
+    ("kernel_promotes", None, "missing: nobody promotes"),
 ])
 def test_conflicts_between_mode_and_numa_balancing(mode, numa_balancing, contradicts):
     found = mode_mod.conflict(mode, numa_balancing)
@@ -132,7 +133,7 @@ def test_tierd_mode_warns_while_the_kernel_also_promotes_and_notices_the_fix(gue
 def test_reload_changes_the_mode(guest_root, tmp_path):
     set_knobs(guest_root, numa_balancing=0)
     agent, _kernel, _placement, _info, stream = make_agent(guest_root, tmp_path, {"direction": "both"},
-                                                          tiering_mode="tierd")
+                                                           tiering_mode="tierd")
     cfg = dict(agent.cfg, tiering_mode="kernel_promotes")
     assert agent.reload(cfg)
     assert agent.mode.mode == "kernel_promotes" and not agent.mode.heat_promotions
