@@ -51,7 +51,8 @@ def save(path, heat, owners, kernel):
                           [[low, high, round(value, 3)] for low, high, value in runs]]
                          for (start, end), runs in sorted(mappings.items())],
         }
-    metrics.write_atomic(path, json.dumps({"format": FORMAT, "pids": pids}, separators=(",", ":")))
+    # Root only: the extents are other processes' virtual addresses, which ASLR keeps from other users.
+    metrics.write_atomic(path, json.dumps({"format": FORMAT, "pids": pids}, separators=(",", ":")), mode=0o600)
     return len(pids), extents
 
 

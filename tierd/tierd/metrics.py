@@ -66,7 +66,7 @@ def render(state):
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path, text):
+def write_atomic(path, text, mode=0o644):
     """Write-then-rename in the target directory, so readers never see half a file."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
@@ -74,7 +74,7 @@ def write_atomic(path, text):
     try:
         with os.fdopen(handle, "w") as out:
             out.write(text)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.rename(tmp, path)
     except BaseException:
         try:

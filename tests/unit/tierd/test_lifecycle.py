@@ -42,6 +42,7 @@ def test_heat_survives_a_restart_of_the_same_process(guest_root, tmp_path):
     agent.run(max_intervals=3)  # close() saves
     before = agent.heat.heat[recorded_pid]
     saved = json.load(open(str(tmp_path / "heat.json")))
+    assert os.stat(str(tmp_path / "heat.json")).st_mode & 0o777 == 0o600  # other processes' addresses
     assert saved["pids"][str(recorded_pid)]["workload"] == "wl"
     assert saved["pids"][str(recorded_pid)]["start_time"] == 4242
 
