@@ -4,11 +4,12 @@ import json
 import threading
 import time
 
-from . import discovery, metrics, policy as policy_mod
+from . import discovery, heat_store, metrics, policy as policy_mod
 from .kernel import PAGE_SIZE, KernelError
-from .mover import Mover, RateLimiter, discover_nodes
+from .mover import Mover, NodeError, RateLimiter, discover_nodes
 from .placement import Placement, RecentMoves, pick_pages
 from .heat import HeatMap
+from .mode import TieringMode
 from .tracker import PagemapReads
 from .tracker_soft_dirty import SoftDirtyTracker
 from .tracking import choose_backend
@@ -26,10 +27,22 @@ class Agent:
         self.stop_event = threading.Event()
         self.backend = choose_backend(kernel, cfg, logger)
         self.placement = Placement(kernel, cfg["mover"]["placement_refresh_intervals"])
-        self.dram_nodes, self.pmem_nodes, how = discover_nodes(kernel, cfg["nodes"])
+        self.nodes_missing = None
+        try:
+            self.dram_nodes, self.pmem_nodes, how = discover_nodes(kernel, cfg["nodes"])
+        except NodeError as exc:
+            # The slow node may come online after tierd starts (a dax device onlined late in boot,
+            # a CXL region created later): wait for it instead of failing the unit.
+            self.dram_nodes, self.pmem_nodes, how = [], [], "waiting"
+            self.nodes_missing = str(exc)
         self.topology = Topology(kernel, self.dram_nodes, self.pmem_nodes)
+        self.mode = TieringMode(kernel, cfg["tiering_mode"], logger)
         logger.info("start", backend=self.backend.name, dram_nodes=_nodes(self.dram_nodes),
-                    pmem_nodes=_nodes(self.pmem_nodes), nodes_from=how, dry_run=str(dry_run).lower())
+                    pmem_nodes=_nodes(self.pmem_nodes), nodes_from=how, dry_run=str(dry_run).lower(),
+                    **self.mode.log_fields())
+        self.mode.announce()
+        if self.nodes_missing:
+            logger.warning("nodes_missing", reason=self.nodes_missing, action="looking again every interval")
         self.heat = HeatMap(cfg["heat"]["decay"], cfg["heat"]["write_weight"],
                             initial=(cfg["heat"]["hot_threshold"] + cfg["heat"]["cold_threshold"]) / 2)
         self.block_pages = cfg["mover"]["block_pages"]
@@ -45,6 +58,9 @@ class Agent:
         self.state = {}
         self.http = None
         self._apply_config(cfg, initial=True)
+        self.heat_file = heat_store.path_for(cfg["state_file"])
+        self.heat_owners = {}  # pid -> workload, of the last interval: whose heat is saved
+        self.saved_heat = self._load_heat()
 
     def _apply_config(self, cfg, initial=False, new_http=None):
         mover_cfg = cfg["mover"]
@@ -90,7 +106,10 @@ class Agent:
         self.heat.decay = cfg["heat"]["decay"]
         self.heat.write_weight = cfg["heat"]["write_weight"]
         self._apply_config(cfg, new_http=new_http)
-        self.logger.info("reloaded", workloads=len(cfg["workloads"]))
+        if cfg["tiering_mode"] != self.mode.wanted:
+            self.mode.choose(cfg["tiering_mode"])
+            self.mode.announce()
+        self.logger.info("reloaded", workloads=len(cfg["workloads"]), mode=self.mode.mode)
         return True
 
     # ------------------------------------------------------------------------------------------
@@ -138,7 +157,12 @@ class Agent:
         """
         started = self.clock()
         self.intervals += 1
+        self.mode.recheck(self.intervals)
+        if self.nodes_missing and not self._find_nodes():
+            self._report_waiting(started)
+            return True
         targets, assignment = self._targets()
+        self._restore_heat(assignment)
         pagemap = PagemapReads(self.kernel)
         samples = self.backend.sample(targets, pagemap)
         for pid in self.backend.restarted:
@@ -152,16 +176,72 @@ class Agent:
         budget = self.cfg["dram_budget"]
         decisions = policy_mod.plan(views, self.cfg["heat"]["hot_threshold"], self.cfg["heat"]["cold_threshold"],
                                     None if budget is None else budget // PAGE_SIZE, self._free_dram_pages(),
-                                    self.block_pages)
+                                    self.block_pages, heat_promotions=self.mode.heat_promotions)
         self._limit_moves(views, decisions)
         stopped = self._move_decided(views, decisions, report)
         self._report(started, views, decisions, report)
+        self.heat_owners = {pid: name for name, pids in assignment.items() for pid in pids}
+        if self.intervals % heat_store.SAVE_INTERVALS == 0:
+            self._save_heat()
         return not stopped
+
+    def _find_nodes(self):
+        """Discover the nodes again while the PMEM tier is missing; True once it is there."""
+        try:
+            self.dram_nodes, self.pmem_nodes, how = discover_nodes(self.kernel, self.cfg["nodes"])
+        except NodeError as exc:
+            self.nodes_missing = str(exc)
+            return False
+        self.nodes_missing = None
+        self.topology = Topology(self.kernel, self.dram_nodes, self.pmem_nodes)
+        self.logger.info("nodes_found", dram_nodes=_nodes(self.dram_nodes), pmem_nodes=_nodes(self.pmem_nodes),
+                         nodes_from=how, after_intervals=self.intervals - 1)
+        return True
+
+    def _report_waiting(self, started):
+        self.state = {
+            "time": time.time(), "backend": self.backend.name, "intervals": self.intervals,
+            "tiering": self.mode.state(), "dram_nodes": [], "pmem_nodes": [], "page_size": PAGE_SIZE,
+            "interval_seconds": round(self.clock() - started, 4), "dry_run": self.dry_run,
+            "waiting_for_nodes": self.nodes_missing,
+            "unmanaged_workloads": [w["name"] for w in self.cfg["workloads"] if w["policy"] is None],
+            "workloads": {},
+        }
+        self._publish()
+
+    def _load_heat(self):
+        restored, why_not = heat_store.load(self.heat_file, self.kernel)
+        if why_not:
+            self.logger.warning("heat_not_restored", path=self.heat_file, reason=why_not, action="starting cold")
+        return restored
+
+    def _restore_heat(self, assignment):
+        """Give each PID its saved heat when it is still in the same workload (once, at the first interval)."""
+        if not self.saved_heat:
+            return
+        restored = 0
+        for name, pids in assignment.items():
+            for pid in pids:
+                saved = self.saved_heat.get(pid)
+                if saved and saved[0] == name:
+                    self.heat.heat[pid], self.heat.samples[pid] = saved[1], saved[2]
+                    restored += 1
+        self.logger.info("heat_restored", pids=restored, saved_pids=len(self.saved_heat), path=self.heat_file)
+        self.saved_heat = {}
+
+    def _save_heat(self):
+        if self.dry_run or not self.heat_owners:
+            return
+        try:
+            heat_store.save(self.heat_file, self.heat, self.heat_owners, self.kernel)
+        except OSError as exc:
+            self.logger.warning("heat_not_saved", path=self.heat_file, error=exc.strerror)
 
     def _workload_views(self, targets, assignment, samples, writes):
         """Age each PID's heat and place its extents: ([policy.WorkloadView], {workload: report})."""
         heat_cfg = self.cfg["heat"]
-        warmup = max(heat_cfg["warmup_intervals"], self.backend.warmup_intervals(self.cfg["interval_seconds"]))
+        backend_warmup = self.backend.warmup_intervals(self.cfg["interval_seconds"])
+        warmup = max(heat_cfg["warmup_intervals"], backend_warmup)
         policies = {w["name"]: w["policy"] for w in self.cfg["workloads"] if w["policy"] is not None}
         views = []
         report = {}
@@ -174,7 +254,10 @@ class Agent:
                 placed = self._place(name, pid, vmas)
                 if placed is None:
                     continue
-                warm_vmas = {start for start, end, _n in vmas if self.heat.sampled(pid, start, end) >= warmup}
+                # Restored heat counts its samples from before a restart, but the backend starts
+                # afresh (a new kdamond's regions are coarse): it warms up again either way.
+                warm_vmas = {start for start, end, _n in vmas
+                             if self.heat.sampled(pid, start, end) >= warmup and self.intervals >= backend_warmup}
                 scan.add(pid, *placed, warm_vmas)
             views.append(scan.view(name, policies[name]))
             report[name] = scan.report()
@@ -255,6 +338,7 @@ class Agent:
             wl["policy"] = view.policy
         self.state = {
             "time": time.time(), "backend": self.backend.name, "intervals": self.intervals,
+            "tiering": self.mode.state(),
             "dram_nodes": self.dram_nodes, "pmem_nodes": self.pmem_nodes, "page_size": PAGE_SIZE,
             "interval_seconds": round(self.clock() - started, 4), "dry_run": self.dry_run,
             "unmanaged_workloads": [w["name"] for w in self.cfg["workloads"] if w["policy"] is None],
@@ -357,6 +441,7 @@ class Agent:
             self.close()
 
     def close(self):
+        self._save_heat()
         self.backend.close()
         if self.http:
             self.http.close()

@@ -15,6 +15,7 @@ import re
 import stat
 
 BACKENDS = ("auto", "damon", "page_idle")
+TIERING_MODES = ("auto", "tierd", "kernel_promotes")  # see mode.py
 DIRECTIONS = ("promote", "demote", "both")
 # At most 19 digits: int() refuses longer digit strings only past 4300 digits, and no size needs more.
 SIZE_RE = re.compile(r"^\s*(\d{1,19})\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
@@ -24,6 +25,7 @@ DEFAULTS = {
     "comment": None,  # free text for people and tools (e.g. "Ansible managed"); ignored
     "interval_seconds": 5.0,
     "backend": "auto",
+    "tiering_mode": "auto",
     "nodes": {"dram": None, "pmem": None},
     "dram_budget": None,
     "dram_free_reserve_percent": 5.0,
@@ -236,6 +238,9 @@ def validate(data):
     _number(cfg, "interval_seconds", "", 0.1, 3600)
     if cfg["backend"] not in BACKENDS:
         raise ConfigError("backend: %s is not valid; choose one of: %s" % (excerpt(cfg["backend"]), ", ".join(BACKENDS)))
+    if cfg["tiering_mode"] not in TIERING_MODES:
+        raise ConfigError("tiering_mode: %s is not valid; choose one of: %s"
+                          % (excerpt(cfg["tiering_mode"]), ", ".join(TIERING_MODES)))
 
     nodes = _merge(DEFAULTS["nodes"], cfg["nodes"], "nodes")
     nodes["dram"] = _node_list(nodes["dram"], "nodes.dram")

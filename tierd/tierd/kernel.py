@@ -18,6 +18,10 @@ MEMORY_TIERING_DIR = "/sys/devices/virtual/memory_tiering"
 DAMON_ADMIN = "/sys/kernel/mm/damon/admin"
 PAGE_IDLE_BITMAP = "/sys/kernel/mm/page_idle/bitmap"
 CGROUP2_ROOT = "/sys/fs/cgroup"
+NUMA_BALANCING = "/proc/sys/kernel/numa_balancing"
+# Present from Linux 6.1, with the memory-tiering mode (numa_balancing=2) itself.
+PROMOTE_RATE_LIMIT = "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps"
+DEMOTION_ENABLED = "/sys/kernel/mm/numa/demotion_enabled"
 
 KPAGEFLAGS = "/proc/kpageflags"
 KPF_THP = 1 << 22
@@ -239,6 +243,35 @@ class Kernel:
                 if nodes:
                     tiers[int(name[len("memory_tier"):])] = nodes
         return tiers
+
+    def numa_balancing(self):
+        """kernel.numa_balancing as an int (bit 1: classic, bit 2: memory tiering), or None without it."""
+        value = self.read_text(NUMA_BALANCING, default="")
+        return int(value) if value.isdigit() else None
+
+    def memory_tiering_balancing_supported(self):
+        """True when numa_balancing accepts 2: the memory-tiering mode came with its promote rate
+        limit sysctl and the memory_tiering sysfs directory, so either tells without writing 2."""
+        return self.numa_balancing() is not None and (self.exists(PROMOTE_RATE_LIMIT)
+                                                      or self.exists(MEMORY_TIERING_DIR))
+
+    def demotion_enabled(self):
+        """/sys/kernel/mm/numa/demotion_enabled as a bool, or None without it."""
+        value = self.read_text(DEMOTION_ENABLED, default="").lower()
+        if value in ("true", "1", "y"):
+            return True
+        if value in ("false", "0", "n"):
+            return False
+        return None
+
+    def process_start_time(self, pid):
+        """Field 22 of /proc/PID/stat (clock ticks since boot), or None when the process is gone:
+        with the PID it names one process, so a reused PID is told apart."""
+        text = self.proc_text(pid, "stat")
+        if text is None or ")" not in text:
+            return None
+        fields = text.rsplit(")", 1)[1].split()
+        return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
 
     def move_pages(self, pid, addresses, nodes=None):
         """move_pages(2): with ``nodes`` None, only query; returns the status list (node or -errno).

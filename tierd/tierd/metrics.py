@@ -9,6 +9,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 HELP = {
     "tierd_up": ("gauge", "1 while tierd runs its loop"),
     "tierd_backend_info": ("gauge", "access-tracking backend in use"),
+    "tierd_mode": ("gauge", "1 for the tiering mode in use: tierd (tierd promotes) or kernel_promotes"),
+    "tierd_mode_conflict": ("gauge", "1 while kernel.numa_balancing contradicts the tiering mode (see the log)"),
+    "tierd_kernel_numa_balancing": ("gauge", "kernel.numa_balancing as last read (-1: missing)"),
     "tierd_intervals_total": ("counter", "tracking intervals completed"),
     "tierd_interval_seconds": ("gauge", "wall time of the last interval's scan and moves"),
     "tierd_workload_pids": ("gauge", "processes matched by the workload"),
@@ -35,6 +38,12 @@ def render(state):
     samples = {name: [] for name in HELP}
     samples["tierd_up"].append(({}, 1))
     samples["tierd_backend_info"].append(({"backend": state.get("backend", "none")}, 1))
+    tiering = state.get("tiering")
+    if tiering:
+        samples["tierd_mode"].append(({"mode": tiering["mode"]}, 1))
+        samples["tierd_mode_conflict"].append(({}, 1 if tiering.get("warning") else 0))
+        balancing = tiering.get("numa_balancing")
+        samples["tierd_kernel_numa_balancing"].append(({}, -1 if balancing is None else balancing))
     samples["tierd_intervals_total"].append(({}, state.get("intervals", 0)))
     samples["tierd_interval_seconds"].append(({}, state.get("interval_seconds", 0.0)))
     for name, wl in sorted(state.get("workloads", {}).items()):
@@ -59,7 +68,7 @@ def render(state):
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path, text):
+def write_atomic(path, text, mode=0o644):
     """Write-then-rename in the target directory, so readers never see half a file."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
@@ -67,7 +76,7 @@ def write_atomic(path, text):
     try:
         with os.fdopen(handle, "w") as out:
             out.write(text)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.rename(tmp, path)
     except BaseException:
         try:

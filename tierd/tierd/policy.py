@@ -12,6 +12,8 @@ Rules, in order:
    highest priority first, then the wanted extra, highest priority first. A workload holding
    more DRAM than it was granted demotes its coldest pages (unless its direction is promote).
 4. Promotions never take DRAM below the free-memory reserve.
+5. With ``heat_promotions`` off (tiering_mode kernel_promotes: the kernel's NUMA balancing promotes
+   hot pages), rule 2's promotions are left out; rule 1's, which the kernel would not make, stay.
 """
 
 import math
@@ -125,7 +127,8 @@ def _take_at_most(candidates, pages, block_pages=1):
     return taken, total
 
 
-def plan(views, hot_threshold, cold_threshold, budget_pages=None, free_dram_pages=None, block_pages=1):
+def plan(views, hot_threshold, cold_threshold, budget_pages=None, free_dram_pages=None, block_pages=1,
+         heat_promotions=True):
     """{workload name: Decision}; its promote/demote lists are [(candidate key, pages of it to move)]."""
     wants = {}
     for view in views:
@@ -135,7 +138,7 @@ def plan(views, hot_threshold, cold_threshold, budget_pages=None, free_dram_page
         forced = 0
         if limit is not None and view.direction != "demote":
             forced = max(0, view.pmem - limit)
-        hot = _pages_at_least(view.promote_candidates, hot_threshold) if promotes else 0
+        hot = _pages_at_least(view.promote_candidates, hot_threshold) if promotes and heat_promotions else 0
         promote = min(max(forced, hot), _total(view.promote_candidates))
         demote = 0
         if demotes:

@@ -13,12 +13,26 @@ def _mib(pages, page_size):
     return "%.1f" % (pages * page_size / 1048576.0)
 
 
+def _knob(value):
+    if value is None:
+        return "missing"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def render(state, now=None):
     now = time.time() if now is None else now
     page_size = state.get("page_size", 4096)
     lines = ["backend %s  dram nodes %s  pmem nodes %s  intervals %d  last %.0fs ago%s" % (
         state["backend"], ",".join(map(str, state["dram_nodes"])), ",".join(map(str, state["pmem_nodes"])),
         state["intervals"], now - state["time"], "  (dry run)" if state.get("dry_run") else "")]
+    tiering = state.get("tiering")
+    if tiering:
+        lines.append("mode %s (%s)  numa_balancing %s  demotion_enabled %s" % (
+            tiering["mode"], tiering["reason"], _knob(tiering["numa_balancing"]), _knob(tiering["demotion_enabled"])))
+        if tiering.get("warning"):
+            lines.append("warning: %s" % tiering["warning"])
+    if state.get("waiting_for_nodes"):
+        lines.append("waiting for the PMEM node: %s" % state["waiting_for_nodes"])
     header = ("WORKLOAD", "PIDS", "RESIDENT_MIB", "PER_NODE_MIB", "HOT", "COLD", "PROMOTED", "DEMOTED",
               "FAILED", "PMEM_LIMIT_MIB")
     rows = [header]
