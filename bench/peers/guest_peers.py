@@ -238,6 +238,8 @@ def tierd_config(ctx, backend):
     workload = ctx["workload"]
     config = {
         "interval_seconds": 3,
+        # Peers d and e are tierd placing pages alone (numa_balancing is 0 in their runs).
+        "tiering_mode": "tierd",
         "backend": backend,
         "nodes": {"dram": [DRAM], "pmem": [ctx["pmem"]]},
         "damon": {"sample_us": SAMPLE_US, "aggr_us": AGGR_US, "min_nr_regions": 10, "max_nr_regions": 1000},

@@ -135,7 +135,7 @@ class DamonBackend(Tracker):
         # regions are that target's alone.
         w(scheme + "/filters/nr_filters", 1)
         w(scheme + "/filters/0/type", "target")
-        w(scheme + "/filters/0/target_idx", index)
+        w(scheme + "/filters/0/damon_target_idx", index)
         w(scheme + "/filters/0/matching", "N")
 
     def _write_inputs(self, pids, changed):
@@ -176,17 +176,22 @@ class DamonBackend(Tracker):
             self.restarted = set()
             return
         self._take_kdamond()
+        exc = None
         for attempt in (1, 2):
             try:
                 self._apply(wanted)
                 break
-            except OSError as exc:
+            except OSError as refused:
+                exc = refused
                 # A process exited between discovery and here: the kernel refuses the whole commit.
                 alive = [pid for pid in wanted if self.kernel.exists("/proc/%d" % pid)]
                 self.logger.debug("damon_targets_refused", attempt=attempt, error=exc.strerror or exc,
                                   gone=len(wanted) - len(alive))
                 wanted = alive
         else:
+            # Not a race then: the kernel refused tierd's input itself. Loud, or nothing is tracked unseen.
+            self.logger.warning("damon_targets_failed", error=exc.strerror or exc, targets=len(wanted),
+                                action="tracking nothing this interval; trying again next interval")
             self.pids = []
             self.restarted = set()
         self._write_owner()

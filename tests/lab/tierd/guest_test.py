@@ -40,6 +40,8 @@ PAGE_IDLE_BITMAP = "/sys/kernel/mm/page_idle/bitmap"
 NR_KDAMONDS = "/sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds"
 CONFIG = {
     "interval_seconds": INTERVAL,
+    # tierd's own placement is under test: it promotes by heat, and nobody else moves pages here.
+    "tiering_mode": "tierd",
     "backend": BACKEND,
     "damon": {"sample_us": 200000, "aggr_us": 2000000, "min_nr_regions": 10, "max_nr_regions": 1000},
     "heat": {"decay": 0.5, "hot_threshold": 0.25, "cold_threshold": 0.05, "warmup_intervals": 2},

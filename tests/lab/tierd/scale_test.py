@@ -41,6 +41,7 @@ DAMON = "/sys/kernel/mm/damon/admin/kdamonds"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONFIG = {
     "interval_seconds": INTERVAL,
+    "tiering_mode": "tierd",
     "backend": "damon",
     "damon": {"sample_us": 100000, "aggr_us": 1000000, "min_nr_regions": 3, "max_nr_regions": 20},
     "heat": {"warmup_intervals": 2},

@@ -29,6 +29,7 @@ DRAM, PMEM = 0, 1
 INTERVALS = int(os.environ.get("TIERD_LAB_SOFT_DIRTY_INTERVALS", "12"))
 CONFIG = {
     "interval_seconds": 3,
+    "tiering_mode": "tierd",  # tierd's own promotions are under test
     "backend": "damon",
     "damon": {"sample_us": 200000, "aggr_us": 2000000, "min_nr_regions": 10, "max_nr_regions": 100},
     "heat": {"decay": 0.5, "hot_threshold": 1.05, "cold_threshold": 0.05, "warmup_intervals": 2,

@@ -120,8 +120,9 @@ def main():
     numa_balancing = base.sh("cat /proc/sys/kernel/numa_balancing")
     base.sh("echo 0 > /proc/sys/kernel/numa_balancing")  # only tierd moves pages here
     online_both_nvdimms()
+    wanted = config()  # from the lab test's config, so before that is replaced
     base.CONFIG.clear()
-    base.CONFIG.update(config())
+    base.CONFIG.update(wanted)
     base.install()
     files = {name: start_pinned(name, cpu, node) for name, (cpu, node, _home) in LAYOUT.items()}
     base.wait_for_files(list(files.values()), 300)

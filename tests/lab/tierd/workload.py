@@ -52,7 +52,7 @@ def main():
     parser.add_argument("--no-thp", action="store_true",
                         help="madvise(MADV_NOHUGEPAGE) the buffer: 4 KiB pages where the guest's THP is always")
     parser.add_argument("--flush-tlb", action="store_true",
-                        help="mprotect the hot part after each sweep: a task pinned to a CPU of its own never "
+                        help="mprotect the buffer after each sweep: a task pinned to a CPU of its own never "
                              "flushes its TLB, so the accessed bits DAMON clears would stay clear (LAB-NOTES)")
     args = parser.parse_args()
 
@@ -96,8 +96,10 @@ def main():
                 total += region[offset]
         sweeps += 1
         if args.flush_tlb:
-            mprotect(address, hot_end, PROT_READ)
-            mprotect(address, hot_end, PROT_READ | PROT_WRITE)
+            # The whole mapping, not the hot part: a partial mprotect splits the mapping in two, and
+            # tierd, which keys heat by mapping, would see it change shape every sweep.
+            mprotect(address, length, PROT_READ)
+            mprotect(address, length, PROT_READ | PROT_WRITE)
         time.sleep(args.pause)
 
 

@@ -168,7 +168,7 @@ class SimulatedDamon(Kernel):
             for index in range(int(self._read(os.path.join(filters, "nr_filters"), "0"))):
                 one = os.path.join(filters, str(index))
                 if self._read(os.path.join(one, "type")) == "target":
-                    idx = int(self._read(os.path.join(one, "target_idx"), "0"))
+                    idx = int(self._read(os.path.join(one, "damon_target_idx"), "0"))
                     out_when_match = self._read(os.path.join(one, "matching")) == "Y"
                     allowed = [i for i in allowed if (i == idx) != out_when_match]
             tried = os.path.join(base, "tried_regions")

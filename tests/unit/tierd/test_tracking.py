@@ -131,7 +131,7 @@ def test_damon_backend_configures_its_kdamond(guest_root):
     assert read("schemes/0/access_pattern/age/max") == str((1 << 32) - 1)
     assert read("schemes/0/access_pattern/nr_accesses/max") == str((1 << 32) - 1)
     assert read("schemes/0/filters/0/type") == "target"  # its tried regions are target 0's alone
-    assert read("schemes/0/filters/0/target_idx") == "0"
+    assert read("schemes/0/filters/0/damon_target_idx") == "0"
     assert read("schemes/0/filters/0/matching") == "N"
     assert kernel.commands == ["on", "update_schemes_tried_regions"]
     sample = samples[info["pid"]][info["address"]]
