@@ -175,7 +175,7 @@ def bench(processes, regions, intervals, churn):
                 for pid in pids[:churn]:
                     shutil.rmtree(os.path.join(root, "proc", str(pid)))
                 pids = pids[churn:]
-                for _ in range(churn):
+                for _new in range(churn):
                     write_process(root, next_pid)
                     pids.append(next_pid)
                     next_pid += 1

@@ -74,6 +74,8 @@ def online_both_nvdimms():
 
 def config():
     cfg = json.loads(json.dumps(base.CONFIG))
+    # The buffers are 4 KiB pages (--no-thp), whatever the guest's THP setting: move them page by page.
+    cfg["mover"]["block_pages"] = 1
     cfg["workloads"] = [
         {"name": name, "match": {"cmdline": r"workload\.py .*%s\.json" % name}, "vmas": {"min_size": "32M"},
          "policy": {"direction": "both", "priority": 10}}
@@ -87,7 +89,7 @@ def start_pinned(name, cpu, node):
         os.unlink(info_file)
     subprocess.Popen(["taskset", "-c", str(cpu), "python3", os.path.join(HERE, "workload.py"),
                       "--size-mib", str(SIZE_MIB), "--hot-percent", str(HOT_PERCENT), "--node", str(node),
-                      "--info", info_file, "--flush-tlb"],
+                      "--info", info_file, "--flush-tlb", "--no-thp"],
                      stdout=subprocess.DEVNULL, stderr=open("/run/%s.log" % name, "w"), start_new_session=True)
     return info_file
 
@@ -141,8 +143,8 @@ def main():
         spreads = {name: where(path) for name, path in files.items()}
         n = base.tierd_intervals()
         done = {name: settled(name, spread) for name, spread in spreads.items()}
-        base.log("interval %d  %s" % (n, "  ".join("%s hot %s cold %s" % (name, s["hot"], s["cold"])
-                                                    for name, s in sorted(spreads.items()))))
+        shown = "  ".join("%s hot %s cold %s" % (name, s["hot"], s["cold"]) for name, s in sorted(spreads.items()))
+        base.log("interval %d  %s" % (n, shown))
         if all(done.values()):
             results["converged"] = {"intervals": n, "seconds": round(time.time() - began, 1), "spread": spreads}
             break

@@ -61,6 +61,7 @@ def guest_root(tmp_path):
     write_sparse_pagemap(root, recorded_workload()["pid"], start, entries)
     return root
 
+
 DAMON_ADMIN_REL = "sys/kernel/mm/damon/admin"
 
 

@@ -67,14 +67,14 @@ def test_bytes_per_tracked_page_are_bounded():
     try:
         for _interval in range(3):
             tracemalloc.reset_peak()
-            base, _ = tracemalloc.get_traced_memory()
+            base, _peak_before = tracemalloc.get_traced_memory()
             pagemap = PagemapReads(kernel)
             samples = backend.sample(targets, pagemap)
             written = writes.sample(targets, pagemap)
             del pagemap
-            _, peak = tracemalloc.get_traced_memory()
+            _current, peak = tracemalloc.get_traced_memory()
         del samples, written
-        retained, _ = tracemalloc.get_traced_memory()
+        retained, _peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     per_page_peak = (peak - base) / PAGES

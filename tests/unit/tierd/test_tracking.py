@@ -431,7 +431,7 @@ def test_leftover_kdamonds_of_an_older_tierd_are_replaced_by_one(guest_root, tmp
 def test_restarted_warmup_keeps_heat_but_counts_again():
     heat = HeatMap(decay=0.5, initial=0.5)
     vmas = [(0x10000, 0x10000 + 4 * P, "")]
-    for _ in range(3):
+    for _sample in range(3):
         heat.update(7, vmas, {0x10000: [(0x10000, 0x10000 + 4 * P, 1.0)]})
     before = heat.extents(7, 0x10000, 0x10000 + 4 * P)
     heat.restart_warmup(7)
