@@ -80,23 +80,6 @@ def test_record_lists_only_the_collections_namespaces(host):
         [("region0", "tiering-pmem", "created"), ("region1", "tiering-pmem", "created")]
 
 
-def test_tierd_promotes_to_the_dram_of_the_socket_a_workload_runs_on(host):
-    """tierd's topology on the provisioned two-socket host (tests/lab/tierd/topology_test.py, in this
-    guest rather than a guest of its own): a workload pinned to each socket, its buffer on the other
-    socket's PMEM, gets its hot pages on its own socket's DRAM; tierd is removed again afterwards."""
-    root = os.environ["MOLECULE_PROJECT_DIRECTORY"]
-    pack = subprocess.run(["tar", "-C", root, "-czf", "-", "tierd/tierd", "tierd/bin", "tests/lab/tierd"],
-                          stdout=subprocess.PIPE, check=True).stdout
-    subprocess.run(["python3", os.path.join(root, "lab", "labctl.py"), "ssh", "mol-labelled-trixie",
-                    "rm -rf /opt/t && mkdir -p /opt/t && tar -xzf - -C /opt/t"], input=pack, check=True)
-    run = host.run("TIERD_LAB_UNINSTALL=1 python3 /opt/t/tests/lab/tierd/topology_test.py /opt/t")
-    print(run.stderr[-3000:])
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert run.rc == 0 and result.get("passed"), result.get("failed", run.stdout[-2000:])
-    assert result["pmem_online"] == "already"
-    host.run("rm -rf /opt/t")
-
-
 def _playbook(name, *extra):
     root = os.environ["MOLECULE_PROJECT_DIRECTORY"]
     run = subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], *extra,

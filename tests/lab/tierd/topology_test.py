@@ -1,7 +1,7 @@
 """tierd topology lab test (#14 item 1), run as root inside a trixie two-socket guest.
 
-    topology_test.py SRC_DIR   (run.sh with TIERD_LAB_FLAVOUR=two-socket TIERD_LAB_TEST=topology_test.py,
-                                and molecule/labelled's verify, with TIERD_LAB_UNINSTALL=1)
+    topology_test.py SRC_DIR   (run.sh with TIERD_LAB_FLAVOUR=two-socket TIERD_LAB_TEST=topology_test.py;
+                                TIERD_LAB_UNINSTALL=1 removes tierd again, for a guest that goes on)
 
 The two-socket flavour has DRAM nodes 0 (CPU 0) and 1 (CPU 1) and NVDIMMs on CPU-less nodes 2 (near
 node 0) and 3 (near node 1). Both NVDIMMs become system RAM; then two workloads, each pinned to
