@@ -21,7 +21,7 @@ INVENTORY = {
     "all": {"children": {
         "zone_movable": {"hosts": {"a1": LOCAL, "a2": LOCAL}, "vars": {"system_ram_zone": "movable"}},
         "zone_normal": {"hosts": {"b1": LOCAL},
-                        "vars": {"system_ram_zone": "normal", "kernel_tiering_numa_balancing": 1,
+                        "vars": {"system_ram_zone": "normal", "kernel_tiering_numa_balancing": 2,
                                  "provision_migration_agent": True}},
     }},
 }
@@ -73,10 +73,11 @@ def test_empty_survey_keeps_each_groups_values(data_dir, answers):
     seen = plan(data_dir, answers)
     assert seen["a1"] == seen["a2"] == {
         "provision_emulated_pmem": False, "system_ram_zone": "movable",
-        "kernel_tiering_numa_balancing": "(role default)", "provision_migration_agent": False}
+        "kernel_tiering_numa_balancing": "(matching the tiering mode: 0 for tierd, else 2)",
+        "provision_migration_agent": False, "migration_agent_tiering_mode": "none"}
     assert seen["b1"] == {
         "provision_emulated_pmem": False, "system_ram_zone": "normal",
-        "kernel_tiering_numa_balancing": 1, "provision_migration_agent": True}
+        "kernel_tiering_numa_balancing": 2, "provision_migration_agent": True, "migration_agent_tiering_mode": "auto"}
 
 
 def test_an_answer_overrides_every_host_and_only_that_answer(data_dir):
@@ -87,6 +88,19 @@ def test_an_answer_overrides_every_host_and_only_that_answer(data_dir):
         assert seen[host]["kernel_tiering_numa_balancing"] == 3, seen     # an int, as the role's spec wants
     # Not answered: each host keeps its own.
     assert [seen[h]["provision_migration_agent"] for h in ("a1", "a2", "b1")] == [False, False, True]
+
+
+def test_an_answer_that_contradicts_tierds_mode_fails_that_host_alone(data_dir):
+    """numa_balancing 0 where tierd runs in mode auto (the kernel promotes): nobody would promote.
+    The host with the agent is refused before anything changes, naming both values; the others go on."""
+    result, stdout = launch(data_dir, {"provision_hosts": "all", "survey_kernel_tiering_numa_balancing": "0"},
+                            "--tags plan --check")
+    assert result.status == "failed", stdout[-4000:]
+    failed = {e["event_data"]["host"]: e["event_data"]["res"].get("msg", "") for e in result.events
+              if e.get("event") == "runner_on_failed"}
+    assert set(failed) == {"b1"}, failed
+    assert "kernel_tiering_numa_balancing=0 contradicts migration_agent_tiering_mode=auto" in failed["b1"], failed
+    assert set(task_results(result, PLAN_TASK)) == {"a1", "a2", "b1"}
 
 
 def test_answers_apply_only_to_the_hosts_asked_for(data_dir):
