@@ -33,13 +33,20 @@ def main():
     page = info["page_size"]
     count = info["length"] // page
     nodes = nodes_of(info["pid"], [info["address"] + i * page for i in range(count)])
-    hot, cold = nodes[:info["hot_pages"]], nodes[info["hot_pages"]:]
-    print(json.dumps({
+    first = info.get("hot_first_page", 0)
+    hot = nodes[first:first + info["hot_pages"]]
+    cold = nodes[:first] + nodes[first + info["hot_pages"]:]
+    counts = {
         "pages": count, "hot_pages": len(hot), "cold_pages": len(cold),
         "hot_on_dram": sum(1 for n in hot if n == dram), "hot_on_pmem": sum(1 for n in hot if n == pmem),
         "cold_on_dram": sum(1 for n in cold if n == dram), "cold_on_pmem": sum(1 for n in cold if n == pmem),
-        "on_pmem": sum(1 for n in nodes if n == pmem), "not_present": sum(1 for n in nodes if n < 0),
-    }))
+        "on_pmem": sum(1 for n in nodes if n == pmem), "on_dram": sum(1 for n in nodes if n == dram),
+        "not_present": sum(1 for n in nodes if n < 0),
+    }
+    if "previous_hot_first_page" in info:
+        old = info["previous_hot_first_page"]
+        counts["previous_hot_on_dram"] = sum(1 for n in nodes[old:old + info["hot_pages"]] if n == dram)
+    print(json.dumps(counts))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 # tierd lab test in one command: boots a trixie nvdimm guest, copies tierd and the test in,
 # runs guest_test.py as root, prints its measurements, and always stops the guest.
 #   tests/lab/tierd/run.sh            (TIERD_LAB_NAME=t-tierd-lab, TIERD_LAB_KEEP=1 keeps the guest)
-#   then soft_dirty_test.py in the same guest (damon backend; TIERD_LAB_SOFT_DIRTY=0 skips it)
+#   then soft_dirty_test.py and demotion_test.py in the same guest (damon backend; TIERD_LAB_SOFT_DIRTY=0 skips both)
 #   TIERD_LAB_BACKEND=page_idle tests/lab/tierd/run.sh
 #       the same test on tierd's page_idle backend, in a guest booted with the lab kernel
 #       TIERD_LAB_KERNEL=DIR (default: the cached build of lab/kernel/build.sh, which must exist)
@@ -17,11 +17,12 @@ REPO=$(cd "$(dirname "$0")/../../.." && pwd)
 BACKEND=${TIERD_LAB_BACKEND:-damon}
 FLAVOUR=${TIERD_LAB_FLAVOUR:-nvdimm}
 # The guest-side test: guest_test.py, scale_test.py (make tierd-scale-lab) or topology_test.py
-# (make tierd-topology-lab); the soft-dirty test follows guest_test.py only.
+# (make tierd-topology-lab); the soft-dirty and demotion tests follow guest_test.py only (or run alone:
+# TIERD_LAB_TEST=demotion_test.py).
 TEST=${TIERD_LAB_TEST:-guest_test.py}
 case "$TEST" in
-    guest_test.py|scale_test.py|topology_test.py) ;;
-    *) echo "run.sh: TIERD_LAB_TEST=$TEST is not valid; choose guest_test.py, scale_test.py or topology_test.py" >&2; exit 2 ;;
+    guest_test.py|scale_test.py|topology_test.py|demotion_test.py) ;;
+    *) echo "run.sh: TIERD_LAB_TEST=$TEST is not valid; choose guest_test.py, scale_test.py, topology_test.py or demotion_test.py" >&2; exit 2 ;;
 esac
 # TCG writes CXL memory at ~0.5 MiB/s (LAB-NOTES): 384 MiB of workloads did not fill in 5 minutes there.
 WORKLOAD_MIB=${TIERD_LAB_WORKLOAD_MIB:-$([ "$FLAVOUR" = cxl ] && echo "32 16" || echo "256 128")}
@@ -54,4 +55,8 @@ if [ "$TEST" = guest_test.py ] && [ "$BACKEND" = damon ] && [ "$FLAVOUR" = nvdim
     start=$(date +%s)
     $LAB ssh "$NAME" "python3 /opt/t/tests/lab/tierd/soft_dirty_test.py /opt/t"
     echo "tierd soft-dirty lab test passed in $(( $(date +%s) - start )) s (guest $NAME)" >&2
+    # Demotion from DRAM under a budget, and a hot set that moves (issue #14 item 4), in the same guest.
+    start=$(date +%s)
+    $LAB ssh "$NAME" "python3 /opt/t/tests/lab/tierd/demotion_test.py /opt/t"
+    echo "tierd demotion lab test passed in $(( $(date +%s) - start )) s (guest $NAME)" >&2
 fi
