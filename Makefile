@@ -100,10 +100,10 @@ hostile-lab: deps venv collection-link
 tierd-lab: deps
 	$(TIMED) tierd-lab bash tests/lab/tierd/run.sh
 
-# tierd at scale (not part of make test): 240 small processes in 20 workloads, 10 replaced every
+# tierd at scale (make test runs it for 10 intervals in the tierd-lab guest): 240 small processes in 20 workloads, 10 replaced every
 # interval, on one kdamond: targets committed in place, stable PIDs keep their target; CPU and RSS.
 tierd-scale-lab: deps
-	TIERD_LAB_TEST=scale_test.py TIERD_LAB_NAME=t-tierd-scale-lab $(TIMED) tierd-scale-lab bash tests/lab/tierd/run.sh
+	TIERD_LAB_TEST=scale_test.py TIERD_LAB_NAME=t-tierd-scale-lab TIERD_LAB_MAX_INTERVALS=$${TIERD_LAB_MAX_INTERVALS:-15} $(TIMED) tierd-scale-lab bash tests/lab/tierd/run.sh
 
 # The same tierd lab test with the slow tier on CXL memory (a RAM region of the cxl flavour's device;
 # not part of make test: the cxl scenario is): hot pages promoted from the CXL node, the quota held.

@@ -171,7 +171,10 @@ class DamonBackend(Tracker):
 
     def track(self, pids):
         """Make the set of tracked PIDs equal ``pids``: commit to the running kdamond, or start it."""
-        wanted = sorted(set(pids))
+        # Discovery was a while ago (seconds for hundreds of PIDs on a slow host), and one PID gone by
+        # the commit makes the kernel refuse it *and stop the kdamond* (6.12: a failed sysfs command
+        # ends kdamond_fn), so every target's regions would be rebuilt: drop the exited ones first.
+        wanted = [pid for pid in sorted(set(pids)) if self.kernel.exists("/proc/%d" % pid)]
         if wanted == sorted(self.pids) and (not wanted or self._running()):
             self.restarted = set()
             return

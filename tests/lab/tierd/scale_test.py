@@ -5,7 +5,8 @@
     TIERD_LAB_MAX_INTERVALS (default 30)
 
 1. onlines the pmem as a CPU-less node and forks PROCESSES small workers (1 MiB of anonymous
-   memory each, touched every 200 ms) spread over 20 workloads by comm (scale-w00 … scale-w19);
+   memory each, a quarter of its pages touched every 2 s) spread over 20 workloads by comm
+   (scale-w00 … scale-w19);
    the first PROCESSES − CHURN never exit, CHURN of the others exit and are replaced every interval;
 2. runs tierd (DAMON backend, not under systemd: this measures tierd, not the unit) for
    MAX_INTERVALS intervals and, after each of its intervals, checks:
@@ -72,14 +73,19 @@ def read(path, default=None):
 
 
 def worker(number):
-    """A small tracked process: its own comm, 1 MiB of anonymous memory touched every 200 ms."""
+    """A small tracked process: its own comm, 1 MiB of anonymous memory, a quarter of it touched every 2 s.
+
+    Lightly: in the TCG guest 240 workers touching all their pages every 200 ms kept the load at ~120
+    and left tierd one interval a minute, so the test measured the workers' CPU, not tierd's."""
     with open("/proc/self/comm", "w") as handle:
         handle.write("scale-w%02d" % (number % WORKLOADS))
     memory = mmap.mmap(-1, 1 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    for offset in range(0, 1 << 20, 4096):
+        memory[offset] = 1
     while True:
-        for offset in range(0, 1 << 20, 4096):
+        for offset in range(0, 1 << 18, 4096):
             memory[offset] = (memory[offset] + 1) & 0xFF
-        time.sleep(0.2)
+        time.sleep(2.0)
 
 
 def spawn(number):
@@ -136,6 +142,8 @@ def main():
     if int(read(DAMON + "/nr_kdamonds", "0")):
         fail("another tool's kdamonds are running: %s" % read(DAMON + "/nr_kdamonds"))
     os.makedirs(WORKDIR, exist_ok=True)
+    if os.path.exists(STATE):
+        os.unlink(STATE)  # a previous run's intervals would count as this one's
     config = os.path.join(WORKDIR, "config.json")
     with open(config, "w") as out:
         json.dump(CONFIG, out)
@@ -149,7 +157,9 @@ def main():
                              stdout=tierd_log, stderr=subprocess.STDOUT)
     index_of = {}  # stable PID -> its target index, first seen
     seen = 0
-    deadline = time.time() + MAX_INTERVALS * INTERVAL * 4 + 60
+    # Under TCG an interval over ~230 targets took 11-21 s (tierd ~10 CPU s of it): 30 s each is the bound.
+    began = time.time()
+    deadline = began + MAX_INTERVALS * 30 + 60
     try:
         while seen < MAX_INTERVALS:
             if time.time() > deadline:
@@ -171,8 +181,10 @@ def main():
             if len(set(targets)) != len(targets):
                 fail("interval %d: a PID is two targets: %s" % (seen, targets))
             # The state file is written after the commit of the same interval: the two agree, but
-            # for PIDs that exited between tierd's discovery and its commit (the kernel refuses them).
-            only_targets = sorted(set(targets) - set(tracked))
+            # for PIDs that exited between tierd's discovery and its commit (the kernel refuses them),
+            # and those that exited after the commit, before tierd read their pages (committed, not
+            # placed: seen in the guest for 7 of 10 killed workers while an interval took 12 s).
+            only_targets = [pid for pid in sorted(set(targets) - set(tracked)) if os.path.exists("/proc/%d" % pid)]
             only_tracked = [pid for pid in sorted(set(tracked) - set(targets)) if os.path.exists("/proc/%d" % pid)]
             if only_targets or only_tracked:
                 fail("interval %d: kdamond targets %d, tierd tracks %d (only in targets: %s; only tracked, alive: %s)"
@@ -185,6 +197,8 @@ def main():
                     if index_of.setdefault(pid, index) != index:
                         fail("interval %d: stable PID %d moved from target %d to %d (its regions rebuilt)"
                              % (seen, pid, index_of[pid], index))
+            log("interval %d at %.0f s: %d kdamond targets, tierd %.1f CPU s" % (
+                seen, time.time() - began, len(targets), cpu_seconds(tierd.pid)))
             # Churn: some workers exit, as many new ones start, before tierd's next interval.
             for pid in random.sample(sorted(churning), min(CHURN // 2, len(churning))):
                 os.kill(pid, signal.SIGKILL)
@@ -192,7 +206,7 @@ def main():
                 churning[spawn(number)] = number
             reap()
         kdamond_pid = int(read(DAMON + "/0/pid", "0"))
-        results.update(intervals=seen, tierd_cpu_seconds=cpu_seconds(tierd.pid),
+        results.update(intervals=seen, seconds=round(time.time() - began, 1), tierd_cpu_seconds=cpu_seconds(tierd.pid),
                        kdamond_cpu_seconds=cpu_seconds(kdamond_pid) if kdamond_pid > 0 else None,
                        tierd_rss_kib=rss_kib(tierd.pid, "VmRSS"), tierd_peak_rss_kib=rss_kib(tierd.pid, "VmHWM"),
                        stable_pids_checked=len(index_of))

@@ -73,7 +73,8 @@ class SimulatedDamon(Kernel):
     ``on``/``off``. The kernel side keeps one entry per target: ``on`` makes them all new,
     ``commit`` matches them by index as ``damon_commit_targets`` does (an index keeps its entry,
     its ``serial`` and so its regions' history, whatever PID it is given; entries past the new
-    count go) and refuses the whole commit (EINVAL) when a PID has no process. Tried regions of
+    count go) and refuses the whole commit (EINVAL) when a PID has no process, which also stops the
+    kdamond. Tried regions of
     scheme i are the regions of the targets its filters let through: all of them without a
     ``target`` filter. A target's regions come from ``regions_by_pid`` (by default the recorded
     kdamond's tried regions for the recorded workload).
@@ -141,7 +142,14 @@ class SimulatedDamon(Kernel):
         elif not running:
             raise OSError(22, "Invalid argument")
         elif command == "commit":
-            pids = self._sysfs_pids(kdamond)
+            try:
+                pids = self._sysfs_pids(kdamond)
+            except OSError:
+                # 6.12 runs the command from the kdamond's own loop, and a failed one ends it: a refused
+                # commit stops the kdamond (seen in the scale lab test: every target's regions rebuilt).
+                self.kernel_targets = []
+                self._set_state(kdamond, "off")
+                raise
             entries = self.kernel_targets[:len(pids)]
             for entry, pid in zip(entries, pids):
                 entry["pid"] = pid

@@ -142,6 +142,7 @@ def test_damon_backend_configures_its_kdamond(guest_root):
 
 def test_damon_backend_refuses_someone_elses_kdamonds(guest_root):
     open(os.path.join(guest_root, KDAMONDS, "nr_kdamonds"), "w").write("1\n")
+    os.makedirs(os.path.join(guest_root, "proc", "123"), exist_ok=True)  # a live PID to track
     backend = DamonBackend(Kernel(guest_root), validate({})["damon"], Logger(ListStream()))
     with pytest.raises(KernelError) as err:
         backend.track([123])
@@ -395,10 +396,35 @@ def test_a_pid_gone_before_the_commit_is_dropped_not_fatal(guest_root):
     kernel = _damon_with_processes(guest_root, [301, 302])
     backend = DamonBackend(kernel, validate({})["damon"], Logger(ListStream()))
     backend.track([301, 302])
+    serial = {t["pid"]: t["serial"] for t in kernel.kernel_targets}
     _spawn(guest_root, kernel, 303)
-    _exit(guest_root, 303)  # exits between discovery and the commit: the kernel refuses the commit
+    _exit(guest_root, 303)  # exits between discovery and the commit
     backend.track([301, 302, 303])
     assert backend.pids == [301, 302] == [t["pid"] for t in kernel.kernel_targets]
+    # Dropped before the commit, so the kernel never refused one (which would stop the kdamond).
+    assert "commit" not in kernel.commands and kernel.commands.count("on") == 1
+    assert all(t["serial"] == serial[t["pid"]] for t in kernel.kernel_targets)
+
+
+def test_a_refused_commit_restarts_the_stopped_kdamond_with_the_live_pids(guest_root, monkeypatch):
+    kernel = _damon_with_processes(guest_root, [311, 312])
+    backend = DamonBackend(kernel, validate({})["damon"], Logger(ListStream()))
+    backend.track([311, 312])
+    _spawn(guest_root, kernel, 313)
+    real_exists = kernel.exists
+    seen = []
+
+    def exits_after_the_check(path):
+        # 313 is alive at tierd's check and gone by the commit: the kernel refuses it and stops the kdamond.
+        alive = real_exists(path)
+        if path == "/proc/313" and not seen:
+            seen.append(path)
+            _exit(guest_root, 313)
+        return alive
+    monkeypatch.setattr(kernel, "exists", exits_after_the_check)
+    backend.track([311, 312, 313])
+    assert kernel.commands[-1] == "on" and backend.pids == [311, 312] == [t["pid"] for t in kernel.kernel_targets]
+    assert backend.restarted == {311, 312}
 
 
 def test_kdamond_restarts_when_it_stopped_by_itself(guest_root):
