@@ -2,7 +2,8 @@
 # tierd lab test in one command: boots a trixie nvdimm guest, copies tierd and the test in,
 # runs guest_test.py as root, prints its measurements, and always stops the guest.
 #   tests/lab/tierd/run.sh            (TIERD_LAB_NAME=t-tierd-lab, TIERD_LAB_KEEP=1 keeps the guest)
-#   then soft_dirty_test.py and demotion_test.py in the same guest (damon backend; TIERD_LAB_SOFT_DIRTY=0 skips both)
+#   then soft_dirty_test.py, demotion_test.py and scale_test.py (TIERD_LAB_SCALE_INTERVALS, default 10)
+#   in the same guest (damon backend; TIERD_LAB_SOFT_DIRTY=0 skips all three)
 #   TIERD_LAB_BACKEND=page_idle tests/lab/tierd/run.sh
 #       the same test on tierd's page_idle backend, in a guest booted with the lab kernel
 #       TIERD_LAB_KERNEL=DIR (default: the cached build of lab/kernel/build.sh, which must exist)
@@ -17,7 +18,7 @@ REPO=$(cd "$(dirname "$0")/../../.." && pwd)
 BACKEND=${TIERD_LAB_BACKEND:-damon}
 FLAVOUR=${TIERD_LAB_FLAVOUR:-nvdimm}
 # The guest-side test: guest_test.py, scale_test.py (make tierd-scale-lab) or topology_test.py
-# (make tierd-topology-lab); the soft-dirty and demotion tests follow guest_test.py only (or run alone:
+# (make tierd-topology-lab); the soft-dirty, demotion and scale tests follow guest_test.py (or run alone:
 # TIERD_LAB_TEST=demotion_test.py).
 TEST=${TIERD_LAB_TEST:-guest_test.py}
 case "$TEST" in
@@ -59,4 +60,8 @@ if [ "$TEST" = guest_test.py ] && [ "$BACKEND" = damon ] && [ "$FLAVOUR" = nvdim
     start=$(date +%s)
     $LAB ssh "$NAME" "python3 /opt/t/tests/lab/tierd/demotion_test.py /opt/t"
     echo "tierd demotion lab test passed in $(( $(date +%s) - start )) s (guest $NAME)" >&2
+    # 240 churning processes on one kdamond (item 3), 10 intervals here (make tierd-scale-lab runs 15).
+    start=$(date +%s)
+    $LAB ssh "$NAME" "TIERD_LAB_MAX_INTERVALS=${TIERD_LAB_SCALE_INTERVALS:-10} python3 /opt/t/tests/lab/tierd/scale_test.py /opt/t"
+    echo "tierd scale lab test passed in $(( $(date +%s) - start )) s (guest $NAME)" >&2
 fi
