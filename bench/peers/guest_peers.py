@@ -2,11 +2,13 @@
 
     guest_peers.py SRC_DIR        (SRC_DIR holds tierd/, tests/lab/tierd/, bench/peers/ and, if built,
                                    memtierd/memtierd; bench/peers/run.sh copies them to /opt/t)
-    PEERS=a,b,c,d,f  WORKLOADS=W1,W1D,W2,W3  BENCH_PEERS_MAX_SECONDS=1800  BENCH_PEERS_OUT=/run/bench-peers
+    PEERS=a,b,c,d,f,g  WORKLOADS=W1,W1D,W2,W3  BENCH_PEERS_MAX_SECONDS=2400  BENCH_PEERS_OUT=/run/bench-peers
 
 Peers: a nothing; b kernel tiering (numa_balancing=2, demotion_enabled=1); c DAMOS migrate_hot /
 migrate_cold on paddr kdamonds written through DAMON's sysfs; d tierd, DAMON backend; e tierd,
-page_idle backend (only on a kernel with page_idle); f memtierd, heat policy on its soft-dirty tracker.
+page_idle backend (only on a kernel with page_idle); f memtierd, heat policy on its soft-dirty tracker;
+g the kernel and tierd together: b's settings plus tierd (DAMON) in tiering_mode kernel_promotes
+(the kernel promotes, tierd enforces budgets and quotas and demotes: tierd's `auto` on such a kernel).
 Workloads (peers_workload.py, 64 MiB-ish, hot pages written): W1 contiguous 20 % hot set on PMEM;
 W1D the same buffer starting on DRAM (the goal is then the cold set on PMEM); W2 scattered 10 % of
 4 KiB pages on PMEM with THP off, a new hot set halfway; W3 two tenants on PMEM, priorities 10 and 1,
@@ -33,7 +35,7 @@ import peers_metrics  # noqa: E402
 from placement import nodes_of  # noqa: E402
 
 OUT = os.environ.get("BENCH_PEERS_OUT", "/run/bench-peers")
-MAX_SECONDS = int(os.environ.get("BENCH_PEERS_MAX_SECONDS", "1800"))
+MAX_SECONDS = int(os.environ.get("BENCH_PEERS_MAX_SECONDS", "2400"))
 # Fill, start, stop and reset around each run's measured seconds (an estimate for the time budget).
 OVERHEAD_SECONDS = 15
 DRAM = 0
@@ -68,7 +70,8 @@ WORKLOADS = {
                       "priority": 1}]},
 }
 PEER_NAMES = {"a": "nothing", "b": "kernel tiering", "c": "DAMOS migrate", "d": "tierd (DAMON)",
-              "e": "tierd (page_idle)", "f": "memtierd (soft-dirty)"}
+              "e": "tierd (page_idle)", "f": "memtierd (soft-dirty)",
+              "g": "kernel promotes + tierd"}
 
 
 def log(msg):
@@ -234,12 +237,13 @@ def start_damos(ctx):
     return None
 
 
-def tierd_config(ctx, backend):
+def tierd_config(ctx, backend, mode="tierd"):
     workload = ctx["workload"]
     config = {
         "interval_seconds": 3,
-        # Peers d and e are tierd placing pages alone (numa_balancing is 0 in their runs).
-        "tiering_mode": "tierd",
+        # Peers d and e are tierd placing pages alone (numa_balancing is 0 in their runs); g runs
+        # beside the kernel's tiering in kernel_promotes.
+        "tiering_mode": mode,
         "backend": backend,
         "nodes": {"dram": [DRAM], "pmem": [ctx["pmem"]]},
         "damon": {"sample_us": SAMPLE_US, "aggr_us": AGGR_US, "min_nr_regions": 10, "max_nr_regions": 1000},
@@ -257,17 +261,17 @@ def tierd_config(ctx, backend):
     return config
 
 
-def start_tierd(ctx, backend):
+def start_tierd(ctx, backend, mode="tierd"):
     # A fresh state directory per run: the owner file there would let this tierd adopt kdamonds of
     # the previous run, and its state must not carry one workload's history into the next.
     shutil.rmtree(os.path.join(OUT, "tierd-state"), ignore_errors=True)
     path = os.path.join(OUT, "tierd-%s.json" % backend)
     with open(path, "w") as out:
-        json.dump(tierd_config(ctx, backend), out, indent=1)
+        json.dump(tierd_config(ctx, backend, mode), out, indent=1)
     os.chmod(path, 0o644)  # tierd as root refuses a config that others may write
     tierd = os.path.join(SRC, "tierd", "bin", "tierd")
     subprocess.run([tierd, "check-config", path], check=True, stdout=subprocess.DEVNULL)
-    log_file = open(os.path.join(OUT, "tierd-%s-%s.log" % (backend, ctx["workload_name"])), "w")
+    log_file = open(os.path.join(OUT, "tierd-%s-%s-%s.log" % (backend, mode, ctx["workload_name"])), "w")
     return subprocess.Popen([tierd, "run", "-c", path], stdout=log_file, stderr=subprocess.STDOUT)
 
 
@@ -325,13 +329,16 @@ PEERS = {
     "d": lambda ctx: start_tierd(ctx, "damon"),
     "e": lambda ctx: start_tierd(ctx, "page_idle"),
     "f": start_memtierd,
+    "g": lambda ctx: start_kernel_tiering(ctx) or start_tierd(ctx, "damon", "kernel_promotes"),
 }
 
 
 def why_skipped(peer):
     if peer == "b" and not os.path.exists("/sys/kernel/mm/numa/demotion_enabled"):
         return "kernel has no /sys/kernel/mm/numa/demotion_enabled"
-    if peer in ("c", "d") and not os.path.isdir(DAMON):
+    if peer == "g" and not os.path.exists("/sys/kernel/mm/numa/demotion_enabled"):
+        return "kernel has no /sys/kernel/mm/numa/demotion_enabled"
+    if peer in ("c", "d", "g") and not os.path.isdir(DAMON):
         return "kernel has no DAMON sysfs"
     if peer == "e" and not os.path.exists(PAGE_IDLE_BITMAP):
         return "kernel has no page_idle"
@@ -486,7 +493,7 @@ def main():
     if os.geteuid() != 0:
         raise SystemExit("guest_peers: run as root")
     # e (page_idle) only when asked for: it needs the lab kernel, so it is a run of its own (run.sh --page-idle).
-    peers = selected("PEERS", sorted(PEERS), ["a", "b", "c", "d", "f"])
+    peers = selected("PEERS", sorted(PEERS), ["a", "b", "c", "d", "f", "g"])
     workloads = selected("WORKLOADS", list(WORKLOADS), list(WORKLOADS))
     os.makedirs(OUT, exist_ok=True)
     pmem = pmem_node()
