@@ -64,7 +64,7 @@ molecule: deps venv collection-link
 molecule-%: deps venv collection-link
 	@s='$*'; scenario=$${s%@*}; release=; [[ $$s == *@* ]] && release=$${s#*@}; \
 	if [[ -n $$release ]]; then export LAB_RELEASE=$$release MOLECULE_EPHEMERAL_DIRECTORY=$(CURDIR)/.cache/molecule/$$s; fi; \
-	$(TIMED) "molecule-$$s" molecule test -s $$scenario
+	$(TIMED) "molecule-$$s" bash lab/molecule_test.sh $$scenario
 
 test: deps venv collection-link
 	$(TIMED) total bash -c '$(MAKE) --no-print-directory lab-images && python3 lab/lanes.py --lane "$(LANE_A)" --lane "$(LANE_B)"'
