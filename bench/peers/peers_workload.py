@@ -27,19 +27,9 @@ import sys
 import time
 
 PAGE = mmap.PAGESIZE
-MPOL_DEFAULT, MPOL_BIND = 0, 2
-MBIND_SYSCALL = {"x86_64": 237, "aarch64": 235}
-
-
-def mbind(address, length, mode, node=None):
-    libc = ctypes.CDLL(None, use_errno=True)
-    mask = ctypes.c_ulong(0 if node is None else 1 << node)
-    rc = libc.syscall(ctypes.c_long(MBIND_SYSCALL[os.uname().machine]), ctypes.c_void_p(address),
-                      ctypes.c_ulong(length), ctypes.c_int(mode),
-                      None if node is None else ctypes.byref(mask), ctypes.c_ulong(0 if node is None else 64),
-                      ctypes.c_uint(0))
-    if rc != 0:
-        raise OSError(ctypes.get_errno(), "mbind mode %d node %s failed" % (mode, node))
+# The lab workload's mbind (bench/peers/run.sh copies tests/lab/tierd beside bench/peers).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "lab", "tierd"))
+from workload import MPOL_DEFAULT, mbind  # noqa: E402
 
 
 def hot_pages(pages, percent, layout, rng, exclude=()):
@@ -68,11 +58,11 @@ def main():
     pages = length // PAGE
     region = mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     address = ctypes.addressof(ctypes.c_char.from_buffer(region))
-    mbind(address, length, MPOL_BIND, args.node)
+    mbind(address, length, args.node)
     filler = os.urandom(1 << 20)  # random, so no page is the shared zero page or merged by KSM
     for offset in range(0, length, 1 << 20):
         region[offset:offset + (1 << 20)] = filler[:min(1 << 20, length - offset)]
-    mbind(address, length, MPOL_DEFAULT)
+    mbind(address, length, None, MPOL_DEFAULT)
     rng = random.Random(args.seed)
     hot = hot_pages(pages, args.hot_percent, args.layout, rng)
     info = {"pid": os.getpid(), "address": address, "pages": pages, "page_size": PAGE, "hot": hot,
