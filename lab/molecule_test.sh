@@ -28,4 +28,3 @@ for attempt in 1 2; do
     fi
     exit "$rc"
 done
-exit "$rc"

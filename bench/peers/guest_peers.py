@@ -334,9 +334,7 @@ PEERS = {
 
 
 def why_skipped(peer):
-    if peer == "b" and not os.path.exists("/sys/kernel/mm/numa/demotion_enabled"):
-        return "kernel has no /sys/kernel/mm/numa/demotion_enabled"
-    if peer == "g" and not os.path.exists("/sys/kernel/mm/numa/demotion_enabled"):
+    if peer in ("b", "g") and not os.path.exists("/sys/kernel/mm/numa/demotion_enabled"):
         return "kernel has no /sys/kernel/mm/numa/demotion_enabled"
     if peer in ("c", "d", "g") and not os.path.isdir(DAMON):
         return "kernel has no DAMON sysfs"
