@@ -2,13 +2,16 @@
 
 A promotion goes to the DRAM node of the CPUs the task runs on (most of its threads' last CPUs),
 within the nodes its cpuset allows: a VM pinned to socket 1 gets its hot pages on socket 1's DRAM,
-not on the DRAM with the most free memory. A demotion goes to the lower-tier node nearest that home
-node by the kernel's node distances (SLIT, or HMAT's), so socket 1's cold pages land on socket 1's
-PMEM. Where the task's CPUs are unknown (it exited, or a kernel thread) or no allowed node is left,
-the caller's fallback decides (the node with the most free memory, as before). With one DRAM node
-every answer is that node, so single-socket hosts behave as they always did.
+not on the DRAM with the most free memory. A demotion goes from the node the page is on to the
+nearest node of the next lower memory tier (what the kernel itself picks as that node's demotion
+target: the nearest nodes of the next tier by the node distances, SLIT or HMAT's), so socket 1's
+cold pages land on socket 1's PMEM, and with three tiers (DRAM, CXL, PMEM) DRAM's cold pages go to
+the CXL tier, not past it. Where the task's CPUs are unknown (it exited, or a kernel thread) or no
+allowed node is left, the caller's fallback decides (the node with the most free memory, as
+before). With one DRAM node and one lower node every answer is that node, so single-socket hosts
+behave as they always did.
 
-Reads through Kernel only (node CPUs, distances, threads' last CPUs, Mems_allowed).
+Reads through Kernel only (node CPUs, distances, memory tiers, threads' last CPUs, Mems_allowed).
 """
 
 
@@ -22,6 +25,9 @@ class Topology:
             for cpu in kernel.node_cpus(node):
                 self.cpu_node[cpu] = node
         self.distances = {node: kernel.node_distances(node) for node in self.dram_nodes + self.pmem_nodes}
+        # The lower tiers in order, each a list of nodes; without memory_tiering (or when it does not
+        # cover the nodes) all lower nodes are one tier.
+        self.lower_tiers = _lower_tiers(kernel.memory_tiers(), self.dram_nodes, self.pmem_nodes)
 
     def distance(self, a, b):
         row = self.distances.get(a) or []
@@ -54,6 +60,20 @@ class Topology:
         promote = home if home in dram else self._nearest(home, dram)
         return promote, self._nearest(home, pmem)
 
+    def demotion_target(self, source, allowed=None):
+        """The node a page on ``source`` is demoted to: the nearest allowed node of the tier below
+        ``source``'s (the first lower tier for a DRAM node); None when there is none."""
+        below = self.lower_tiers
+        for index, tier in enumerate(self.lower_tiers):
+            if source in tier:
+                below = self.lower_tiers[index + 1:]
+                break
+        for tier in below:
+            candidates = [n for n in tier if allowed is None or n in allowed]
+            if candidates:
+                return self._nearest(source, candidates)
+        return None
+
     def fill_by_headroom(self, groups, headroom):
         """Promotions [(node, [(key, pages)])] re-split so that no DRAM node is filled past its own
         free-memory reserve: what does not fit on a node goes to the nearest DRAM node that still has
@@ -76,3 +96,12 @@ class Topology:
                         headroom[target] -= take
                         pages -= take
         return sorted(placed.items())
+
+
+def _lower_tiers(tiers, dram_nodes, pmem_nodes):
+    """[[nodes of the fastest lower tier], [next], ...] over ``pmem_nodes``."""
+    ordered = [[n for n in nodes if n in pmem_nodes] for _tier, nodes in sorted(tiers.items())]
+    ordered = [nodes for nodes in ordered if nodes]
+    if sorted(n for nodes in ordered for n in nodes) != sorted(pmem_nodes):
+        return [list(pmem_nodes)] if pmem_nodes else []
+    return ordered

@@ -9,7 +9,11 @@ one socket's CPU with its buffer on the *other* socket's PMEM:
   wl_s0: taskset -c 0, buffer on node 3;   wl_s1: taskset -c 1, buffer on node 2.
 tierd must promote each one's hot pages to the DRAM of the CPU it runs on (wl_s0 → node 0,
 wl_s1 → node 1): the node with the most free DRAM (tierd's choice before topology) would put both
-on one node, and one of them would get remote memory. Cold pages stay on PMEM; checksums unchanged.
+on one node, and one of them would get remote memory. Cold pages stay on PMEM.
+Beside them two workloads start on DRAM, each on the socket it does not run on:
+  wl_d0: taskset -c 1, buffer on node 0;   wl_d1: taskset -c 0, buffer on node 1.
+Their cold pages must be demoted to the PMEM near the node each page is on (wl_d0 → node 2,
+wl_d1 → node 3), as the kernel's own demotion would, not to the PMEM near the CPU. Checksums unchanged.
 Prints one JSON line of measurements; exits non-zero on the first failed check.
 """
 
@@ -30,7 +34,10 @@ from placement import nodes_of  # noqa: E402
 DRAM_NODES, PMEM_NODES = (0, 1), (2, 3)
 # workload -> (CPU it is pinned to, PMEM node its buffer starts on, DRAM node its hot pages belong on)
 LAYOUT = {"wl_s0": (0, 3, 0), "wl_s1": (1, 2, 1)}
+# workload -> (CPU it is pinned to, DRAM node its buffer starts on, PMEM node its cold pages belong on)
+DEMOTE_LAYOUT = {"wl_d0": (1, 0, 2), "wl_d1": (0, 1, 3)}
 SIZE_MIB, HOT_PERCENT = 64, 20
+DEMOTE_SIZE_MIB = 32
 HOT_FRACTION = float(os.environ.get("TIERD_LAB_HOT_FRACTION", "0.9"))
 MAX_INTERVALS = int(os.environ.get("TIERD_LAB_MAX_INTERVALS", "40"))
 WALL_LIMIT = int(os.environ.get("TIERD_LAB_WALL_SECONDS", "900"))
@@ -79,16 +86,16 @@ def config():
     cfg["workloads"] = [
         {"name": name, "match": {"cmdline": r"workload\.py .*%s\.json" % name}, "vmas": {"min_size": "32M"},
          "policy": {"direction": "both", "priority": 10}}
-        for name in sorted(LAYOUT)]
+        for name in sorted(LAYOUT) + sorted(DEMOTE_LAYOUT)]
     return cfg
 
 
-def start_pinned(name, cpu, node):
+def start_pinned(name, cpu, node, size_mib=SIZE_MIB):
     info_file = "/run/%s.json" % name
     if os.path.exists(info_file):
         os.unlink(info_file)
     subprocess.Popen(["taskset", "-c", str(cpu), "python3", os.path.join(HERE, "workload.py"),
-                      "--size-mib", str(SIZE_MIB), "--hot-percent", str(HOT_PERCENT), "--node", str(node),
+                      "--size-mib", str(size_mib), "--hot-percent", str(HOT_PERCENT), "--node", str(node),
                       "--info", info_file, "--flush-tlb", "--no-thp"],
                      stdout=subprocess.DEVNULL, stderr=open("/run/%s.log" % name, "w"), start_new_session=True)
     return info_file
@@ -104,7 +111,20 @@ def where(info_file):
     return {part: {n: sum(1 for x in values if x == n) for n in sorted(set(values))} for part, values in split.items()}
 
 
+def demoted(name, spread):
+    """True once ≥ 90 % of the cold pages are on the PMEM near the DRAM node they started on."""
+    _cpu, _start_node, pmem = DEMOTE_LAYOUT[name]
+    cold = sum(spread["cold"].values())
+    far = sum(spread["cold"].get(n, 0) for n in PMEM_NODES if n != pmem)
+    if far > 0.02 * cold:
+        base.fail("%s's cold pages started on node %d, yet %d of %d went to the far PMEM: %s"
+                  % (name, DEMOTE_LAYOUT[name][1], far, cold, spread))
+    return spread["cold"].get(pmem, 0) >= 0.9 * cold
+
+
 def settled(name, spread):
+    if name in DEMOTE_LAYOUT:
+        return demoted(name, spread)
     _cpu, _start_node, home = LAYOUT[name]
     hot = sum(spread["hot"].values())
     cold = sum(spread["cold"].values())
@@ -127,10 +147,12 @@ def main():
     base.CONFIG.update(wanted)
     base.install()
     files = {name: start_pinned(name, cpu, node) for name, (cpu, node, _home) in LAYOUT.items()}
+    files.update({name: start_pinned(name, cpu, node, DEMOTE_SIZE_MIB)
+                  for name, (cpu, node, _pmem) in DEMOTE_LAYOUT.items()})
     base.wait_for_files(list(files.values()), 300)
     for name, path in files.items():
         spread = where(path)
-        start_node = LAYOUT[name][1]
+        start_node = (LAYOUT.get(name) or DEMOTE_LAYOUT[name])[1]
         if set(spread["hot"]) | set(spread["cold"]) != {start_node}:
             base.fail("%s did not start wholly on node %d: %s" % (name, start_node, spread))
     sums = {name: base.info(path)["sha256"] for name, path in files.items()}

@@ -156,3 +156,53 @@ def test_move_budget_caps_an_interval_and_the_rest_follows(guest_root, tmp_path)
     # The hottest pages went first: all of the budget is in the hot part.
     hot = [placement[(info["pid"], info["address"] + i * 4096)] for i in range(info["hot_pages"])]
     assert hot.count(0) == min(budget, info["hot_pages"])
+
+
+def test_demoted_pages_are_grouped_by_the_tier_below_the_node_each_is_on(tmp_path):
+    """Agent._demotion_targets over the two-socket topology: one task's pages on both sockets' DRAM
+    go to the PMEM near each page, and a page with no allowed target to the caller's node."""
+    from types import SimpleNamespace
+
+    from test_topology import two_socket
+
+    topology = two_socket(tmp_path, [(100, 1)], mems_allowed="0-2")
+    agent = SimpleNamespace(pmem_nodes=[2, 3], kernel=topology.kernel, topology=topology)
+    pages = [(0x1000, 0, 7), (0x2000, 1, 7), (0x3000, 0, 7)]
+    # Node 3 is outside the cpuset (0-2): node 1's page goes to node 2, the nearest allowed.
+    assert Agent._demotion_targets(agent, 100, pages, 3) == [(2, pages)]
+    topology = two_socket(tmp_path, [(100, 1)])
+    agent.kernel, agent.topology = topology.kernel, topology
+    assert Agent._demotion_targets(agent, 100, pages, 3) == [(2, [pages[0], pages[2]]), (3, [pages[1]])]
+    agent.pmem_nodes = [2]
+    assert Agent._demotion_targets(agent, 100, pages, 2) == [(2, pages)]
+
+
+def test_kernel_promotes_mode_leaves_pages_the_kernel_promoted_back_on_dram(guest_root, tmp_path):
+    """kernel_promotes: tierd demotes DAMON-cold pages; a page the kernel promotes back after that
+    is hot whatever its region's heat says, and tierd does not demote it again."""
+    agent, kernel, placement, info, stream = make_agent(
+        guest_root, tmp_path, {"direction": "both"}, tiering_mode="kernel_promotes",
+        mover={"batch_pages": 1024, "rate_limit_mbps": 100000, "min_residency_intervals": 1})
+    for key in placement:
+        placement[key] = 0
+    agent.run(max_intervals=4)
+    demoted = sorted(key for key, node in placement.items() if node == 1)
+    assert demoted and agent.state["workloads"]["wl"]["promoted_total"] == 0
+    # The kernel promotes a tenth of them back (NUMA hint faults on hot pages).
+    promoted_back = demoted[::10]
+    for key in promoted_back:
+        placement[key] = 0
+    agent.run(max_intervals=8)
+    assert all(placement[key] == 0 for key in promoted_back)
+    # The rest of the cold set is still demoted, and the held pages are not counted as moved.
+    assert sum(1 for node in placement.values() if node == 1) >= len(demoted) - len(promoted_back)
+
+
+def test_tierd_mode_keeps_no_memory_of_its_demotions(guest_root, tmp_path):
+    agent, kernel, placement, info, stream = make_agent(
+        guest_root, tmp_path, {"direction": "both"}, tiering_mode="tierd")
+    for key in placement:
+        placement[key] = 0
+    agent.run(max_intervals=4)
+    assert agent.state["workloads"]["wl"]["demoted_total"] > 0
+    assert agent.demoted.ranges == {} and agent.kernel_promoted.ranges == {}

@@ -73,3 +73,47 @@ def test_promotions_that_fit_nowhere_are_dropped(tmp_path):
     topology = two_socket(tmp_path, [(100, 0)])
     key = (100, 0, 0, 4096)
     assert topology.fill_by_headroom([(0, [(key, 500)])], {0: 50, 1: 0}) == [(0, [(key, 50)])]
+
+
+def test_a_page_is_demoted_to_the_pmem_near_the_node_it_is_on(tmp_path):
+    # The task runs on socket 1, but a page on socket 0's DRAM goes to socket 0's PMEM, as the
+    # kernel's own demotion would send it; a page on socket 1's DRAM to socket 1's.
+    topology = two_socket(tmp_path, [(100, 1)])
+    assert topology.demotion_target(0) == 2
+    assert topology.demotion_target(1) == 3
+
+
+def test_the_cpuset_limits_where_a_page_is_demoted(tmp_path):
+    topology = two_socket(tmp_path, [(100, 1)])
+    assert topology.demotion_target(1, allowed=[0, 1, 2]) == 2
+    assert topology.demotion_target(1, allowed=[0, 1]) is None
+
+
+def three_tiers(tmp_path):
+    """One socket: DRAM node 0, CXL node 1 (tier 2), PMEM node 2 (tier 3), the PMEM *nearer* node 0 by
+    distance, so only the tiers' order can make node 1 the demotion target."""
+    root = str(tmp_path)
+    for node, (cpus, distance) in enumerate([("0-1", "10 30 20"), ("", "30 10 30"), ("", "20 30 10")]):
+        _write(root, "/sys/devices/system/node/node%d/cpulist" % node, cpus + "\n")
+        _write(root, "/sys/devices/system/node/node%d/distance" % node, distance + "\n")
+    for tier, nodes in ((1, "0"), (2, "1"), (3, "2")):
+        _write(root, "/sys/devices/virtual/memory_tiering/memory_tier%d/nodelist" % tier, nodes + "\n")
+    return Topology(Kernel(root), [0], [1, 2])
+
+
+def test_with_three_tiers_dram_demotes_to_the_next_tier_and_that_tier_to_the_last(tmp_path):
+    topology = three_tiers(tmp_path)
+    assert topology.lower_tiers == [[1], [2]]
+    assert topology.demotion_target(0) == 1
+    assert topology.demotion_target(1) == 2
+    assert topology.demotion_target(2) is None
+    # A cpuset without the CXL node: DRAM's pages go to the next tier it allows.
+    assert topology.demotion_target(0, allowed=[0, 2]) == 2
+
+
+def test_memory_tiers_that_miss_a_lower_node_count_as_one_tier(tmp_path):
+    topology = three_tiers(tmp_path)
+    os.unlink(os.path.join(str(tmp_path), "sys/devices/virtual/memory_tiering/memory_tier3/nodelist"))
+    assert Topology(topology.kernel, [0], [1, 2]).lower_tiers == [[1, 2]]
+    # One tier: the nearest lower node by distance.
+    assert Topology(topology.kernel, [0], [1, 2]).demotion_target(0) == 2
