@@ -14,13 +14,6 @@ from .tracker import PagemapReads
 from .tracker_soft_dirty import SoftDirtyTracker
 from .tracking import choose_backend
 from .topology import Topology
-
-# kernel_promotes mode: how long tierd remembers the pages it demoted, and how long a page the
-# kernel promoted back after such a demotion is left on DRAM. DAMON's regions cannot tell a
-# scattered hot page from its cold neighbours (bench/peers W2: tierd's demotions undid half of the
-# kernel's promotions), but a page the kernel promotes again right after tierd demoted it is hot.
-DEMOTED_MEMORY_INTERVALS = 20
-KERNEL_PROMOTED_HOLD_INTERVALS = 40
 from .views import WorkloadScan
 
 
@@ -61,8 +54,6 @@ class Agent:
         self.intervals = 0
         self.deferred_pages = 0  # pages mover.max_pages_per_interval left for later, last interval
         self.recent = RecentMoves()
-        self.demoted = RecentMoves()  # kernel_promotes mode: pages tierd demoted lately
-        self.kernel_promoted = RecentMoves()  # ... of which the kernel promoted back: hot, left alone
         self.totals = {}  # workload -> {"promoted_total", "demoted_total", "failed_total"}
         self.state = {}
         self.http = None
@@ -181,8 +172,6 @@ class Agent:
         self.heat.forget(live_pids)
         self.placement.forget(live_pids)
         self.recent.expire(live_pids, self.intervals, self.cfg["mover"]["min_residency_intervals"])
-        self.demoted.expire(live_pids, self.intervals, DEMOTED_MEMORY_INTERVALS)
-        self.kernel_promoted.expire(live_pids, self.intervals, KERNEL_PROMOTED_HOLD_INTERVALS)
         views, report = self._workload_views(targets, assignment, samples, writes)
         budget = self.cfg["dram_budget"]
         decisions = policy_mod.plan(views, self.cfg["heat"]["hot_threshold"], self.cfg["heat"]["cold_threshold"],
@@ -378,10 +367,9 @@ class Agent:
         for pid, ranges in sorted(by_pid.items()):
             recently_moved = self.recent.blocked(pid)
             taken = set()  # neighbouring ranges share their boundary block: pick its pages once
-            held = self._kernel_promoted_test(pid) if kind == "demote" else None
 
             def blocked(address):
-                return address in taken or recently_moved(address) or (held is not None and held(address))
+                return address in taken or recently_moved(address)
             pages = []  # (address, source node, mapping start)
             for vma_start, low, high, wanted in ranges:
                 try:
@@ -394,34 +382,12 @@ class Agent:
                     break
                 pages.extend((address, source, vma_start) for address, source in picked)
                 taken.update(address for address, _source in picked)
-            if held is not None:
-                self.kernel_promoted.add(pid, held.found, self.intervals)
             if not pages:
                 continue
             for target, group in self._demotion_targets(pid, pages, node) if kind == "demote" else [(node, pages)]:
                 if self._move_pages(name, kind, pid, group, target, totals, per_node):
                     return True
         return False
-
-    def _kernel_promoted_test(self, pid):
-        """In kernel_promotes mode, a test ``address -> bool`` for the pages of ``pid`` not to demote:
-        those the kernel promoted back after tierd demoted them (each found is kept in its ``found``
-        list, to be held for KERNEL_PROMOTED_HOLD_INTERVALS). None in tierd mode."""
-        if self.mode.heat_promotions:
-            return None
-        demoted = self.demoted.blocked(pid)
-        promoted = self.kernel_promoted.blocked(pid)
-
-        def held(address):
-            # pick_pages asks only about pages on DRAM: one tierd demoted is there again by the kernel.
-            if promoted(address):
-                return True
-            if demoted(address):
-                held.found.append(address)
-                return True
-            return False
-        held.found = []
-        return held
 
     def _demotion_targets(self, pid, pages, fallback):
         """[(node, pages)]: each page to the nearest node of the tier below the node it is on
@@ -446,8 +412,6 @@ class Agent:
         totals["%sd_total" % kind] += moved
         totals["failed_total"] += failed
         self.recent.add(pid, addresses, self.intervals)
-        if kind == "demote" and not self.mode.heat_promotions:
-            self.demoted.add(pid, addresses, self.intervals)
         shifted = {}
         for (_address, source, vma_start), code in zip(pages, self.mover.last_status):
             if code == node and source != node:

@@ -1,6 +1,7 @@
 """Verify of molecule/agent: the unit as the role rendered it, and tierd doing its job."""
 
 import json
+import re
 import time
 
 
@@ -70,11 +71,32 @@ def test_systemd_analyze_security_exposure(host):
     assert score < 5.0, out[-400:]
 
 
-def _reload_with(host, writer, reason):
-    """Replace the config with a bad one, reload: tierd must log the rejection and keep running."""
-    config = "/etc/tierd/config.json"
-    # The test before kills tierd with -9: wait until systemd's restart has settled (active, the same
-    # MainPID twice 3 s apart) so the reload meets a running tierd, not one still starting.
+def _now(host):
+    return host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+
+
+def _journal_since(host, since):
+    return host.check_output("journalctl -u tierd.service --since '%s' --no-pager -o cat" % since)
+
+
+def _wait_for_line(host, since, event, seconds=120):
+    """tierd's journal since ``since`` once it holds ``event=EVENT`` (the journal so far when it never does)."""
+    deadline = time.time() + seconds
+    logged = _journal_since(host, since)
+    while time.time() < deadline and not re.search(r"event=%s(\s|$)" % event, logged, re.M):
+        time.sleep(3)
+        logged = _journal_since(host, since)
+    return logged
+
+
+def _fields(logged, event):
+    """key=value fields of tierd's last ``event`` line (unquoted values only: numbers and names)."""
+    lines = [line for line in logged.splitlines() if "event=%s" % event in line.split()]
+    return dict(word.split("=", 1) for word in lines[-1].split() if "=" in word) if lines else {}
+
+
+def _settled_pid(host):
+    """tierd's MainPID once systemd's (re)start has settled: active, the same MainPID twice 3 s apart."""
     deadline, pid, previous = time.time() + 90, "", None
     while time.time() < deadline:
         state = host.run("systemctl is-active tierd.service").stdout.strip()
@@ -84,16 +106,20 @@ def _reload_with(host, writer, reason):
         previous = pid
         time.sleep(3)
     journal = host.run("journalctl -u tierd.service -n 30 --no-pager -o cat").stdout
-    assert host.service("tierd.service").is_running, "tierd is not running before the reload:\n" + journal
-    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    assert host.service("tierd.service").is_running, "tierd is not running:\n" + journal
+    return pid
+
+
+def _reload_with(host, writer, reason):
+    """Replace the config with a bad one, reload: tierd must log the rejection and keep running."""
+    config = "/etc/tierd/config.json"
+    # The test before kills tierd with -9: the reload must meet a running tierd, not one still starting.
+    pid = _settled_pid(host)
+    since = _now(host)
     host.check_output("cp -p %s /root/config.good && %s" % (config, writer))
     try:
         host.check_output("systemctl reload tierd.service")
-        deadline = time.time() + 120
-        logged = ""
-        while time.time() < deadline and "reload_rejected" not in logged:
-            time.sleep(3)
-            logged = host.check_output("journalctl -u tierd.service --since '%s' --no-pager -o cat" % since)
+        logged = _wait_for_line(host, since, "reload_rejected")
         assert "reload_rejected" in logged and reason in logged, logged[-2000:]
         assert "Traceback" not in logged
         assert host.check_output("systemctl show -p MainPID --value tierd.service") == pid
@@ -118,3 +144,90 @@ def test_check_config_on_a_50_mb_file_says_so_in_one_line(host):
     assert result.rc == 2
     assert len(result.stderr) < 500 and "Traceback" not in result.stderr and result.stdout == ""
     assert "MiB" in result.stderr or "bytes" in result.stderr, result.stderr
+
+
+def test_unit_is_ordered_after_the_collections_pmem_boot_unit(host):
+    after = host.check_output("systemctl show -p After --value tierd.service").split()
+    wants = host.check_output("systemctl show -p Wants --value tierd.service").split()
+    pmem_units = [unit for unit in after if unit.startswith("tiering-pmem-dax-kmem@")]
+    assert pmem_units, after
+    assert set(pmem_units) <= set(wants)
+    for unit in pmem_units:
+        assert host.service(unit).is_enabled
+
+
+def test_restart_restores_the_heat_of_the_running_workload(host):
+    _settled_pid(host)
+    since = _now(host)
+    host.check_output("systemctl restart tierd.service")
+    logged = _wait_for_line(host, since, "heat_restored")
+    restored = _fields(logged, "heat_restored")
+    assert "event=stop" in logged and "heat_not_restored" not in logged, logged[-2000:]
+    # sshd's PIDs come and go with each test's connection; the workload's stays and gets its heat back.
+    assert int(restored.get("pids", 0)) >= 1, logged[-2000:]
+    placement = json.loads(host.check_output("python3 /usr/local/lib/placement.py /run/quota.json 0 1"))
+    assert placement["on_pmem"] <= int(placement["pages"] * 0.30) + 1024, placement
+
+
+def _pmem_node_memory(host):
+    return int(host.check_output("awk '/MemTotal/ {print $4}' /sys/devices/system/node/node1/meminfo"))
+
+
+def test_pmem_node_that_comes_late_is_waited_for(host):
+    """tierd started while the pmem is offline keeps running, says it waits, and uses the node once
+    it is online (a dax device onlined late in boot, a CXL region created later)."""
+    host.check_output("systemctl stop tierd.service")
+    host.run("pkill -f '[w]orkload\\.py'")
+    deadline = time.time() + 120
+    while _pmem_node_memory(host) > 0 and time.time() < deadline:
+        host.run("daxctl offline-memory dax0.0")
+        time.sleep(3)
+    assert _pmem_node_memory(host) == 0, host.run("daxctl list -M").stdout
+    try:
+        since = _now(host)
+        host.check_output("systemctl start tierd.service")
+        logged = _wait_for_line(host, since, "nodes_missing", 60)
+        assert "event=nodes_missing" in logged, logged[-2000:]
+        pid = _settled_pid(host)
+        time.sleep(8)  # a few intervals of 3 s: still waiting, not failed
+        assert host.check_output("systemctl show -p MainPID --value tierd.service") == pid
+        assert "waiting for the PMEM node" in host.check_output("/usr/local/sbin/tierd status -c /etc/tierd/config.json")
+    finally:
+        host.check_output("daxctl online-memory dax0.0 --movable")
+    logged = _wait_for_line(host, since, "nodes_found", 60)
+    assert _fields(logged, "nodes_found").get("pmem_nodes") == "1", logged[-2000:]
+    assert host.check_output("systemctl show -p MainPID --value tierd.service") == pid
+    assert "Traceback" not in logged
+
+
+def _boot_id(host):
+    return host.check_output("cat /proc/sys/kernel/random/boot_id")
+
+
+def _monotonic(host, unit, prop):
+    return int(host.check_output("systemctl show -p %s --value %s" % (prop, unit)))
+
+
+def test_after_a_reboot_tierd_starts_once_the_pmem_is_online(host):
+    before = _boot_id(host)
+    host.run("systemd-run --on-active=2 systemctl reboot")
+    deadline, after = time.time() + 600, before
+    while after == before and time.time() < deadline:
+        time.sleep(10)
+        try:
+            after = _boot_id(host)
+        except Exception:  # noqa: BLE001 - ssh refuses while the guest reboots
+            continue
+    assert after != before, "the guest did not come back within 10 min"
+    host.run("systemctl is-system-running --wait")
+    pmem_units = [unit for unit in host.check_output("systemctl show -p After --value tierd.service").split()
+                  if unit.startswith("tiering-pmem-dax-kmem@")]
+    assert _pmem_node_memory(host) > 0
+    assert host.service("tierd.service").is_running
+    started = _monotonic(host, "tierd.service", "ExecMainStartTimestampMonotonic")
+    for unit in pmem_units:
+        assert 0 < _monotonic(host, unit, "ActiveEnterTimestampMonotonic") <= started, unit
+    logged = host.check_output("journalctl -b -u tierd.service --no-pager -o cat")
+    start = _fields(logged, "start")
+    assert start.get("pmem_nodes") == "1" and start.get("nodes_from") != "waiting", logged[-2000:]
+    assert "event=nodes_missing" not in logged, logged[-2000:]

@@ -27,10 +27,15 @@ import time
 
 SRC = sys.argv[1] if len(sys.argv) > 1 else "/opt/t"
 HERE = os.path.join(SRC, "tests", "lab", "tierd")
-DRAM, PMEM = 0, 1
+sys.path.insert(0, HERE)
+
+import guest_test as base  # noqa: E402  (the lab test's log, fail, placement and results)
+
+DRAM, PMEM = base.DRAM, base.PMEM
 INTERVAL = 3
 BATCH = 1024
 SIZE_MIB, HOT_PERCENT, BUDGET_MIB = 128, 10, 40
+BUDGET_PAGES = BUDGET_MIB << 20 >> 12
 MAX_INTERVALS = int(os.environ.get("TIERD_LAB_DEMOTION_INTERVALS", "40"))
 STATE = "/run/tierd-demotion/state.json"
 CONFIG = {
@@ -47,24 +52,7 @@ CONFIG = {
          "policy": {"direction": "both"}},
     ],
 }
-results = {}
-
-
-def log(msg):
-    print("demotion_test: %s" % msg, file=sys.stderr, flush=True)
-
-
-def fail(msg):
-    results["failed"] = msg
-    print(json.dumps(results), flush=True)
-    log("FAIL: " + msg)
-    sys.exit(1)
-
-
-def placement(info_file):
-    out = subprocess.run(["python3", os.path.join(HERE, "placement.py"), info_file, str(DRAM), str(PMEM)],
-                         stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
-    return json.loads(out)
+log, fail, placement, results = base.log, base.fail, base.placement, base.results
 
 
 def read_json(path, default=None):
@@ -87,7 +75,7 @@ def wait_until(label, info_file, tierd, ok):
             fail("%s: tierd exited (rc %s); log in /run/tierd-demotion-*.log" % (label, tierd.returncode))
         p, n = placement(info_file), intervals()
         log("%s: interval %d  on DRAM %d/%d (budget %d pages)  hot on DRAM %d/%d  cold on DRAM %d/%d%s" % (
-            label, n, p["on_dram"], p["pages"], budget_pages(), p["hot_on_dram"], p["hot_pages"],
+            label, n, p["on_dram"], p["pages"], BUDGET_PAGES, p["hot_on_dram"], p["hot_pages"],
             p["cold_on_dram"], p["cold_pages"],
             "  old hot on DRAM %d" % p["previous_hot_on_dram"] if "previous_hot_on_dram" in p else ""))
         if ok(p):
@@ -97,16 +85,12 @@ def wait_until(label, info_file, tierd, ok):
         time.sleep(INTERVAL)
 
 
-def budget_pages():
-    return BUDGET_MIB << 20 >> 12
-
-
 def placed(p):
     # The accuracy target: >= 90 % of the hot set on DRAM, <= 10 % of the cold set there. After
     # a move also >= half the old hot set back on PMEM, which neither that nor the budget forces. Not
     # more: with THP the old and the new hot set share a 2 MiB block, which rightly stays (408 pages
     # here), and DAMON's region edges keep one more block (920 of 3276 left in one guest run).
-    return (p["on_dram"] <= budget_pages() + BATCH and p["hot_on_dram"] >= 0.9 * p["hot_pages"]
+    return (p["on_dram"] <= BUDGET_PAGES + BATCH and p["hot_on_dram"] >= 0.9 * p["hot_pages"]
             and p["cold_on_dram"] <= 0.1 * p["cold_pages"]
             and p.get("previous_hot_on_dram", 0) <= 0.5 * p["hot_pages"])
 

@@ -60,7 +60,8 @@ results = {}
 
 
 def log(msg):
-    print("guest_test: %s" % msg, file=sys.stderr, flush=True)
+    # Prefixed with the script that runs (demotion_test, topology_test... import these helpers).
+    print("%s: %s" % (os.path.splitext(os.path.basename(sys.argv[0]))[0], msg), file=sys.stderr, flush=True)
 
 
 def fail(msg):

@@ -25,7 +25,12 @@ import time
 
 SRC = sys.argv[1] if len(sys.argv) > 1 else "/opt/t"
 HERE = os.path.join(SRC, "tests", "lab", "tierd")
-DRAM, PMEM = 0, 1
+sys.path.insert(0, HERE)
+
+import guest_test as base  # noqa: E402  (the lab test's log and placement)
+
+DRAM, PMEM = base.DRAM, base.PMEM
+log, placement = base.log, base.placement
 INTERVALS = int(os.environ.get("TIERD_LAB_SOFT_DIRTY_INTERVALS", "12"))
 CONFIG = {
     "interval_seconds": 3,
@@ -43,16 +48,6 @@ CONFIG = {
          "policy": {"direction": "promote"}},
     ],
 }
-
-
-def log(msg):
-    print("soft_dirty_test: %s" % msg, file=sys.stderr, flush=True)
-
-
-def placement(info_file):
-    out = subprocess.run(["python3", os.path.join(HERE, "placement.py"), info_file, str(DRAM), str(PMEM)],
-                         stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
-    return json.loads(out)
 
 
 def tierd_once(config, extra):

@@ -176,33 +176,3 @@ def test_demoted_pages_are_grouped_by_the_tier_below_the_node_each_is_on(tmp_pat
     agent.pmem_nodes = [2]
     assert Agent._demotion_targets(agent, 100, pages, 2) == [(2, pages)]
 
-
-def test_kernel_promotes_mode_leaves_pages_the_kernel_promoted_back_on_dram(guest_root, tmp_path):
-    """kernel_promotes: tierd demotes DAMON-cold pages; a page the kernel promotes back after that
-    is hot whatever its region's heat says, and tierd does not demote it again."""
-    agent, kernel, placement, info, stream = make_agent(
-        guest_root, tmp_path, {"direction": "both"}, tiering_mode="kernel_promotes",
-        mover={"batch_pages": 1024, "rate_limit_mbps": 100000, "min_residency_intervals": 1})
-    for key in placement:
-        placement[key] = 0
-    agent.run(max_intervals=4)
-    demoted = sorted(key for key, node in placement.items() if node == 1)
-    assert demoted and agent.state["workloads"]["wl"]["promoted_total"] == 0
-    # The kernel promotes a tenth of them back (NUMA hint faults on hot pages).
-    promoted_back = demoted[::10]
-    for key in promoted_back:
-        placement[key] = 0
-    agent.run(max_intervals=8)
-    assert all(placement[key] == 0 for key in promoted_back)
-    # The rest of the cold set is still demoted, and the held pages are not counted as moved.
-    assert sum(1 for node in placement.values() if node == 1) >= len(demoted) - len(promoted_back)
-
-
-def test_tierd_mode_keeps_no_memory_of_its_demotions(guest_root, tmp_path):
-    agent, kernel, placement, info, stream = make_agent(
-        guest_root, tmp_path, {"direction": "both"}, tiering_mode="tierd")
-    for key in placement:
-        placement[key] = 0
-    agent.run(max_intervals=4)
-    assert agent.state["workloads"]["wl"]["demoted_total"] > 0
-    assert agent.demoted.ranges == {} and agent.kernel_promoted.ranges == {}
