@@ -175,4 +175,3 @@ def test_demoted_pages_are_grouped_by_the_tier_below_the_node_each_is_on(tmp_pat
     assert Agent._demotion_targets(agent, 100, pages, 3) == [(2, [pages[0], pages[2]]), (3, [pages[1]])]
     agent.pmem_nodes = [2]
     assert Agent._demotion_targets(agent, 100, pages, 2) == [(2, pages)]
-
