@@ -307,23 +307,24 @@ class Agent:
         return stopped
 
     def _by_target(self, kind, chosen, nodes):
-        """[(node, chosen items)]: each process's pages to the node topology gives it (see topology)."""
+        """[(node, chosen items)]: promotions to each process's node (see topology), re-split by the
+        DRAM nodes' headroom; demotions in one group with no node yet: each page goes by the node it
+        is on, known once its pages are picked (_demotion_targets)."""
+        if kind == "demote":
+            return [(None, chosen)]
         groups = {}
         targets = {}
         fallback = None
         for item in chosen:
             pid = item[0][0]
             if pid not in targets:
-                promote, demote = self.topology.targets(pid)
-                targets[pid] = demote if kind == "demote" else promote
+                targets[pid] = self.topology.targets(pid)[0]
             node = targets[pid]
             if node is None:
                 fallback = self._pick_node(nodes) if fallback is None else fallback
                 node = fallback
             groups.setdefault(node, []).append(item)
-        if kind == "promote":
-            return self.topology.fill_by_headroom(sorted(groups.items()), self._dram_headroom())
-        return sorted(groups.items())
+        return self.topology.fill_by_headroom(sorted(groups.items()), self._dram_headroom())
 
     def _report(self, started, views, decisions, report):
         """The interval's state file, metrics and log line."""
@@ -353,7 +354,8 @@ class Agent:
                                          ("promoted", wl["promoted_total"]), ("demoted", wl["demoted_total"]))})
 
     def _move(self, name, kind, chosen, node, report):
-        """Move ``chosen`` [((pid, mapping start, low, high), pages)] to ``node``; True if stopped.
+        """Move ``chosen`` [((pid, mapping start, low, high), pages)] to ``node`` (a demotion's node is
+        None: each page goes by the node it is on); True if stopped.
 
         Each range's pages get their exact status only now; the placement totals and the report's
         per-node counts are corrected from move_pages' own per-page results.
@@ -389,16 +391,20 @@ class Agent:
                     return True
         return False
 
-    def _demotion_targets(self, pid, pages, fallback):
+    def _demotion_targets(self, pid, pages, fallback=None):
         """[(node, pages)]: each page to the nearest node of the tier below the node it is on
-        (topology.demotion_target), within the task's cpuset; ``fallback`` where there is none."""
+        (topology.demotion_target), within the task's cpuset; where there is none, to ``fallback``
+        (None: the lower node with the most free memory)."""
         if len(self.pmem_nodes) < 2:
-            return [(fallback, pages)]
+            return [(self.pmem_nodes[0] if fallback is None else fallback, pages)]
         allowed = self.kernel.task_mems_allowed(pid)
         groups = {}
         for page in pages:
             target = self.topology.demotion_target(page[1], allowed)
-            groups.setdefault(fallback if target is None else target, []).append(page)
+            if target is None:
+                fallback = self._pick_node(self.pmem_nodes) if fallback is None else fallback
+                target = fallback
+            groups.setdefault(target, []).append(page)
         return sorted(groups.items())
 
     def _move_pages(self, name, kind, pid, pages, node, totals, per_node):

@@ -76,11 +76,14 @@ def _now(host):
 
 
 def _journal_since(host, since):
-    return host.check_output("journalctl -u tierd.service --since '%s' --no-pager -o cat" % since)
+    """tierd's journal since ``since`` (None: since this boot)."""
+    window = "-b" if since is None else "--since '%s'" % since
+    return host.check_output("journalctl -u tierd.service %s --no-pager -o cat" % window)
 
 
 def _wait_for_line(host, since, event, seconds=120):
-    """tierd's journal since ``since`` once it holds ``event=EVENT`` (the journal so far when it never does)."""
+    """tierd's journal since ``since`` (None: this boot) once it holds ``event=EVENT`` (the journal so
+    far when it never does)."""
     deadline = time.time() + seconds
     logged = _journal_since(host, since)
     while time.time() < deadline and not re.search(r"event=%s(\s|$)" % event, logged, re.M):
@@ -146,11 +149,16 @@ def test_check_config_on_a_50_mb_file_says_so_in_one_line(host):
     assert "MiB" in result.stderr or "bytes" in result.stderr, result.stderr
 
 
-def test_unit_is_ordered_after_the_collections_pmem_boot_unit(host):
+def _pmem_boot_units(host):
+    """The collection's dax-kmem boot units tierd's unit is ordered after."""
     after = host.check_output("systemctl show -p After --value tierd.service").split()
+    return [unit for unit in after if unit.startswith("tiering-pmem-dax-kmem@")]
+
+
+def test_unit_is_ordered_after_the_collections_pmem_boot_unit(host):
     wants = host.check_output("systemctl show -p Wants --value tierd.service").split()
-    pmem_units = [unit for unit in after if unit.startswith("tiering-pmem-dax-kmem@")]
-    assert pmem_units, after
+    pmem_units = _pmem_boot_units(host)
+    assert pmem_units, host.check_output("systemctl show -p After --value tierd.service")
     assert set(pmem_units) <= set(wants)
     for unit in pmem_units:
         assert host.service(unit).is_enabled
@@ -220,19 +228,14 @@ def test_after_a_reboot_tierd_starts_once_the_pmem_is_online(host):
             continue
     assert after != before, "the guest did not come back within 10 min"
     host.run("systemctl is-system-running --wait")
-    pmem_units = [unit for unit in host.check_output("systemctl show -p After --value tierd.service").split()
-                  if unit.startswith("tiering-pmem-dax-kmem@")]
+    pmem_units = _pmem_boot_units(host)
     assert _pmem_node_memory(host) > 0
     assert host.service("tierd.service").is_running
     started = _monotonic(host, "tierd.service", "ExecMainStartTimestampMonotonic")
     for unit in pmem_units:
         assert 0 < _monotonic(host, unit, "ActiveEnterTimestampMonotonic") <= started, unit
     # systemd says "Started" before tierd's own start line is out (Python starting under TCG): wait for it.
-    deadline = time.time() + 120
-    logged = host.check_output("journalctl -b -u tierd.service --no-pager -o cat")
-    while "event=start" not in logged and time.time() < deadline:
-        time.sleep(3)
-        logged = host.check_output("journalctl -b -u tierd.service --no-pager -o cat")
+    logged = _wait_for_line(host, None, "start")
     start = _fields(logged, "start")
     assert start.get("pmem_nodes") == "1" and start.get("nodes_from") != "waiting", logged[-2000:]
     assert "event=nodes_missing" not in logged, logged[-2000:]
