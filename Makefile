@@ -21,8 +21,8 @@ SCENARIOS  ?= nvdimm nvdimm@bookworm labelled cxl legacy legacy@bookworm emulate
 # it well inside CI's 90 minutes: nvdimm on trixie (labelled, safe_mode, agent and nvdimm-lab cover
 # trixie NVDIMMs; make molecule-nvdimm), legacy@bookworm and boot-race-lab.
 LANE_A     ?= unit sanity lint docs packaging-test molecule-labelled molecule-cxl molecule-legacy \
-  molecule-safe_mode molecule-modules
-LANE_B     ?= molecule-agent molecule-nvdimm@bookworm molecule-emulated tierd-lab nvdimm-lab
+  molecule-safe_mode molecule-modules molecule-nvdimm@bookworm
+LANE_B     ?= molecule-agent molecule-emulated tierd-lab nvdimm-lab
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap fdisk e2fsprogs openssh-client python3-venv \
   chromium fonts-dejavu-core shellcheck
 TIMED       = bash lab/timed.sh

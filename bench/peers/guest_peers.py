@@ -8,7 +8,9 @@ Peers: a nothing; b kernel tiering (numa_balancing=2, demotion_enabled=1); c DAM
 migrate_cold on paddr kdamonds written through DAMON's sysfs; d tierd, DAMON backend; e tierd,
 page_idle backend (only on a kernel with page_idle); f memtierd, heat policy on its soft-dirty tracker;
 g the kernel and tierd together: b's settings plus tierd (DAMON) in tiering_mode kernel_promotes
-(the kernel promotes, tierd enforces budgets and quotas and demotes: tierd's `auto` on such a kernel).
+(the kernel promotes, tierd enforces budgets and quotas and demotes: tierd's `auto` on such a kernel);
+h the same with each process in a cgroup of its own and tierd's workloads matched by cgroup, so tierd
+demotes through memory.reclaim (how many pages: tierd; which: the kernel's LRU; tierd/reclaim.py).
 Workloads (peers_workload.py, 64 MiB-ish, hot pages written): W1 contiguous 20 % hot set on PMEM;
 W1D the same buffer starting on DRAM (the goal is then the cold set on PMEM); W2 scattered 10 % of
 4 KiB pages on PMEM with THP off, a new hot set halfway; W3 two tenants on PMEM, priorities 10 and 1,
@@ -36,6 +38,9 @@ from placement import nodes_of  # noqa: E402
 
 OUT = os.environ.get("BENCH_PEERS_OUT", "/run/bench-peers")
 MAX_SECONDS = int(os.environ.get("BENCH_PEERS_MAX_SECONDS", "2400"))
+# Workloads flush their TLB after each sweep (peers_workload.py --flush-tlb): how a real CPU's TLB
+# misses would let accessed bits be set again, which TCG's never-evicted TLB does not.
+FLUSH_TLB = os.environ.get("BENCH_PEERS_FLUSH_TLB", "0") == "1"
 # Fill, start, stop and reset around each run's measured seconds (an estimate for the time budget).
 OVERHEAD_SECONDS = 15
 DRAM = 0
@@ -71,7 +76,10 @@ WORKLOADS = {
 }
 PEER_NAMES = {"a": "nothing", "b": "kernel tiering", "c": "DAMOS migrate", "d": "tierd (DAMON)",
               "e": "tierd (page_idle)", "f": "memtierd (soft-dirty)",
-              "g": "kernel promotes + tierd"}
+              "g": "kernel promotes + tierd", "h": "kernel promotes + tierd (reclaim)"}
+# Peer h's workloads: one cgroup each, beside CGROUP (a cgroup whose children have the memory
+# controller may hold no processes itself, and DAMOS's memcg filter matches one memcg exactly).
+OWN_CGROUPS = ("h",)
 
 
 def log(msg):
@@ -237,6 +245,10 @@ def start_damos(ctx):
     return None
 
 
+def own_cgroup(proc):
+    return "/sys/fs/cgroup/bench-peers-%s" % proc["name"]
+
+
 def tierd_config(ctx, backend, mode="tierd"):
     workload = ctx["workload"]
     config = {
@@ -251,13 +263,17 @@ def tierd_config(ctx, backend, mode="tierd"):
         "heat": {"decay": 0.5, "hot_threshold": 0.25, "cold_threshold": 0.05, "warmup_intervals": 2},
         "mover": {"batch_pages": 1024, "rate_limit_mbps": 64, "min_residency_intervals": 3},
         "state_file": os.path.join(OUT, "tierd-state", "state.json"),
-        "workloads": [{"name": proc["name"], "match": {"cmdline": r"peers_workload\.py .*/%s\.json" % proc["name"]},
+        "workloads": [{"name": proc["name"],
+                       "match": ({"cgroup": own_cgroup(proc)[len("/sys/fs/cgroup"):]} if ctx["own_cgroups"]
+                                 else {"cmdline": r"peers_workload\.py .*/%s\.json" % proc["name"]}),
                        "vmas": {"min_size": "16M"},
                        "policy": {"direction": "both", "priority": proc.get("priority", 0)}}
                       for proc in workload["procs"]],
     }
     if workload.get("budget_mib"):
         config["dram_budget"] = "%dM" % workload["budget_mib"]
+    if ctx["own_cgroups"]:
+        config["mover"]["demote_with"] = "reclaim"
     return config
 
 
@@ -271,7 +287,7 @@ def start_tierd(ctx, backend, mode="tierd"):
     os.chmod(path, 0o644)  # tierd as root refuses a config that others may write
     tierd = os.path.join(SRC, "tierd", "bin", "tierd")
     subprocess.run([tierd, "check-config", path], check=True, stdout=subprocess.DEVNULL)
-    log_file = open(os.path.join(OUT, "tierd-%s-%s-%s.log" % (backend, mode, ctx["workload_name"])), "w")
+    log_file = open(os.path.join(OUT, "tierd-%s-%s-%s-%s.log" % (ctx["peer"], backend, mode, ctx["workload_name"])), "w")
     return subprocess.Popen([tierd, "run", "-c", path], stdout=log_file, stderr=subprocess.STDOUT)
 
 
@@ -330,13 +346,14 @@ PEERS = {
     "e": lambda ctx: start_tierd(ctx, "page_idle"),
     "f": start_memtierd,
     "g": lambda ctx: start_kernel_tiering(ctx) or start_tierd(ctx, "damon", "kernel_promotes"),
+    "h": lambda ctx: start_kernel_tiering(ctx) or start_tierd(ctx, "damon", "kernel_promotes"),
 }
 
 
 def why_skipped(peer):
-    if peer in ("b", "g") and not os.path.exists("/sys/kernel/mm/numa/demotion_enabled"):
+    if peer in ("b", "g", "h") and not os.path.exists("/sys/kernel/mm/numa/demotion_enabled"):
         return "kernel has no /sys/kernel/mm/numa/demotion_enabled"
-    if peer in ("c", "d", "g") and not os.path.isdir(DAMON):
+    if peer in ("c", "d", "g", "h") and not os.path.isdir(DAMON):
         return "kernel has no DAMON sysfs"
     if peer == "e" and not os.path.exists(PAGE_IDLE_BITMAP):
         return "kernel has no page_idle"
@@ -347,7 +364,7 @@ def why_skipped(peer):
 
 # ---- one run
 
-def start_workload(proc, pmem, move_at):
+def start_workload(proc, pmem, move_at, cgroup=CGROUP):
     info_file = os.path.join(OUT, "%s.json" % proc["name"])
     if os.path.exists(info_file):
         os.unlink(info_file)
@@ -357,10 +374,12 @@ def start_workload(proc, pmem, move_at):
                "--info", info_file]
     if move_at is not None:
         command += ["--move-at", str(move_at)]
+    if FLUSH_TLB:
+        command.append("--flush-tlb")
 
     def into_cgroup():
         # Before the buffer is faulted: pages are charged to the memcg of the task that faults them.
-        put(os.path.join(CGROUP, "cgroup.procs"), os.getpid())
+        put(os.path.join(cgroup, "cgroup.procs"), os.getpid())
 
     popen = subprocess.Popen(command, preexec_fn=into_cgroup, stdout=subprocess.DEVNULL,
                              stderr=open(info_file + ".log", "w"))
@@ -395,7 +414,11 @@ def run_one(peer, workload_name, pmem):
     if workload.get("thp"):
         put(THP, workload["thp"])
     run["thp"] = get(THP)
-    procs = [start_workload(p, pmem, workload.get("move_at")) for p in workload["procs"]]
+    own = peer in OWN_CGROUPS
+    for proc in workload["procs"] if own else []:
+        os.makedirs(own_cgroup(proc), exist_ok=True)
+    procs = [start_workload(p, pmem, workload.get("move_at"), own_cgroup(p) if own else CGROUP)
+             for p in workload["procs"]]
     deadline = time.time() + 180
     while not all(os.path.exists(info) for _p, info in procs):
         if time.time() > deadline or any(p.poll() is not None for p, _i in procs):
@@ -405,7 +428,8 @@ def run_one(peer, workload_name, pmem):
             raise SystemExit("guest_peers: workloads of %s did not start: %s" % (workload_name, logs))
         time.sleep(0.2)
     infos = [read_info(info) for _p, info in procs]
-    ctx = {"pmem": pmem, "workload": workload, "workload_name": workload_name, "pids": [i["pid"] for i in infos]}
+    ctx = {"pmem": pmem, "workload": workload, "workload_name": workload_name, "pids": [i["pid"] for i in infos],
+           "own_cgroups": own, "peer": peer}
     vmstat_before = read_vmstat()
     ticks_before = {pid: cpu_ticks(pid) or 0 for pid in kdamond_tasks()}
     began = time.time()
@@ -459,6 +483,11 @@ def run_one(peer, workload_name, pmem):
         terminate(agent)
         for popen, _info in procs:
             terminate(popen)
+        for proc in workload["procs"] if own else []:
+            try:
+                os.rmdir(own_cgroup(proc))
+            except OSError as error:
+                log("cgroup %s not removed: %s" % (own_cgroup(proc), error))
     run["elapsed"] = round(time.time() - began, 1)
     run["vmstat"] = peers_metrics.vmstat_delta(vmstat_before, read_vmstat())
     run["agent_cpu_s"] = round(peers_metrics.cpu_seconds(ticks, HERTZ, ticks_before), 2) if peer not in ("a", "b") else None
@@ -502,7 +531,8 @@ def main():
     estimate = sum(WORKLOADS[w]["seconds"] + OVERHEAD_SECONDS for w, p in plan if not why_skipped(p))
     log("%d runs, estimated %d s (bound %d s, BENCH_PEERS_MAX_SECONDS); kernel %s, PMEM node %d" % (
         len(plan), estimate, MAX_SECONDS, os.uname().release, pmem))
-    result = {"kernel": os.uname().release, "pmem_node": pmem, "peers": peers, "workloads": workloads,
+    result = {"kernel": os.uname().release, "pmem_node": pmem, "flush_tlb": FLUSH_TLB,
+              "peers": peers, "workloads": workloads,
               "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "estimate_s": estimate,
               "runs": []}
     started = time.time()

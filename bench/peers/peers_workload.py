@@ -1,7 +1,7 @@
 """bench/peers workload (guest, stdlib): anonymous memory placed on one node, a known hot set written.
 
     peers_workload.py --size-mib 64 --hot-percent 10 --layout scattered --node 1 --info /run/x.json
-                      [--move-at 40] [--pause 0.02] [--seed 1]
+                      [--move-at 40] [--pause 0.02] [--seed 1] [--flush-tlb]
 
 The buffer is faulted in under mbind(MPOL_BIND, NODE) and then the policy is reset to the default:
 the start is on NODE, yet every peer may move the pages (NUMA balancing does not promote pages of an
@@ -11,6 +11,13 @@ page_idle and NUMA hinting faults, and the only signal memtierd's soft-dirty tra
 Layouts: contiguous (the first HOT-PERCENT of the buffer) or scattered (HOT-PERCENT of the pages
 drawn at random, 4 KiB apart at best). --move-at S draws a new hot set, disjoint from the first,
 S seconds after the fill, and records the time in the info file.
+--flush-tlb flushes the process's TLB after each sweep, the way a real CPU's small TLB keeps
+missing on a hot set of thousands of scattered pages: under TCG nothing evicts a TLB entry, so an
+accessed bit that DAMON, page_idle or the kernel's LRU aging cleared (x86 clears it without a flush)
+is never set again by a page written through the cached entry, and hot pages look idle. The flush is
+an mprotect toggle of a separate 1 MiB mapping (more pages than x86's 33-page ceiling for ranged
+flushes, so the whole TLB goes); the buffer's own page tables (NUMA balancing's hint-fault entries
+among them) are not touched.
 Info file (rewritten atomically): pid, address, page count, the hot page indices, fill_done (epoch),
 moved_at (epoch or null). On SIGTERM the sweep durations (seconds, pause excluded) are written to
 the info file's "durations", then the process exits.
@@ -29,7 +36,9 @@ import time
 PAGE = mmap.PAGESIZE
 # The lab workload's mbind (bench/peers/run.sh copies tests/lab/tierd beside bench/peers).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "lab", "tierd"))
-from workload import MPOL_DEFAULT, mbind  # noqa: E402
+from workload import MPOL_DEFAULT, PROT_READ, PROT_WRITE, mbind, mprotect  # noqa: E402
+
+FLUSH_MAPPING_BYTES = 1 << 20
 
 
 def hot_pages(pages, percent, layout, rng, exclude=()):
@@ -52,6 +61,7 @@ def main():
     parser.add_argument("--move-at", type=float, help="seconds after the fill to move the hot set")
     parser.add_argument("--pause", type=float, default=0.02, help="seconds between sweeps")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--flush-tlb", action="store_true", help="flush the TLB after each sweep (see above)")
     args = parser.parse_args()
 
     length = args.size_mib << 20
@@ -63,6 +73,12 @@ def main():
     for offset in range(0, length, 1 << 20):
         region[offset:offset + (1 << 20)] = filler[:min(1 << 20, length - offset)]
     mbind(address, length, None, MPOL_DEFAULT)
+    flusher = None
+    if args.flush_tlb:
+        flusher = mmap.mmap(-1, FLUSH_MAPPING_BYTES, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        for offset in range(0, FLUSH_MAPPING_BYTES, PAGE):
+            flusher[offset] = 1  # present pages: mprotect flushes only where it changed an entry
+        flush_address = ctypes.addressof(ctypes.c_char.from_buffer(flusher))
     rng = random.Random(args.seed)
     hot = hot_pages(pages, args.hot_percent, args.layout, rng)
     info = {"pid": os.getpid(), "address": address, "pages": pages, "page_size": PAGE, "hot": hot,
@@ -97,6 +113,9 @@ def main():
         for offset in offsets:
             region[offset + 8] = value
         durations.append(time.monotonic() - began)
+        if flusher is not None:
+            mprotect(flush_address, FLUSH_MAPPING_BYTES, PROT_READ)
+            mprotect(flush_address, FLUSH_MAPPING_BYTES, PROT_READ | PROT_WRITE)
         sweep += 1
         time.sleep(args.pause)
 

@@ -57,7 +57,7 @@ fi
 tar -C "$stage" -czf - . | $LAB ssh "$NAME" 'rm -rf /opt/t && mkdir -p /opt/t && tar -xzf - -C /opt/t'
 
 rc=0
-$LAB ssh "$NAME" "sh /opt/t/tests/lab/tierd/online_pmem.sh >&2 && PEERS=$PEERS WORKLOADS=$WORKLOADS BENCH_PEERS_MAX_SECONDS=$MAX_SECONDS python3 /opt/t/bench/peers/guest_peers.py /opt/t" >"$result" || rc=$?
+$LAB ssh "$NAME" "sh /opt/t/tests/lab/tierd/online_pmem.sh >&2 && PEERS=$PEERS WORKLOADS=$WORKLOADS BENCH_PEERS_MAX_SECONDS=$MAX_SECONDS BENCH_PEERS_FLUSH_TLB=${BENCH_PEERS_FLUSH_TLB:-0} python3 /opt/t/bench/peers/guest_peers.py /opt/t" >"$result" || rc=$?
 # The agents' logs and configs, for a run that needs explaining (a failed one most of all).
 mkdir -p "$OUT/peers-$stamp"
 $LAB ssh "$NAME" 'tar -C /run/bench-peers -czf - --exclude=results.json .' | tar -xzf - -C "$OUT/peers-$stamp" || true

@@ -4,7 +4,7 @@ import json
 import threading
 import time
 
-from . import discovery, heat_store, metrics, policy as policy_mod
+from . import discovery, heat_store, metrics, policy as policy_mod, reclaim
 from .kernel import PAGE_SIZE, KernelError
 from .mover import Mover, NodeError, RateLimiter, discover_nodes
 from .placement import Placement, RecentMoves, pick_pages
@@ -55,6 +55,7 @@ class Agent:
         self.deferred_pages = 0  # pages mover.max_pages_per_interval left for later, last interval
         self.recent = RecentMoves()
         self.totals = {}  # workload -> {"promoted_total", "demoted_total", "failed_total"}
+        self.demotion_methods = {}  # workload -> (method, reason) last logged (reclaim.method_for)
         self.state = {}
         self.http = None
         self._apply_config(cfg, initial=True)
@@ -69,6 +70,8 @@ class Agent:
                                    sleep=self.stop_event.wait)
         self.mover = Mover(self.kernel, mover_cfg["batch_pages"], self.limiter,
                            should_stop=self.stop_event.is_set, logger=self.logger)
+        self.reclaimer = reclaim.Reclaimer(self.kernel, mover_cfg["batch_pages"], self.limiter,
+                                           should_stop=self.stop_event.is_set)
         port = cfg["metrics"]["http_port"]
         old_port = None if initial else self.cfg["metrics"]["http_port"]
         if self.http and port != old_port:
@@ -178,7 +181,7 @@ class Agent:
                                     None if budget is None else budget // PAGE_SIZE, self._free_dram_pages(),
                                     self.block_pages, heat_promotions=self.mode.heat_promotions)
         self._limit_moves(views, decisions)
-        stopped = self._move_decided(views, decisions, report)
+        stopped = self._move_decided(views, decisions, report, assignment)
         self._report(started, views, decisions, report)
         self.heat_owners = {pid: name for name, pids in assignment.items() for pid in pids}
         if self.intervals % heat_store.SAVE_INTERVALS == 0:
@@ -290,9 +293,10 @@ class Agent:
                              deferred_demote=sum(d.deferred_demote for d in decisions.values()),
                              deferred_promote=sum(d.deferred_promote for d in decisions.values()))
 
-    def _move_decided(self, views, decisions, report):
+    def _move_decided(self, views, decisions, report, assignment):
         """Carry out the plan's moves, higher priority first; True if a stop request cut them short."""
         stopped = False
+        methods = self._demotion_methods(views, report)
         # Demotions first: they make room on DRAM for the promotions after them.
         for kind in ("demote", "promote"):
             for view in sorted(views, key=lambda v: (-v.priority, v.name)):
@@ -300,10 +304,50 @@ class Agent:
                 nodes = self.pmem_nodes if kind == "demote" else self.dram_nodes
                 if not chosen or stopped or not nodes:
                     continue
+                if kind == "demote" and methods[view.name] == "reclaim":
+                    stopped = self._reclaim(view.name, sum(n for _key, n in chosen), assignment[view.name],
+                                            report[view.name])
+                    continue
                 for node, items in self._by_target(kind, chosen, nodes):
                     stopped = self._move(view.name, kind, items, node, report[view.name]) or stopped
                     if stopped:
                         break
+        return stopped
+
+    def _demotion_methods(self, views, report):
+        """{workload: "reclaim" or "move_pages"} (reclaim.method_for); with demote_with reclaim, logged when
+        a workload's changes (a fallback to move_pages as a warning)."""
+        wanted = self.cfg["mover"]["demote_with"]
+        workloads = {w["name"]: w for w in self.cfg["workloads"]}
+        methods = {}
+        for view in views:
+            method, reason = reclaim.method_for(workloads[view.name], wanted, self.mode.demotion_enabled, self.kernel)
+            if wanted == "reclaim" and self.demotion_methods.get(view.name) != (method, reason):
+                log = self.logger.warning if method != "reclaim" else self.logger.info
+                log("demotion_method", workload=view.name, method=method, reason=reason)
+            self.demotion_methods[view.name] = (method, reason)
+            methods[view.name] = method
+            report[view.name]["demote_with"] = method
+        return methods
+
+    def _reclaim(self, name, pages, pids, report):
+        """Have the kernel demote ``pages`` of the workload's cgroup, coldest first; True if stopped."""
+        cgroup = next(w["match"]["cgroup"] for w in self.cfg["workloads"] if w["name"] == name)
+        if self.dry_run:
+            self.logger.info("would_reclaim", workload=name, cgroup=cgroup, pages=pages)
+            return False
+        totals = self.totals.setdefault(name, {"promoted_total": 0, "demoted_total": 0, "failed_total": 0})
+        try:
+            demoted, asked, short, stopped = self.reclaimer.demote(cgroup, pages)
+        except KernelError as exc:
+            self.logger.warning("reclaim_failed", workload=name, cgroup=cgroup, reason=exc)
+            return False
+        totals["demoted_total"] += demoted
+        # Which pages left DRAM is the kernel's choice: count them again from numa_maps.
+        self.placement.invalidate(pids)
+        report["reclaim_short"] = short
+        self.logger.info("reclaimed", workload=name, cgroup=cgroup, asked_pages=asked, demoted=demoted,
+                         status="short" if short else "-")
         return stopped
 
     def _by_target(self, kind, chosen, nodes):

@@ -120,6 +120,31 @@ class Kernel:
                 continue
         return sorted(pids)
 
+    def _cgroup_file(self, cgroup_path, name):
+        return os.path.join(CGROUP2_ROOT, cgroup_path.lstrip("/"), name)
+
+    def cgroup_can_reclaim(self, cgroup_path):
+        """True when the cgroup has memory.reclaim (Linux 5.19+, memory controller on for it)."""
+        return self.exists(self._cgroup_file(cgroup_path, "memory.reclaim"))
+
+    def cgroup_demoted_pages(self, cgroup_path):
+        """Pages the kernel demoted from the cgroup (memory.stat pgdemote_*, itself and below), or None."""
+        text = self.read_text(self._cgroup_file(cgroup_path, "memory.stat"), default="")
+        counts = [int(value) for key, _sep, value in (line.partition(" ") for line in text.splitlines())
+                  if key.startswith("pgdemote_") and value.strip().isdigit()]
+        return sum(counts) if counts else None
+
+    def cgroup_reclaim(self, cgroup_path, nbytes):
+        """Write ``nbytes`` to the cgroup's memory.reclaim: True when the kernel reclaimed that much,
+        False when it could not (EAGAIN); other errors raise KernelError."""
+        try:
+            self.write_text(self._cgroup_file(cgroup_path, "memory.reclaim"), "%d" % nbytes)
+        except OSError as exc:
+            if exc.errno == errno.EAGAIN:
+                return False
+            raise KernelError("memory.reclaim of %s: %s" % (cgroup_path, exc.strerror or exc))
+        return True
+
     def numa_maps(self, pid):
         """Parsed /proc/PID/numa_maps (per-node page counts per mapping, counted by the kernel), or None."""
         text = self.proc_text(pid, "numa_maps")

@@ -35,6 +35,11 @@ class Placement:
             if pid not in live_pids:
                 del self.cache[pid]
 
+    def invalidate(self, pids):
+        """Read these processes' numa_maps again next time (the kernel moved pages tierd cannot list)."""
+        for pid in pids:
+            self.cache.pop(pid, None)
+
     def node_pages(self, pid, vmas, interval, reread=False):
         """{mapping start: {node: pages}} for the tracked mappings, or None when the process is gone."""
         keys = tuple((start, end) for start, end, _name in vmas)

@@ -13,7 +13,13 @@
    `tiering_mode: auto`, whose start line must say `mode=kernel_promotes` with no conflict warning;
    the hot set moves once more, the kernel promotes it (hint faults, /proc/vmstat
    pgpromote_success) and tierd holds the budget and demotes the old hot set: the same checks;
-4. the workload's checksum is unchanged; numa_balancing is set back to what it was.
+4. demotion through the kernel's LRU: tierd again beside the kernel, now with
+   `mover.demote_with: reclaim`, the workload matched by its cgroup (it runs in one of its own from the
+   start) and the budget lowered to 24M: the budget holds (+ one batch) within the intervals allowed,
+   the log says `event=demotion_method workload=wld method=reclaim` once and `event=reclaimed` with
+   pages demoted, and tierd moved no page itself (no `direction=demote`); the hot set's share on
+   DRAM is reported, not asserted (bench/peers: the LRU's choice is only as good as tierd's count);
+5. the workload's checksum is unchanged; numa_balancing is set back to what it was.
 tierd runs as `tierd run` under this script (not the lab unit guest_test.py used). Prints one
 JSON line of measurements; exit 1 on the first failed check.
 """
@@ -34,10 +40,12 @@ import guest_test as base  # noqa: E402  (the lab test's log, fail, placement an
 DRAM, PMEM = base.DRAM, base.PMEM
 INTERVAL = 3
 BATCH = 1024
-SIZE_MIB, HOT_PERCENT, BUDGET_MIB = 128, 10, 40
+SIZE_MIB, HOT_PERCENT, BUDGET_MIB, RECLAIM_BUDGET_MIB = 128, 10, 40, 24
 BUDGET_PAGES = BUDGET_MIB << 20 >> 12
+RECLAIM_BUDGET_PAGES = RECLAIM_BUDGET_MIB << 20 >> 12
 MAX_INTERVALS = int(os.environ.get("TIERD_LAB_DEMOTION_INTERVALS", "40"))
 STATE = "/run/tierd-demotion/state.json"
+CGROUP = "/tierd-demotion-wld"
 CONFIG = {
     "interval_seconds": INTERVAL,
     "tiering_mode": "tierd",  # tierd's own promotions and demotions are under test
@@ -67,7 +75,7 @@ def intervals():
     return (read_json(STATE) or {}).get("intervals", 0)
 
 
-def wait_until(label, info_file, tierd, ok):
+def wait_until(label, info_file, tierd, ok, budget_pages=BUDGET_PAGES):
     """Poll placement once per interval until ``ok(p)``: {intervals, seconds, placement}."""
     began, first = time.time(), intervals()
     while True:
@@ -75,7 +83,7 @@ def wait_until(label, info_file, tierd, ok):
             fail("%s: tierd exited (rc %s); log in /run/tierd-demotion-*.log" % (label, tierd.returncode))
         p, n = placement(info_file), intervals()
         log("%s: interval %d  on DRAM %d/%d (budget %d pages)  hot on DRAM %d/%d  cold on DRAM %d/%d%s" % (
-            label, n, p["on_dram"], p["pages"], BUDGET_PAGES, p["hot_on_dram"], p["hot_pages"],
+            label, n, p["on_dram"], p["pages"], budget_pages, p["hot_on_dram"], p["hot_pages"],
             p["cold_on_dram"], p["cold_pages"],
             "  old hot on DRAM %d" % p["previous_hot_on_dram"] if "previous_hot_on_dram" in p else ""))
         if ok(p):
@@ -110,14 +118,20 @@ def write(path, value):
         out.write(value)
 
 
-def start_tierd(mode):
+def start_tierd(mode, reclaim=False):
+    """tierd in ``mode``; with ``reclaim`` the workload is matched by its cgroup, demoted through
+    its memory.reclaim, under the lower budget."""
     if os.path.exists(STATE):
         os.unlink(STATE)
-    config = "/run/tierd-demotion.json"
-    with open(config, "w") as out:
-        json.dump(dict(CONFIG, tiering_mode=mode), out)
-    logfile = "/run/tierd-demotion-%s.log" % mode
-    tierd = subprocess.Popen([sys.executable, "-m", "tierd", "run", "-c", config],
+    config = dict(CONFIG, tiering_mode=mode)
+    if reclaim:
+        config.update(dram_budget="%dM" % RECLAIM_BUDGET_MIB, mover=dict(CONFIG["mover"], demote_with="reclaim"),
+                      workloads=[dict(w, match={"cgroup": CGROUP}) for w in CONFIG["workloads"]])
+    path = "/run/tierd-demotion.json"
+    with open(path, "w") as out:
+        json.dump(config, out)
+    logfile = "/run/tierd-demotion-%s%s.log" % (mode, "-reclaim" if reclaim else "")
+    tierd = subprocess.Popen([sys.executable, "-m", "tierd", "run", "-c", path],
                              env=dict(os.environ, PYTHONPATH=os.path.join(SRC, "tierd")),
                              stdout=subprocess.DEVNULL, stderr=open(logfile, "w"))
     return tierd, logfile
@@ -142,14 +156,24 @@ def move_hot_set(workload, info_file, moves):
     return placement(info_file)["hot_on_dram"]
 
 
-def together(workload, info_file):
-    """Phase 3: the kernel promotes (numa_balancing=2), tierd in auto mode holds the budget."""
-    knobs = {"/proc/sys/kernel/numa_balancing": "2", "/sys/kernel/mm/numa/demotion_enabled": "true"}
-    saved, tierd = {}, None
-    for path, value in knobs.items():
+def kernel_tiering_on():
+    """numa_balancing=2 and demotion on; returns the values to write back (restore)."""
+    saved = {}
+    for path, value in (("/proc/sys/kernel/numa_balancing", "2"), ("/sys/kernel/mm/numa/demotion_enabled", "true")):
         with open(path) as handle:
             saved[path] = handle.read().strip()
         write(path, value)
+    return saved
+
+
+def restore(saved):
+    for path, value in saved.items():
+        write(path, value)
+
+
+def together(workload, info_file):
+    """Phase 3: the kernel promotes (numa_balancing=2), tierd in auto mode holds the budget."""
+    saved, tierd = kernel_tiering_on(), None
     try:
         tierd, logfile = start_tierd("auto")
         deadline = time.time() + 60
@@ -177,8 +201,32 @@ def together(workload, info_file):
     finally:
         if tierd is not None and tierd.poll() is None:
             stop_tierd(tierd)
-        for path, value in saved.items():
-            write(path, value)
+        restore(saved)
+
+
+def by_reclaim(info_file):
+    """Phase 4: the kernel promotes, tierd demotes through the workload cgroup's memory.reclaim."""
+    saved, tierd = kernel_tiering_on(), None
+    try:
+        tierd, logfile = start_tierd("kernel_promotes", reclaim=True)
+        results["reclaim"] = wait_until("demote through memory.reclaim", info_file, tierd,
+                                        lambda p: p["on_dram"] <= RECLAIM_BUDGET_PAGES + BATCH,
+                                        budget_pages=RECLAIM_BUDGET_PAGES)
+        stop_tierd(tierd)
+        with open(logfile) as handle:
+            lines = handle.read().splitlines()
+        method = [l for l in lines if "event=demotion_method" in l]
+        if len(method) != 1 or "method=reclaim" not in method[0].split():
+            fail("tierd with demote_with reclaim on a cgroup workload did not say method=reclaim once: %s" % method)
+        reclaimed = [int(field.split("=")[1]) for l in lines if "event=reclaimed" in l
+                     for field in l.split() if field.startswith("demoted=")]
+        results["reclaim"].update(reclaims=len(reclaimed), reclaim_demoted=sum(reclaimed))
+        if not sum(reclaimed) or any(" direction=demote " in l for l in lines):
+            fail("the demotions were not made through memory.reclaim alone: %s" % results["reclaim"])
+    finally:
+        if tierd is not None and tierd.poll() is None:
+            stop_tierd(tierd)
+        restore(saved)
 
 
 def main():
@@ -186,9 +234,19 @@ def main():
     info_file = "/run/wld.json"
     if os.path.exists(info_file):
         os.unlink(info_file)
+    cgroup = "/sys/fs/cgroup" + CGROUP
+    with open("/sys/fs/cgroup/cgroup.subtree_control") as handle:
+        if "memory" not in handle.read().split():
+            write("/sys/fs/cgroup/cgroup.subtree_control", "+memory")  # for the cgroup's memory.reclaim
+    os.makedirs(cgroup, exist_ok=True)
+
+    def into_cgroup():
+        # Before the buffer is faulted: pages are charged to the cgroup of the task that faults them.
+        write(os.path.join(cgroup, "cgroup.procs"), str(os.getpid()))
     workload = subprocess.Popen(
         ["python3", os.path.join(HERE, "workload.py"), "--size-mib", str(SIZE_MIB), "--hot-percent",
-         str(HOT_PERCENT), "--node", str(DRAM), "--unbind", "--info", info_file], stdout=subprocess.DEVNULL)
+         str(HOT_PERCENT), "--node", str(DRAM), "--unbind", "--info", info_file], stdout=subprocess.DEVNULL,
+        preexec_fn=into_cgroup)
     tierd = None
     try:
         deadline = time.time() + 300
@@ -208,6 +266,7 @@ def main():
         stop_tierd(tierd)
         tierd = None
         together(workload, info_file)
+        by_reclaim(info_file)
 
         before = read_json(info_file)["checks"]
         workload.send_signal(signal.SIGUSR1)
@@ -227,6 +286,7 @@ def main():
             stop_tierd(tierd)
         workload.kill()
         workload.wait()
+        os.rmdir(cgroup)
 
 
 if __name__ == "__main__":

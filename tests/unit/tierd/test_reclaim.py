@@ -1,0 +1,191 @@
+"""Demotion through a workload cgroup's memory.reclaim (tierd/reclaim.py): when it is chosen, what tierd asks."""
+
+import errno
+import json
+import os
+
+import pytest
+from conftest import ListStream, SimulatedPages, recorded_workload
+from test_mode import set_knobs
+from tierd import reclaim, status
+from tierd.agent import Agent
+from tierd.config import ConfigError, validate
+from tierd.kernel import Kernel
+from tierd.log import Logger
+from tierd.mover import RateLimiter
+
+KDAMONDS = "sys/kernel/mm/damon/admin/kdamonds"
+CGROUP = "/tenant.slice/wl.scope"
+
+
+class SimulatedReclaim(SimulatedPages):
+    """memory.reclaim as 6.12 with demotion on does it: N bytes of the cgroup's DRAM pages go to the
+    PMEM node, the coldest first (here: the recorded workload's pages past its hot part), counted in
+    memory.stat's pgdemote_direct; EAGAIN once there is nothing left on DRAM."""
+
+    def __init__(self, root, placement, hot_addresses):
+        SimulatedPages.__init__(self, root, placement)
+        self.hot = set(hot_addresses)
+        self.reclaims = []
+        self.demoted = 0
+        self._write_stat()
+
+    def _write_stat(self):
+        with open(self.path(os.path.join("/sys/fs/cgroup", CGROUP.lstrip("/"), "memory.stat")), "w") as out:
+            out.write("anon 67108864\npgdemote_kswapd 0\npgdemote_direct %d\npgpromote_success 0\n" % self.demoted)
+
+    def cgroup_reclaim(self, cgroup_path, nbytes):
+        assert cgroup_path == CGROUP
+        self.reclaims.append(nbytes)
+        wanted = nbytes // 4096
+        on_dram = sorted(key for key, node in self.placement.items() if node == 0)
+        order = [key for key in on_dram if key[1] not in self.hot] + [key for key in on_dram if key[1] in self.hot]
+        for key in order[:wanted]:
+            self.placement[key] = 1
+        self.demoted += min(wanted, len(order))
+        self._write_stat()
+        return len(order) >= wanted
+
+
+def make_cgroup(root, pid, reclaim_file=True):
+    path = os.path.join(root, "sys/fs/cgroup", CGROUP.lstrip("/"))
+    os.makedirs(path, exist_ok=True)
+    open(os.path.join(path, "cgroup.procs"), "w").write("%d\n" % pid)
+    if reclaim_file:
+        open(os.path.join(path, "memory.reclaim"), "w").close()
+
+
+def cgroup_agent(guest_root, tmp_path, match=None, dry_run=False, demote_with="reclaim", **extra):
+    """The recorded workload faulted on DRAM, as a cgroup, with a 40 MiB DRAM budget, in kernel_promotes."""
+    info = recorded_workload()
+    set_knobs(guest_root, numa_balancing=2, demotion="true")
+    make_cgroup(guest_root, info["pid"])
+    open(os.path.join(guest_root, KDAMONDS, "nr_kdamonds"), "w").write("0\n")
+    placement = {(info["pid"], info["address"] + i * 4096): 0 for i in range(info["length"] // 4096)}
+    hot = [info["address"] + i * 4096 for i in range(info["hot_pages"])]
+    kernel = SimulatedReclaim(guest_root, placement, hot)
+    data = {"interval_seconds": 2, "damon": {"sample_us": 100000, "aggr_us": 1000000, "warmup_aggregations": 2},
+            "heat": {"hot_threshold": 0.3, "cold_threshold": 0.05, "warmup_intervals": 2},
+            "mover": {"batch_pages": 1024, "rate_limit_mbps": 100000, "min_residency_intervals": 3,
+                      "demote_with": demote_with},
+            "dram_budget": "40M", "state_file": str(tmp_path / "state.json"),
+            "workloads": [{"name": "wl", "match": match or {"cgroup": CGROUP}, "vmas": {"min_size": "32M"},
+                           "policy": {"direction": "both"}}]}
+    data.update(extra)
+    stream = ListStream()
+    return Agent(kernel, validate(data), Logger(stream), dry_run=dry_run), kernel, info, stream
+
+
+def test_a_cgroup_workload_with_demote_with_reclaim_is_demoted_by_memory_reclaim(guest_root, tmp_path):
+    agent, kernel, info, stream = cgroup_agent(guest_root, tmp_path)
+    agent.run(max_intervals=3)
+    assert sum(1 for line in stream.lines
+               if "event=demotion_method workload=wl method=reclaim reason=configured" in line) == 1
+    assert not [call for call in kernel.calls if call[2] is not None]  # no move_pages of tierd's own
+    total = info["length"] // 4096
+    budget = 40 * 256
+    # Asked in batches of mover.batch_pages, as much as the budget needed: the kernel chose the pages.
+    assert kernel.reclaims and max(kernel.reclaims) == 1024 * 4096
+    # The budget and the recorded DAMON cold regions decided how many; the kernel kept the hot part.
+    on_dram = [key for key, node in kernel.placement.items() if node == 0]
+    assert len(on_dram) <= budget
+    assert all(kernel.placement[(info["pid"], address)] == 0 for address in kernel.hot)
+    state = json.load(open(str(tmp_path / "state.json")))
+    wl = state["workloads"]["wl"]
+    assert wl["demote_with"] == "reclaim" and wl["demoted_total"] == total - len(on_dram) == kernel.demoted
+    assert any("event=reclaimed workload=wl cgroup=%s asked_pages=" % CGROUP in line for line in stream.lines)
+    assert "wl: demoted through its cgroup's memory.reclaim" in status.render(state)
+
+
+def test_dry_run_reports_the_reclaim_and_writes_nothing(guest_root, tmp_path):
+    agent, kernel, _info, stream = cgroup_agent(guest_root, tmp_path, dry_run=True)
+    agent.run(max_intervals=2)
+    assert kernel.reclaims == []
+    assert any("event=would_reclaim workload=wl cgroup=%s pages=" % CGROUP in line for line in stream.lines)
+
+
+def test_the_default_is_move_pages(guest_root, tmp_path):
+    agent, kernel, _info, stream = cgroup_agent(guest_root, tmp_path, demote_with="move_pages")
+    agent.run(max_intervals=3)
+    assert kernel.reclaims == [] and [call for call in kernel.calls if call[2] == 1]
+    assert not any("event=demotion_method" in line for line in stream.lines)
+    assert validate({})["mover"]["demote_with"] == "move_pages"
+
+
+@pytest.mark.parametrize("change, method, reason", [
+    ({}, "reclaim", "configured"),
+    ({"wanted": "move_pages"}, "move_pages", "configured"),
+    ({"match": {"cgroup": CGROUP, "comm": "^qemu"}}, "move_pages", "matched by more than its cgroup"),
+    ({"match": {"cmdline": "x"}}, "move_pages", "matched by more than its cgroup"),
+    ({"demotion": False}, "move_pages", "memory.reclaim would swap out or drop pages"),
+    ({"demotion": None}, "move_pages", "memory.reclaim would swap out or drop pages"),
+    ({"has_file": False}, "move_pages", "no memory.reclaim"),
+])
+def test_method_for(tmp_path, change, method, reason):
+    root = str(tmp_path)
+    make_cgroup(root, 1, reclaim_file=change.get("has_file", True))
+    workload = {"name": "wl", "match": change.get("match", {"cgroup": CGROUP})}
+    found = reclaim.method_for(workload, change.get("wanted", "reclaim"), change.get("demotion", True), Kernel(root))
+    assert found[0] == method and reason in found[1]
+
+
+def test_explicit_reclaim_that_cannot_be_used_is_a_warning_and_falls_back(guest_root, tmp_path):
+    agent, kernel, _info, stream = cgroup_agent(guest_root, tmp_path, match={"cgroup": CGROUP, "comm": "."})
+    agent.run(max_intervals=3)
+    line = next(line for line in stream.lines if "event=demotion_method" in line)
+    assert "level=warning" in line and "method=move_pages" in line
+    assert kernel.reclaims == [] and [call for call in kernel.calls if call[2] == 1]
+    assert sum(1 for line in stream.lines if "event=demotion_method" in line) == 1  # logged once, not per interval
+
+
+def test_config_demote_with():
+    with pytest.raises(ConfigError) as exc:
+        validate({"mover": {"demote_with": "lru"}})
+    assert str(exc.value) == "mover.demote_with: 'lru' is not valid; choose one of: move_pages, reclaim"
+
+
+class Recording(Kernel):
+    def __init__(self, root, eagain_after=None):
+        Kernel.__init__(self, root)
+        self.writes = []
+        self.eagain_after = eagain_after
+
+    def cgroup_reclaim(self, cgroup_path, nbytes):
+        self.writes.append(nbytes)
+        return self.eagain_after is None or len(self.writes) <= self.eagain_after
+
+
+def test_reclaimer_batches_stops_when_the_kernel_finds_no_more(tmp_path):
+    limiter = RateLimiter(1 << 40, 1 << 30)
+    kernel = Recording(str(tmp_path), eagain_after=1)
+    demoted, asked, short, stopped = reclaim.Reclaimer(kernel, 512, limiter).demote(CGROUP, 1300)
+    assert kernel.writes == [512 * 4096, 512 * 4096] and asked == 1024 and short and not stopped
+    assert demoted == 0  # no memory.stat: nothing counted, nothing made up
+    kernel = Recording(str(tmp_path))
+    assert reclaim.Reclaimer(kernel, 512, limiter).demote(CGROUP, 1300)[1:] == (1300, False, False)
+    assert kernel.writes == [512 * 4096, 512 * 4096, 276 * 4096]
+    kernel = Recording(str(tmp_path))
+    assert reclaim.Reclaimer(kernel, 512, limiter, should_stop=lambda: True).demote(CGROUP, 1300)[1:] == (0, False, True)
+
+
+def test_kernel_memory_reclaim_errors(tmp_path, monkeypatch):
+    root = str(tmp_path)
+    make_cgroup(root, 1)
+    kernel = Kernel(root)
+    path = os.path.join(root, "sys/fs/cgroup", CGROUP.lstrip("/"))
+    stat = "anon 1\npgdemote_kswapd 5\npgdemote_direct 7\npgdemote_khugepaged 1\npgpromote_success 9\n"
+    open(os.path.join(path, "memory.stat"), "w").write(stat)
+    assert kernel.cgroup_demoted_pages(CGROUP) == 13
+    assert kernel.cgroup_reclaim(CGROUP, 8192) is True
+    assert open(os.path.join(path, "memory.reclaim")).read() == "8192"
+
+    def refuse(code):
+        def write_text(_path, _value):
+            raise OSError(code, os.strerror(code))
+        return write_text
+    monkeypatch.setattr(kernel, "write_text", refuse(errno.EAGAIN))
+    assert kernel.cgroup_reclaim(CGROUP, 8192) is False
+    monkeypatch.setattr(kernel, "write_text", refuse(errno.EBUSY))
+    with pytest.raises(Exception) as exc:
+        kernel.cgroup_reclaim(CGROUP, 8192)
+    assert str(exc.value) == "memory.reclaim of %s: %s" % (CGROUP, os.strerror(errno.EBUSY))
