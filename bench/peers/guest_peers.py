@@ -2,7 +2,7 @@
 
     guest_peers.py SRC_DIR        (SRC_DIR holds tierd/, tests/lab/tierd/, bench/peers/ and, if built,
                                    memtierd/memtierd; bench/peers/run.sh copies them to /opt/t)
-    PEERS=a,b,c,d,f,g  WORKLOADS=W1,W1D,W2,W3  BENCH_PEERS_MAX_SECONDS=2400  BENCH_PEERS_OUT=/run/bench-peers
+    PEERS=a,b,c,d,f,g,h,i  WORKLOADS=W1,W1D,W2,W3  BENCH_PEERS_MAX_SECONDS=3000  BENCH_PEERS_OUT=/run/bench-peers
 
 Peers: a nothing; b kernel tiering (numa_balancing=2, demotion_enabled=1); c DAMOS migrate_hot /
 migrate_cold on paddr kdamonds written through DAMON's sysfs; d tierd, DAMON backend; e tierd,
@@ -10,7 +10,9 @@ page_idle backend (only on a kernel with page_idle); f memtierd, heat policy on 
 g the kernel and tierd together: b's settings plus tierd (DAMON) in tiering_mode kernel_promotes
 (the kernel promotes, tierd enforces budgets and quotas and demotes: tierd's `auto` on such a kernel);
 h the same with each process in a cgroup of its own and tierd's workloads matched by cgroup, so tierd
-demotes through memory.reclaim (how many pages: tierd; which: the kernel's LRU; tierd/reclaim.py).
+demotes through memory.reclaim (how many pages: tierd; which: the kernel's LRU; tierd/reclaim.py);
+i the same as h with `demote_with: lru_gen`: tierd ages the cgroup's multi-gen LRU each interval and
+the pages idle for 3 intervals are demoted (which and how many: the kernel's per-page aging).
 Workloads (peers_workload.py, 64 MiB-ish, hot pages written): W1 contiguous 20 % hot set on PMEM;
 W1D the same buffer starting on DRAM (the goal is then the cold set on PMEM); W2 scattered 10 % of
 4 KiB pages on PMEM with THP off, a new hot set halfway; W3 two tenants on PMEM, priorities 10 and 1,
@@ -37,7 +39,7 @@ import peers_metrics  # noqa: E402
 from placement import nodes_of  # noqa: E402
 
 OUT = os.environ.get("BENCH_PEERS_OUT", "/run/bench-peers")
-MAX_SECONDS = int(os.environ.get("BENCH_PEERS_MAX_SECONDS", "2400"))
+MAX_SECONDS = int(os.environ.get("BENCH_PEERS_MAX_SECONDS", "3000"))
 # Workloads flush their TLB after each sweep (peers_workload.py --flush-tlb): how a real CPU's TLB
 # misses would let accessed bits be set again, which TCG's never-evicted TLB does not.
 FLUSH_TLB = os.environ.get("BENCH_PEERS_FLUSH_TLB", "0") == "1"
@@ -76,10 +78,11 @@ WORKLOADS = {
 }
 PEER_NAMES = {"a": "nothing", "b": "kernel tiering", "c": "DAMOS migrate", "d": "tierd (DAMON)",
               "e": "tierd (page_idle)", "f": "memtierd (soft-dirty)",
-              "g": "kernel promotes + tierd", "h": "kernel promotes + tierd (reclaim)"}
+              "g": "kernel promotes + tierd", "h": "kernel promotes + tierd (reclaim)",
+              "i": "kernel promotes + tierd (lru_gen)"}
 # Peer h's workloads: one cgroup each, beside CGROUP (a cgroup whose children have the memory
 # controller may hold no processes itself, and DAMOS's memcg filter matches one memcg exactly).
-OWN_CGROUPS = ("h",)
+OWN_CGROUPS = {"h": "reclaim", "i": "lru_gen"}  # peer: tierd's mover.demote_with
 
 
 def log(msg):
@@ -273,7 +276,7 @@ def tierd_config(ctx, backend, mode="tierd"):
     if workload.get("budget_mib"):
         config["dram_budget"] = "%dM" % workload["budget_mib"]
     if ctx["own_cgroups"]:
-        config["mover"]["demote_with"] = "reclaim"
+        config["mover"]["demote_with"] = OWN_CGROUPS[ctx["peer"]]
     return config
 
 
@@ -347,13 +350,17 @@ PEERS = {
     "f": start_memtierd,
     "g": lambda ctx: start_kernel_tiering(ctx) or start_tierd(ctx, "damon", "kernel_promotes"),
     "h": lambda ctx: start_kernel_tiering(ctx) or start_tierd(ctx, "damon", "kernel_promotes"),
+    "i": lambda ctx: start_kernel_tiering(ctx) or start_tierd(ctx, "damon", "kernel_promotes"),
 }
 
 
 def why_skipped(peer):
-    if peer in ("b", "g", "h") and not os.path.exists("/sys/kernel/mm/numa/demotion_enabled"):
+    if peer in ("b", "g", "h", "i") and not os.path.exists("/sys/kernel/mm/numa/demotion_enabled"):
         return "kernel has no /sys/kernel/mm/numa/demotion_enabled"
-    if peer in ("c", "d", "g", "h") and not os.path.isdir(DAMON):
+    if peer == "i" and not (get("/sys/kernel/mm/lru_gen/enabled", "0x0000") != "0x0000"
+                            and os.path.exists("/sys/kernel/debug/lru_gen")):
+        return "kernel has no multi-gen LRU on, or no debugfs"
+    if peer in ("c", "d", "g", "h", "i") and not os.path.isdir(DAMON):
         return "kernel has no DAMON sysfs"
     if peer == "e" and not os.path.exists(PAGE_IDLE_BITMAP):
         return "kernel has no page_idle"
@@ -520,7 +527,7 @@ def main():
     if os.geteuid() != 0:
         raise SystemExit("guest_peers: run as root")
     # e (page_idle) only when asked for: it needs the lab kernel, so it is a run of its own (run.sh --page-idle).
-    peers = selected("PEERS", sorted(PEERS), ["a", "b", "c", "d", "f", "g"])
+    peers = selected("PEERS", sorted(PEERS), ["a", "b", "c", "d", "f", "g", "h", "i"])
     workloads = selected("WORKLOADS", list(WORKLOADS), list(WORKLOADS))
     os.makedirs(OUT, exist_ok=True)
     pmem = pmem_node()

@@ -2,13 +2,14 @@
 # bench/peers: tierd against the other ways to keep a hot set on DRAM (nothing, kernel NUMA tiering,
 # DAMOS migrate_hot/cold, memtierd), in one trixie nvdimm guest under TCG (compare peers with each
 # other, not absolute seconds). Prints a markdown table; raw results go to BENCH_PEERS_OUT.
-#   bench/peers/run.sh              peers a,b,c,d,f,g on Debian's 6.12 kernel (PEERS=a,d WORKLOADS=W2 select)
+#   bench/peers/run.sh              peers a,b,c,d,f,g,h,i on Debian's 6.12 kernel (PEERS=a,d WORKLOADS=W2 select)
 #   bench/peers/run.sh --page-idle  peer e (tierd on page_idle) in a guest booted with the lab kernel
 #                                   (lab/kernel/build.sh's cached build, or TIERD_LAB_KERNEL=DIR)
 # Boots t-bench-peers[-page-idle] and always stops it, unless BENCH_GUEST names a running guest.
 # memtierd (peer f) is taken from MEMTIERD_BIN (default: bench/peers/build_memtierd.sh's cache);
-# without it peer f is reported as skipped. BENCH_PEERS_MAX_SECONDS (default 2400) bounds the guest's
-# measuring time: runs that would pass it are reported as skipped.
+# without it peer f is reported as skipped. BENCH_PEERS_MAX_SECONDS (default 3000) bounds the guest's
+# measuring time: runs that would pass it are reported as skipped. BENCH_PEERS_FLUSH_TLB=1: the
+# workloads flush their TLB after each sweep (peers_workload.py --flush-tlb).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 LAB="python3 $REPO/lab/labctl.py"
@@ -18,7 +19,7 @@ kernel_args=()
 case ${1:-} in
     "")
         NAME=${BENCH_GUEST:-t-bench-peers}
-        PEERS=${PEERS:-a,b,c,d,f,g} ;;
+        PEERS=${PEERS:-a,b,c,d,f,g,h,i} ;;
     --page-idle)
         NAME=${BENCH_GUEST:-t-bench-peers-page-idle}
         PEERS=${PEERS:-e}
@@ -32,7 +33,7 @@ case ${1:-} in
         exit 2 ;;
 esac
 WORKLOADS=${WORKLOADS:-W1,W1D,W2,W3}
-MAX_SECONDS=${BENCH_PEERS_MAX_SECONDS:-2400}
+MAX_SECONDS=${BENCH_PEERS_MAX_SECONDS:-3000}
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"

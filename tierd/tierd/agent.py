@@ -297,12 +297,19 @@ class Agent:
         """Carry out the plan's moves, higher priority first; True if a stop request cut them short."""
         stopped = False
         methods = self._demotion_methods(views, report)
+        by_priority = sorted(views, key=lambda v: (-v.priority, v.name))
+        lru = [v for v in by_priority if methods[v.name] == "lru_gen" and v.direction != "promote"]
+        table = self.kernel.lru_gen_table() if lru and self.pmem_nodes else {}
+        for view in lru if self.pmem_nodes else []:
+            # Idle pages go whatever the plan says; the pages a quota needs beyond them, by memory.reclaim.
+            stopped = stopped or self._evict_idle(view, decisions[view.name], table, assignment[view.name],
+                                                  report[view.name])
         # Demotions first: they make room on DRAM for the promotions after them.
         for kind in ("demote", "promote"):
-            for view in sorted(views, key=lambda v: (-v.priority, v.name)):
+            for view in by_priority:
                 chosen = getattr(decisions[view.name], kind)
                 nodes = self.pmem_nodes if kind == "demote" else self.dram_nodes
-                if not chosen or stopped or not nodes:
+                if not chosen or stopped or not nodes or (kind == "demote" and methods[view.name] == "lru_gen"):
                     continue
                 if kind == "demote" and methods[view.name] == "reclaim":
                     stopped = self._reclaim(view.name, sum(n for _key, n in chosen), assignment[view.name],
@@ -315,20 +322,51 @@ class Agent:
         return stopped
 
     def _demotion_methods(self, views, report):
-        """{workload: "reclaim" or "move_pages"} (reclaim.method_for); with demote_with reclaim, logged when
-        a workload's changes (a fallback to move_pages as a warning)."""
+        """{workload: "move_pages", "reclaim" or "lru_gen"} (reclaim.method_for); unless move_pages is
+        configured, logged when a workload's changes (a fallback to move_pages as a warning)."""
         wanted = self.cfg["mover"]["demote_with"]
         workloads = {w["name"]: w for w in self.cfg["workloads"]}
         methods = {}
         for view in views:
             method, reason = reclaim.method_for(workloads[view.name], wanted, self.mode.demotion_enabled, self.kernel)
-            if wanted == "reclaim" and self.demotion_methods.get(view.name) != (method, reason):
-                log = self.logger.warning if method != "reclaim" else self.logger.info
+            if wanted != "move_pages" and self.demotion_methods.get(view.name) != (method, reason):
+                log = self.logger.warning if method != wanted else self.logger.info
                 log("demotion_method", workload=view.name, method=method, reason=reason)
             self.demotion_methods[view.name] = (method, reason)
             methods[view.name] = method
             report[view.name]["demote_with"] = method
         return methods
+
+    def _evict_idle(self, view, decision, table, pids, report):
+        """lru_gen: demote the workload cgroup's pages idle for reclaim.IDLE_GENERATIONS intervals, no more
+        than its PMEM limit allows, then reclaim what its DRAM grant still needs; True if stopped."""
+        cgroup = next(w["match"]["cgroup"] for w in self.cfg["workloads"] if w["name"] == view.name)
+        memcg = table.get(cgroup)
+        if memcg is None:
+            self.logger.warning("lru_gen_memcg_missing", workload=view.name, cgroup=cgroup,
+                                reason="not in /sys/kernel/debug/lru_gen", action="demoting by memory.reclaim")
+            return self._reclaim(view.name, decision.forced_demote, pids, report) if decision.forced_demote else False
+        limit = None if decision.pmem_limit is None else max(0, decision.pmem_limit - view.pmem)
+        budget = self.cfg["mover"]["max_pages_per_interval"]
+        if budget is not None:
+            limit = budget if limit is None else min(limit, budget)
+        if self.dry_run:
+            self.logger.info("would_evict_idle", workload=view.name, cgroup=cgroup, limit_pages=limit)
+            return False
+        totals = self.totals.setdefault(view.name, {"promoted_total": 0, "demoted_total": 0, "failed_total": 0})
+        try:
+            demoted, stopped = self.reclaimer.evict_idle(cgroup, memcg, self.dram_nodes, limit)
+        except KernelError as exc:
+            self.logger.warning("lru_gen_failed", workload=view.name, cgroup=cgroup, reason=exc)
+            demoted, stopped = 0, False
+        totals["demoted_total"] += demoted
+        if demoted:
+            self.placement.invalidate(pids)
+            self.logger.info("evicted_idle", workload=view.name, cgroup=cgroup, demoted=demoted)
+        rest = decision.forced_demote - demoted
+        if rest > 0 and not stopped:
+            return self._reclaim(view.name, rest, pids, report)
+        return stopped
 
     def _reclaim(self, name, pages, pids, report):
         """Have the kernel demote ``pages`` of the workload's cgroup, coldest first; True if stopped."""

@@ -16,7 +16,7 @@ import stat
 
 BACKENDS = ("auto", "damon", "page_idle")
 TIERING_MODES = ("auto", "tierd", "kernel_promotes")  # see mode.py
-DEMOTE_WITH = ("move_pages", "reclaim")  # see reclaim.py
+DEMOTE_WITH = ("move_pages", "reclaim", "lru_gen")  # see reclaim.py
 DIRECTIONS = ("promote", "demote", "both")
 # At most 19 digits: int() refuses longer digit strings only past 4300 digits, and no size needs more.
 SIZE_RE = re.compile(r"^\s*(\d{1,19})\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)

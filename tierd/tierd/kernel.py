@@ -22,6 +22,10 @@ NUMA_BALANCING = "/proc/sys/kernel/numa_balancing"
 # Present from Linux 6.1, with the memory-tiering mode (numa_balancing=2) itself.
 PROMOTE_RATE_LIMIT = "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps"
 DEMOTION_ENABLED = "/sys/kernel/mm/numa/demotion_enabled"
+# The multi-gen LRU (Linux 6.1+): its switch, and the debugfs file that reports each memcg's
+# generations per node and takes aging (+) and eviction (-) commands (admin-guide/mm/multigen_lru).
+LRU_GEN_ENABLED = "/sys/kernel/mm/lru_gen/enabled"
+LRU_GEN_DEBUG = "/sys/kernel/debug/lru_gen"
 
 KPAGEFLAGS = "/proc/kpageflags"
 KPF_THP = 1 << 22
@@ -144,6 +148,26 @@ class Kernel:
                 return False
             raise KernelError("memory.reclaim of %s: %s" % (cgroup_path, exc.strerror or exc))
         return True
+
+    def lru_gen_available(self):
+        """True when the multi-gen LRU is on and its debugfs file is there (debugfs mounted)."""
+        value = self.read_text(LRU_GEN_ENABLED, default="0")
+        try:
+            enabled = int(value, 16) & 1
+        except ValueError:
+            enabled = 0
+        return bool(enabled) and self.exists(LRU_GEN_DEBUG)
+
+    def lru_gen_table(self):
+        """{memcg path: (memcg id, {node: [(generation, age ms, anon pages, file pages)]})} (parse_lru_gen)."""
+        return parse_lru_gen(self.read_text(LRU_GEN_DEBUG, default=""))
+
+    def lru_gen_command(self, command):
+        """Write one aging or eviction command; KernelError when the kernel refuses it."""
+        try:
+            self.write_text(LRU_GEN_DEBUG, command)
+        except OSError as exc:
+            raise KernelError("lru_gen %r: %s" % (command, exc.strerror or exc))
 
     def numa_maps(self, pid):
         """Parsed /proc/PID/numa_maps (per-node page counts per mapping, counted by the kernel), or None."""
@@ -352,6 +376,25 @@ def parse_cpulist(text):
         else:
             result.append(int(part))
     return result
+
+
+def parse_lru_gen(text):
+    """The debugfs lru_gen file: "memcg ID PATH", " node N", then one "GEN AGE_MS ANON FILE" row per
+    generation. A memcg already removed is listed with id 0 (possibly beside a new one of the same
+    path) and is left out: it takes no commands."""
+    table = {}
+    current = rows = None  # the generations by node of the memcg being read (None: left out)
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "memcg" and fields[1].isdigit():
+            current, rows = ({} if int(fields[1]) else None), None
+            if current is not None:
+                table[fields[2] if len(fields) > 2 else "/"] = (int(fields[1]), current)
+        elif len(fields) == 2 and fields[0] == "node" and fields[1].isdigit():
+            rows = None if current is None else current.setdefault(int(fields[1]), [])
+        elif len(fields) == 4 and all(f.isdigit() for f in fields) and rows is not None:
+            rows.append(tuple(int(f) for f in fields))
+    return table
 
 
 def parse_maps(text):

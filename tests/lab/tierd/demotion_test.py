@@ -13,12 +13,13 @@
    `tiering_mode: auto`, whose start line must say `mode=kernel_promotes` with no conflict warning;
    the hot set moves once more, the kernel promotes it (hint faults, /proc/vmstat
    pgpromote_success) and tierd holds the budget and demotes the old hot set: the same checks;
-4. demotion through the kernel's LRU: tierd again beside the kernel, now with
-   `mover.demote_with: reclaim`, the workload matched by its cgroup (it runs in one of its own from the
-   start) and the budget lowered to 24M: the budget holds (+ one batch) within the intervals allowed,
-   the log says `event=demotion_method workload=wld method=reclaim` once and `event=reclaimed` with
-   pages demoted, and tierd moved no page itself (no `direction=demote`); the hot set's share on
-   DRAM is reported, not asserted (bench/peers: the LRU's choice is only as good as tierd's count);
+4. demotion by the kernel's multi-gen LRU: every page back on DRAM (migratepages), tierd again beside
+   the kernel, now with `mover.demote_with: lru_gen` and the workload matched by its cgroup (it runs
+   in one of its own from the start): tierd ages the cgroup's generations each interval and the
+   pages idle for 3 intervals are demoted: the same checks as phase 1 (budget, >= 90 % of the hot
+   set kept on DRAM, <= 10 % of the cold set left there), the log says
+   `event=demotion_method workload=wld method=lru_gen` once and `event=evicted_idle` with pages
+   demoted, and tierd moved no page itself (no `direction=demote`);
 5. the workload's checksum is unchanged; numa_balancing is set back to what it was.
 tierd runs as `tierd run` under this script (not the lab unit guest_test.py used). Prints one
 JSON line of measurements; exit 1 on the first failed check.
@@ -40,9 +41,8 @@ import guest_test as base  # noqa: E402  (the lab test's log, fail, placement an
 DRAM, PMEM = base.DRAM, base.PMEM
 INTERVAL = 3
 BATCH = 1024
-SIZE_MIB, HOT_PERCENT, BUDGET_MIB, RECLAIM_BUDGET_MIB = 128, 10, 40, 24
+SIZE_MIB, HOT_PERCENT, BUDGET_MIB = 128, 10, 40
 BUDGET_PAGES = BUDGET_MIB << 20 >> 12
-RECLAIM_BUDGET_PAGES = RECLAIM_BUDGET_MIB << 20 >> 12
 MAX_INTERVALS = int(os.environ.get("TIERD_LAB_DEMOTION_INTERVALS", "40"))
 STATE = "/run/tierd-demotion/state.json"
 CGROUP = "/tierd-demotion-wld"
@@ -75,7 +75,7 @@ def intervals():
     return (read_json(STATE) or {}).get("intervals", 0)
 
 
-def wait_until(label, info_file, tierd, ok, budget_pages=BUDGET_PAGES):
+def wait_until(label, info_file, tierd, ok):
     """Poll placement once per interval until ``ok(p)``: {intervals, seconds, placement}."""
     began, first = time.time(), intervals()
     while True:
@@ -83,7 +83,7 @@ def wait_until(label, info_file, tierd, ok, budget_pages=BUDGET_PAGES):
             fail("%s: tierd exited (rc %s); log in /run/tierd-demotion-*.log" % (label, tierd.returncode))
         p, n = placement(info_file), intervals()
         log("%s: interval %d  on DRAM %d/%d (budget %d pages)  hot on DRAM %d/%d  cold on DRAM %d/%d%s" % (
-            label, n, p["on_dram"], p["pages"], budget_pages, p["hot_on_dram"], p["hot_pages"],
+            label, n, p["on_dram"], p["pages"], BUDGET_PAGES, p["hot_on_dram"], p["hot_pages"],
             p["cold_on_dram"], p["cold_pages"],
             "  old hot on DRAM %d" % p["previous_hot_on_dram"] if "previous_hot_on_dram" in p else ""))
         if ok(p):
@@ -118,19 +118,18 @@ def write(path, value):
         out.write(value)
 
 
-def start_tierd(mode, reclaim=False):
-    """tierd in ``mode``; with ``reclaim`` the workload is matched by its cgroup, demoted through
-    its memory.reclaim, under the lower budget."""
+def start_tierd(mode, demote_with=None):
+    """tierd in ``mode``; with ``demote_with`` the workload is matched by its cgroup and demoted that way."""
     if os.path.exists(STATE):
         os.unlink(STATE)
     config = dict(CONFIG, tiering_mode=mode)
-    if reclaim:
-        config.update(dram_budget="%dM" % RECLAIM_BUDGET_MIB, mover=dict(CONFIG["mover"], demote_with="reclaim"),
+    if demote_with:
+        config.update(mover=dict(CONFIG["mover"], demote_with=demote_with),
                       workloads=[dict(w, match={"cgroup": CGROUP}) for w in CONFIG["workloads"]])
     path = "/run/tierd-demotion.json"
     with open(path, "w") as out:
         json.dump(config, out)
-    logfile = "/run/tierd-demotion-%s%s.log" % (mode, "-reclaim" if reclaim else "")
+    logfile = "/run/tierd-demotion-%s%s.log" % (mode, "-" + demote_with if demote_with else "")
     tierd = subprocess.Popen([sys.executable, "-m", "tierd", "run", "-c", path],
                              env=dict(os.environ, PYTHONPATH=os.path.join(SRC, "tierd")),
                              stdout=subprocess.DEVNULL, stderr=open(logfile, "w"))
@@ -204,25 +203,28 @@ def together(workload, info_file):
         restore(saved)
 
 
-def by_reclaim(info_file):
-    """Phase 4: the kernel promotes, tierd demotes through the workload cgroup's memory.reclaim."""
+def by_lru_gen(workload, info_file):
+    """Phase 4: the kernel promotes, tierd ages the workload cgroup's multi-gen LRU and its idle pages are demoted."""
+    subprocess.run(["migratepages", str(workload.pid), str(PMEM), str(DRAM)], check=True)
+    start = placement(info_file)
+    if start["on_dram"] < 0.95 * start["pages"]:
+        fail("migratepages did not bring the workload back to DRAM: %s" % start)
     saved, tierd = kernel_tiering_on(), None
     try:
-        tierd, logfile = start_tierd("kernel_promotes", reclaim=True)
-        results["reclaim"] = wait_until("demote through memory.reclaim", info_file, tierd,
-                                        lambda p: p["on_dram"] <= RECLAIM_BUDGET_PAGES + BATCH,
-                                        budget_pages=RECLAIM_BUDGET_PAGES)
+        tierd, logfile = start_tierd("kernel_promotes", demote_with="lru_gen")
+        results["lru_gen"] = wait_until("idle pages by the multi-gen LRU", info_file, tierd, placed)
         stop_tierd(tierd)
         with open(logfile) as handle:
             lines = handle.read().splitlines()
         method = [l for l in lines if "event=demotion_method" in l]
-        if len(method) != 1 or "method=reclaim" not in method[0].split():
-            fail("tierd with demote_with reclaim on a cgroup workload did not say method=reclaim once: %s" % method)
-        reclaimed = [int(field.split("=")[1]) for l in lines if "event=reclaimed" in l
-                     for field in l.split() if field.startswith("demoted=")]
-        results["reclaim"].update(reclaims=len(reclaimed), reclaim_demoted=sum(reclaimed))
-        if not sum(reclaimed) or any(" direction=demote " in l for l in lines):
-            fail("the demotions were not made through memory.reclaim alone: %s" % results["reclaim"])
+        if len(method) != 1 or "method=lru_gen" not in method[0].split():
+            fail("tierd with demote_with lru_gen on a cgroup workload did not say method=lru_gen once: %s" % method)
+        evicted = [int(field.split("=")[1]) for l in lines if "event=evicted_idle" in l
+                   for field in l.split() if field.startswith("demoted=")]
+        results["lru_gen"].update(evictions=len(evicted), evicted_demoted=sum(evicted),
+                                  reclaims=sum(1 for l in lines if "event=reclaimed" in l))
+        if not sum(evicted) or any(" direction=demote " in l for l in lines):
+            fail("the demotions were not made by the multi-gen LRU: %s" % results["lru_gen"])
     finally:
         if tierd is not None and tierd.poll() is None:
             stop_tierd(tierd)
@@ -266,7 +268,7 @@ def main():
         stop_tierd(tierd)
         tierd = None
         together(workload, info_file)
-        by_reclaim(info_file)
+        by_lru_gen(workload, info_file)
 
         before = read_json(info_file)["checks"]
         workload.send_signal(signal.SIGUSR1)

@@ -55,7 +55,7 @@ def make_cgroup(root, pid, reclaim_file=True):
         open(os.path.join(path, "memory.reclaim"), "w").close()
 
 
-def cgroup_agent(guest_root, tmp_path, match=None, dry_run=False, demote_with="reclaim", **extra):
+def cgroup_agent(guest_root, tmp_path, match=None, dry_run=False, demote_with="reclaim", kernel_class=None, **extra):
     """The recorded workload faulted on DRAM, as a cgroup, with a 40 MiB DRAM budget, in kernel_promotes."""
     info = recorded_workload()
     set_knobs(guest_root, numa_balancing=2, demotion="true")
@@ -63,7 +63,7 @@ def cgroup_agent(guest_root, tmp_path, match=None, dry_run=False, demote_with="r
     open(os.path.join(guest_root, KDAMONDS, "nr_kdamonds"), "w").write("0\n")
     placement = {(info["pid"], info["address"] + i * 4096): 0 for i in range(info["length"] // 4096)}
     hot = [info["address"] + i * 4096 for i in range(info["hot_pages"])]
-    kernel = SimulatedReclaim(guest_root, placement, hot)
+    kernel = (kernel_class or SimulatedReclaim)(guest_root, placement, hot)
     data = {"interval_seconds": 2, "damon": {"sample_us": 100000, "aggr_us": 1000000, "warmup_aggregations": 2},
             "heat": {"hot_threshold": 0.3, "cold_threshold": 0.05, "warmup_intervals": 2},
             "mover": {"batch_pages": 1024, "rate_limit_mbps": 100000, "min_residency_intervals": 3,
@@ -141,7 +141,7 @@ def test_explicit_reclaim_that_cannot_be_used_is_a_warning_and_falls_back(guest_
 def test_config_demote_with():
     with pytest.raises(ConfigError) as exc:
         validate({"mover": {"demote_with": "lru"}})
-    assert str(exc.value) == "mover.demote_with: 'lru' is not valid; choose one of: move_pages, reclaim"
+    assert str(exc.value) == "mover.demote_with: 'lru' is not valid; choose one of: move_pages, reclaim, lru_gen"
 
 
 class Recording(Kernel):
@@ -189,3 +189,111 @@ def test_kernel_memory_reclaim_errors(tmp_path, monkeypatch):
     with pytest.raises(Exception) as exc:
         kernel.cgroup_reclaim(CGROUP, 8192)
     assert str(exc.value) == "memory.reclaim of %s: %s" % (CGROUP, os.strerror(errno.EBUSY))
+
+
+class SimulatedLruGen(SimulatedReclaim):
+    """The multi-gen LRU of one memcg on node 0: aging ("+") puts the pages accessed since (here: the
+    hot ones) into a new youngest generation; eviction ("-") demotes the DRAM pages of the generations
+    up to the one named, as many as asked; lru_gen_table() counts them per generation."""
+
+    def __init__(self, root, placement, hot_addresses, memcg_id=31):
+        SimulatedReclaim.__init__(self, root, placement, hot_addresses)
+        self.memcg_id = memcg_id
+        self.newest = 5
+        self.generation = {key: self.newest for key in placement}
+        self.lru_commands = []
+
+    def lru_gen_available(self):
+        return True
+
+    def lru_gen_table(self):
+        counts = {}
+        for key, node in self.placement.items():
+            if node == 0:
+                counts[self.generation[key]] = counts.get(self.generation[key], 0) + 1
+        oldest = min(counts) if counts else self.newest
+        rows = [(gen, 1000 * (self.newest - gen), counts.get(gen, 0), 0) for gen in range(oldest, self.newest + 1)]
+        return {CGROUP: (self.memcg_id, {0: rows, 1: [(self.newest, 0, 0, 0)]}), "/other": (2, {0: rows})}
+
+    def lru_gen_command(self, command):
+        self.lru_commands.append(command)
+        op, memcg_id, node, gen = command.split()[:4]
+        assert int(memcg_id) == self.memcg_id and int(node) == 0
+        if op == "+":
+            assert int(gen) == self.newest
+            self.newest += 1
+            for key in self.placement:
+                if key[1] in self.hot:
+                    self.generation[key] = self.newest
+            return
+        assert int(gen) + 2 <= self.newest  # the kernel refuses to evict the two youngest generations
+        wanted = int(command.split()[5])
+        idle = sorted(key for key, n in self.placement.items() if n == 0 and self.generation[key] <= int(gen))
+        for key in idle[:wanted]:
+            self.placement[key] = 1
+        self.demoted += min(wanted, len(idle))
+        self._write_stat()
+
+
+def lru_gen_agent(guest_root, tmp_path, policy=None, **extra):
+    agent, kernel, info, stream = cgroup_agent(guest_root, tmp_path, demote_with="lru_gen",
+                                               kernel_class=SimulatedLruGen, **extra)
+    if policy is not None:
+        agent.cfg["workloads"][0]["policy"].update(policy)
+    return agent, kernel, info, stream
+
+
+def test_lru_gen_demotes_the_pages_idle_for_three_intervals_and_keeps_the_hot_ones(guest_root, tmp_path):
+    agent, kernel, info, stream = lru_gen_agent(guest_root, tmp_path, dram_budget=None)
+    cold = [key for key in kernel.placement if key[1] not in kernel.hot]
+    agent.step()
+    agent.step()
+    assert all(kernel.placement[key] == 0 for key in cold)  # idle for two agings only: not yet
+    assert kernel.lru_commands == ["+ 31 0 5 1 1", "+ 31 0 6 1 1"]
+    agent.step()
+    assert all(kernel.placement[key] == 1 for key in cold)
+    assert all(kernel.placement[(info["pid"], address)] == 0 for address in kernel.hot)
+    assert kernel.lru_commands[2:4] == ["+ 31 0 7 1 1", "- 31 0 5 200 1024"]
+    assert not [call for call in kernel.calls if call[2] is not None] and kernel.reclaims == []
+    assert agent.totals["wl"]["demoted_total"] == len(cold) == kernel.demoted
+    assert any("event=evicted_idle workload=wl cgroup=%s demoted=%d" % (CGROUP, len(cold)) in line
+               for line in stream.lines)
+    assert any("event=demotion_method workload=wl method=lru_gen reason=configured" in line for line in stream.lines)
+
+
+def test_lru_gen_keeps_to_the_pmem_limit_and_reclaims_what_the_budget_still_needs(guest_root, tmp_path):
+    agent, kernel, info, _stream = lru_gen_agent(guest_root, tmp_path, policy={"pmem_max_percent": 50})
+    total = info["length"] // 4096
+    for _interval in range(4):
+        agent.step()
+    on_pmem = sum(1 for node in kernel.placement.values() if node == 1)
+    # Eviction stops at the limit (+ one batch of the kernel's rounding); the 40 MiB budget is above
+    # the half on DRAM, so no counted reclaim was needed.
+    assert total // 2 - 1024 <= on_pmem <= total // 2 + 1024
+    assert kernel.reclaims == []
+
+
+def test_lru_gen_without_the_multigen_lru_falls_back_with_a_warning(tmp_path):
+    root = str(tmp_path)
+    make_cgroup(root, 1)
+    os.makedirs(os.path.join(root, "sys/kernel/mm/lru_gen"))
+    open(os.path.join(root, "sys/kernel/mm/lru_gen/enabled"), "w").write("0x0000\n")
+    workload = {"name": "wl", "match": {"cgroup": CGROUP}}
+    method, reason = reclaim.method_for(workload, "lru_gen", True, Kernel(root))
+    assert method == "move_pages" and "multi-gen LRU is off" in reason
+    open(os.path.join(root, "sys/kernel/mm/lru_gen/enabled"), "w").write("0x0007\n")
+    assert reclaim.method_for(workload, "lru_gen", True, Kernel(root))[0] == "move_pages"  # no debugfs file
+    os.makedirs(os.path.join(root, "sys/kernel/debug"))
+    open(os.path.join(root, "sys/kernel/debug/lru_gen"), "w").close()
+    assert reclaim.method_for(workload, "lru_gen", True, Kernel(root)) == ("lru_gen", "configured")
+
+
+def test_parse_lru_gen_leaves_out_removed_memcgs():
+    from tierd.kernel import parse_lru_gen
+    text = ("memcg    27 /bench-peers\n node     0\n          0    1106328          0           0 \n"
+            "          1    1106328          6         610 \n node     1\n          0    1106328          0           0 \n"
+            "memcg     0 /gone\n node     0\n          0    5          5           0 \n"
+            "memcg     1 /\n node     0\n          3    12          7           8 \n")
+    assert parse_lru_gen(text) == {"/bench-peers": (27, {0: [(0, 1106328, 0, 0), (1, 1106328, 6, 610)],
+                                                         1: [(0, 1106328, 0, 0)]}),
+                                   "/": (1, {0: [(3, 12, 7, 8)]})}
