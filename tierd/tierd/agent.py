@@ -39,7 +39,7 @@ class Agent:
         self.mode = TieringMode(kernel, cfg["tiering_mode"], logger)
         logger.info("start", backend=self.backend.name, dram_nodes=_nodes(self.dram_nodes),
                     pmem_nodes=_nodes(self.pmem_nodes), nodes_from=how, dry_run=str(dry_run).lower(),
-                    **self.mode.log_fields())
+                    **self.mode.log_fields(), demote_with=cfg["mover"]["demote_with"])
         self.mode.announce()
         if self.nodes_missing:
             logger.warning("nodes_missing", reason=self.nodes_missing, action="looking again every interval")
@@ -323,14 +323,15 @@ class Agent:
 
     def _demotion_methods(self, views, report):
         """{workload: "move_pages", "reclaim" or "lru_gen"} (reclaim.method_for); unless move_pages is
-        configured, logged when a workload's changes (a fallback to move_pages as a warning)."""
+        configured, logged when a workload's changes (a fallback from a configured method as a warning)."""
         wanted = self.cfg["mover"]["demote_with"]
         workloads = {w["name"]: w for w in self.cfg["workloads"]}
         methods = {}
         for view in views:
-            method, reason = reclaim.method_for(workloads[view.name], wanted, self.mode.demotion_enabled, self.kernel)
+            method, reason = reclaim.method_for(workloads[view.name], wanted, self.mode.mode,
+                                                self.mode.demotion_enabled, self.kernel)
             if wanted != "move_pages" and self.demotion_methods.get(view.name) != (method, reason):
-                log = self.logger.warning if method != wanted else self.logger.info
+                log = self.logger.warning if wanted != "auto" and method != wanted else self.logger.info
                 log("demotion_method", workload=view.name, method=method, reason=reason)
             self.demotion_methods[view.name] = (method, reason)
             methods[view.name] = method

@@ -16,7 +16,7 @@ import stat
 
 BACKENDS = ("auto", "damon", "page_idle")
 TIERING_MODES = ("auto", "tierd", "kernel_promotes")  # see mode.py
-DEMOTE_WITH = ("move_pages", "reclaim", "lru_gen")  # see reclaim.py
+DEMOTE_WITH = ("auto", "move_pages", "reclaim", "lru_gen")  # see reclaim.py
 DIRECTIONS = ("promote", "demote", "both")
 # At most 19 digits: int() refuses longer digit strings only past 4300 digits, and no size needs more.
 SIZE_RE = re.compile(r"^\s*(\d{1,19})\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
@@ -40,7 +40,7 @@ DEFAULTS = {
     # move_pages(2) pays a fixed cost per call (LRU drain, TLB flushes): in the lab 8192-page batches
     # moved the same 256 MiB ~1.5x faster than 1024-page ones (bench/migrate).
     "mover": {"batch_pages": 8192, "rate_limit_mbps": 256.0, "min_residency_intervals": 3, "block_pages": "auto",
-              "placement_refresh_intervals": 120, "max_pages_per_interval": None, "demote_with": "move_pages"},
+              "placement_refresh_intervals": 120, "max_pages_per_interval": None, "demote_with": "auto"},
     "metrics": {"textfile": None, "http_port": None},
     "state_file": "/run/tierd/state.json",
     "workloads": [],

@@ -13,11 +13,10 @@ memory out and drops page cache), and memory.reclaim takes from the whole cgroup
 workload matched by its cgroup alone qualifies. Pages demoted this way are not known one by one, so
 ``min_residency_intervals`` cannot hold them.
 
-Not the default (``mover.demote_with: move_pages``): tierd still decides how many pages, from its
-DAMON readings, and on scattered pages those overstate the cold ones, so the LRU has to give hot
-pages too (bench/peers, kernel_promotes, bench/RESULTS.md: the hot set wholly demoted by the end of
-W2 when the workload's TLB was never flushed, as under TCG; 100 % kept when it was flushed, which is
-closer to a real CPU's small TLB).
+``reclaim`` alone is never chosen by ``auto``: tierd still decides how many pages, from its DAMON
+readings, and on scattered pages those overstate the cold ones, so the LRU has to give hot pages too
+(bench/peers, kernel_promotes: the hot set of W2 17 % and 0 % on DRAM at the end in two runs, 100 %
+in one whose workload flushed its TLB after each sweep).
 
 ``lru_gen`` goes further on a kernel whose multi-gen LRU is on (Debian's 6.12: enabled 0x0007) and
 debugfs mounted: tierd ages the cgroup's generations on each DRAM node once per interval (debugfs
@@ -27,26 +26,35 @@ IDLE_GENERATIONS youngest ("-" command): pages not accessed for that many interv
 the kernel's LRU sees them. Measured in the same guest (bench/RESULTS.md): 64 MiB with a scattered
 10 % hot set on DRAM, 3 s intervals: the cold pages demoted after 10 s, every hot page kept; the
 hot set moved, the old one demoted 10 s later. The counted demotions a budget or quota needs still go
-through memory.reclaim (the kernel then takes the coldest pages too).
+through memory.reclaim (the kernel then takes the coldest pages too). ``auto`` (the default) takes
+lru_gen where it can run and the kernel promotes (tiering_mode kernel_promotes): in bench/peers it
+was the best of tierd's ways on every workload it ran (bench/RESULTS.md); with tierd promoting by
+its own heat, pages the kernel demoted could bounce, so move_pages stays there.
 """
 
 from .kernel import PAGE_SIZE
 from .mover import batches
 
 
-def method_for(workload, wanted, demotion_enabled, kernel):
-    """(method, reason): how ``workload``'s demotions are made this interval."""
+def method_for(workload, wanted, mode, demotion_enabled, kernel):
+    """(method, reason): how ``workload``'s demotions are made this interval. ``auto`` takes lru_gen
+    where it can run and the kernel promotes; everywhere else move_pages."""
     if wanted == "move_pages":
         return "move_pages", "configured"
+    if wanted == "auto" and mode != "kernel_promotes":
+        return "move_pages", ("tiering_mode tierd: tierd promotes by its own heat, and pages the kernel demoted "
+                              "cannot be held by min_residency_intervals")
     if set(workload["match"]) != {"cgroup"}:
         return "move_pages", "matched by more than its cgroup, and memory.reclaim would take from all of the cgroup"
     if demotion_enabled is not True:
         return "move_pages", "demotion_enabled is not true: memory.reclaim would swap out or drop pages, not demote them"
     if not kernel.cgroup_can_reclaim(workload["match"]["cgroup"]):
         return "move_pages", "the cgroup has no memory.reclaim (memory controller off there, or a kernel before 5.19)"
-    if wanted == "lru_gen" and not kernel.lru_gen_available():
+    if wanted in ("lru_gen", "auto") and not kernel.lru_gen_available():
         return "move_pages", ("the multi-gen LRU is off or its debugfs file missing (/sys/kernel/mm/lru_gen/enabled, "
                               "debugfs on /sys/kernel/debug)")
+    if wanted == "auto":
+        return "lru_gen", "kernel_promotes, a cgroup workload and the multi-gen LRU: idle pages demoted one by one"
     return wanted, "configured"
 
 

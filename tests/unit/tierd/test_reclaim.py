@@ -104,16 +104,29 @@ def test_dry_run_reports_the_reclaim_and_writes_nothing(guest_root, tmp_path):
     assert any("event=would_reclaim workload=wl cgroup=%s pages=" % CGROUP in line for line in stream.lines)
 
 
-def test_the_default_is_move_pages(guest_root, tmp_path):
+def test_move_pages_configured(guest_root, tmp_path):
     agent, kernel, _info, stream = cgroup_agent(guest_root, tmp_path, demote_with="move_pages")
     agent.run(max_intervals=3)
     assert kernel.reclaims == [] and [call for call in kernel.calls if call[2] == 1]
     assert not any("event=demotion_method" in line for line in stream.lines)
-    assert validate({})["mover"]["demote_with"] == "move_pages"
+
+
+def test_auto_takes_lru_gen_beside_the_kernel_for_a_cgroup_workload(guest_root, tmp_path):
+    assert validate({})["mover"]["demote_with"] == "auto"
+    agent, kernel, _info, stream = cgroup_agent(guest_root, tmp_path, demote_with="auto", kernel_class=SimulatedLruGen)
+    assert "demote_with=auto" in stream.lines[0]
+    agent.run(max_intervals=3)
+    line = next(line for line in stream.lines if "event=demotion_method" in line)
+    assert line.startswith("level=info ") and "method=lru_gen" in line and "kernel_promotes" in line
+    assert kernel.lru_commands and not [call for call in kernel.calls if call[2] is not None]
 
 
 @pytest.mark.parametrize("change, method, reason", [
     ({}, "reclaim", "configured"),
+    ({"wanted": "auto"}, "lru_gen", "kernel_promotes, a cgroup workload"),
+    ({"wanted": "auto", "mode": "tierd"}, "move_pages", "tiering_mode tierd"),
+    ({"wanted": "auto", "lru": False}, "move_pages", "multi-gen LRU is off"),
+    ({"wanted": "reclaim", "mode": "tierd"}, "reclaim", "configured"),
     ({"wanted": "move_pages"}, "move_pages", "configured"),
     ({"match": {"cgroup": CGROUP, "comm": "^qemu"}}, "move_pages", "matched by more than its cgroup"),
     ({"match": {"cmdline": "x"}}, "move_pages", "matched by more than its cgroup"),
@@ -124,8 +137,14 @@ def test_the_default_is_move_pages(guest_root, tmp_path):
 def test_method_for(tmp_path, change, method, reason):
     root = str(tmp_path)
     make_cgroup(root, 1, reclaim_file=change.get("has_file", True))
+    if change.get("lru", True):
+        os.makedirs(os.path.join(root, "sys/kernel/mm/lru_gen"))
+        open(os.path.join(root, "sys/kernel/mm/lru_gen/enabled"), "w").write("0x0007\n")
+        os.makedirs(os.path.join(root, "sys/kernel/debug"))
+        open(os.path.join(root, "sys/kernel/debug/lru_gen"), "w").close()
     workload = {"name": "wl", "match": change.get("match", {"cgroup": CGROUP})}
-    found = reclaim.method_for(workload, change.get("wanted", "reclaim"), change.get("demotion", True), Kernel(root))
+    found = reclaim.method_for(workload, change.get("wanted", "reclaim"), change.get("mode", "kernel_promotes"),
+                               change.get("demotion", True), Kernel(root))
     assert found[0] == method and reason in found[1]
 
 
@@ -141,7 +160,7 @@ def test_explicit_reclaim_that_cannot_be_used_is_a_warning_and_falls_back(guest_
 def test_config_demote_with():
     with pytest.raises(ConfigError) as exc:
         validate({"mover": {"demote_with": "lru"}})
-    assert str(exc.value) == "mover.demote_with: 'lru' is not valid; choose one of: move_pages, reclaim, lru_gen"
+    assert str(exc.value) == "mover.demote_with: 'lru' is not valid; choose one of: auto, move_pages, reclaim, lru_gen"
 
 
 class Recording(Kernel):
@@ -279,13 +298,13 @@ def test_lru_gen_without_the_multigen_lru_falls_back_with_a_warning(tmp_path):
     os.makedirs(os.path.join(root, "sys/kernel/mm/lru_gen"))
     open(os.path.join(root, "sys/kernel/mm/lru_gen/enabled"), "w").write("0x0000\n")
     workload = {"name": "wl", "match": {"cgroup": CGROUP}}
-    method, reason = reclaim.method_for(workload, "lru_gen", True, Kernel(root))
+    method, reason = reclaim.method_for(workload, "lru_gen", "kernel_promotes", True, Kernel(root))
     assert method == "move_pages" and "multi-gen LRU is off" in reason
     open(os.path.join(root, "sys/kernel/mm/lru_gen/enabled"), "w").write("0x0007\n")
-    assert reclaim.method_for(workload, "lru_gen", True, Kernel(root))[0] == "move_pages"  # no debugfs file
+    assert reclaim.method_for(workload, "lru_gen", "kernel_promotes", True, Kernel(root))[0] == "move_pages"  # no debugfs
     os.makedirs(os.path.join(root, "sys/kernel/debug"))
     open(os.path.join(root, "sys/kernel/debug/lru_gen"), "w").close()
-    assert reclaim.method_for(workload, "lru_gen", True, Kernel(root)) == ("lru_gen", "configured")
+    assert reclaim.method_for(workload, "lru_gen", "kernel_promotes", True, Kernel(root)) == ("lru_gen", "configured")
 
 
 def test_parse_lru_gen_leaves_out_removed_memcgs():
