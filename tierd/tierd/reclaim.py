@@ -89,7 +89,9 @@ class Reclaimer:
             newest, oldest = max(r[0] for r in rows), min(r[0] for r in rows)
             self.kernel.lru_gen_command("+ %d %d %d 1 1" % (memcg_id, node, newest))
             evict_through = newest + 1 - IDLE_GENERATIONS
-            while oldest <= evict_through and (left is None or left > 0):
+            # Counted before the aging, which can only take pages out of these generations.
+            idle = sum(anon + page_cache for gen, _age, anon, page_cache in rows if gen <= evict_through)
+            while idle and oldest <= evict_through and (left is None or left > 0):
                 chunk = self.batch_pages if left is None else min(left, self.batch_pages)
                 if self.should_stop() or not self.limiter.acquire(chunk * PAGE_SIZE):
                     stopped = True
