@@ -338,10 +338,17 @@ class Agent:
             report[view.name]["demote_with"] = method
         return methods
 
+    def _totals(self, name):
+        return self.totals.setdefault(name, {"promoted_total": 0, "demoted_total": 0, "failed_total": 0})
+
+    def _cgroup_of(self, name):
+        """The cgroup of a workload matched by its cgroup alone (the only kind reclaim.method_for lets through)."""
+        return next(w["match"]["cgroup"] for w in self.cfg["workloads"] if w["name"] == name)
+
     def _evict_idle(self, view, decision, table, pids, report):
         """lru_gen: demote the workload cgroup's pages idle for reclaim.IDLE_GENERATIONS intervals, no more
         than its PMEM limit allows, then reclaim what its DRAM grant still needs; True if stopped."""
-        cgroup = next(w["match"]["cgroup"] for w in self.cfg["workloads"] if w["name"] == view.name)
+        cgroup = self._cgroup_of(view.name)
         memcg = table.get(cgroup)
         if memcg is None:
             self.logger.warning("lru_gen_memcg_missing", workload=view.name, cgroup=cgroup,
@@ -354,7 +361,7 @@ class Agent:
         if self.dry_run:
             self.logger.info("would_evict_idle", workload=view.name, cgroup=cgroup, limit_pages=limit)
             return False
-        totals = self.totals.setdefault(view.name, {"promoted_total": 0, "demoted_total": 0, "failed_total": 0})
+        totals = self._totals(view.name)
         try:
             demoted, stopped = self.reclaimer.evict_idle(cgroup, memcg, self.dram_nodes, limit)
         except KernelError as exc:
@@ -371,11 +378,11 @@ class Agent:
 
     def _reclaim(self, name, pages, pids, report):
         """Have the kernel demote ``pages`` of the workload's cgroup, coldest first; True if stopped."""
-        cgroup = next(w["match"]["cgroup"] for w in self.cfg["workloads"] if w["name"] == name)
+        cgroup = self._cgroup_of(name)
         if self.dry_run:
             self.logger.info("would_reclaim", workload=name, cgroup=cgroup, pages=pages)
             return False
-        totals = self.totals.setdefault(name, {"promoted_total": 0, "demoted_total": 0, "failed_total": 0})
+        totals = self._totals(name)
         try:
             demoted, asked, short, stopped = self.reclaimer.demote(cgroup, pages)
         except KernelError as exc:
@@ -413,7 +420,7 @@ class Agent:
         """The interval's state file, metrics and log line."""
         for view in views:
             wl = report[view.name]
-            wl.update(self.totals.setdefault(view.name, {"promoted_total": 0, "demoted_total": 0, "failed_total": 0}))
+            wl.update(self._totals(view.name))
             wl["pmem_limit_pages"] = decisions[view.name].pmem_limit
             wl["dram_granted_pages"] = decisions[view.name].dram_granted
             wl["planned_promote"] = sum(n for _key, n in decisions[view.name].promote)
@@ -444,7 +451,7 @@ class Agent:
         per-node counts are corrected from move_pages' own per-page results.
         """
         sources = set(self.pmem_nodes if kind == "promote" else self.dram_nodes)
-        totals = self.totals.setdefault(name, {"promoted_total": 0, "demoted_total": 0, "failed_total": 0})
+        totals = self._totals(name)
         per_node = report["pages_per_node"]
         by_pid = {}
         for (pid, vma_start, low, high), wanted in chosen:

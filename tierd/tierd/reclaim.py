@@ -79,32 +79,31 @@ class Reclaimer:
         ``memcg`` is (memcg id, {node: [(generation, age ms, anon, file)]}) from kernel.lru_gen_table().
         (pages demoted, stopped); a refused command raises KernelError."""
         memcg_id, generations = memcg
-        before = self.kernel.cgroup_demoted_pages(cgroup)
+        before = counted = self.kernel.cgroup_demoted_pages(cgroup)
         stopped = False
         left = limit
         for node in nodes:
             rows = generations.get(node)
             if not rows or stopped:
                 continue
-            newest, oldest = max(r[0] for r in rows), min(r[0] for r in rows)
+            newest = max(r[0] for r in rows)
             self.kernel.lru_gen_command("+ %d %d %d 1 1" % (memcg_id, node, newest))
             evict_through = newest + 1 - IDLE_GENERATIONS
             # Counted before the aging, which can only take pages out of these generations.
             idle = sum(anon + page_cache for gen, _age, anon, page_cache in rows if gen <= evict_through)
-            while idle and oldest <= evict_through and (left is None or left > 0):
+            while idle and (left is None or left > 0):
                 chunk = self.batch_pages if left is None else min(left, self.batch_pages)
                 if self.should_stop() or not self.limiter.acquire(chunk * PAGE_SIZE):
                     stopped = True
                     break
-                done = self.kernel.cgroup_demoted_pages(cgroup)
                 self.kernel.lru_gen_command("- %d %d %d %d %d" % (memcg_id, node, evict_through, ANON_FIRST, chunk))
-                evicted = (self.kernel.cgroup_demoted_pages(cgroup) or 0) - (done or 0)
+                now = self.kernel.cgroup_demoted_pages(cgroup)
+                evicted, counted = _demoted(counted, now), now
                 if left is not None:
-                    left -= max(evicted, 0)
+                    left -= evicted
                 if evicted < chunk:
                     break  # the idle generations are empty (or hold what cannot be demoted)
-        after = self.kernel.cgroup_demoted_pages(cgroup)
-        return (0 if before is None or after is None else max(0, after - before)), stopped
+        return _demoted(before, self.kernel.cgroup_demoted_pages(cgroup)), stopped
 
     def demote(self, cgroup, pages):
         """(pages demoted as memory.stat counts them, pages asked, short: the kernel found no more,
@@ -120,6 +119,9 @@ class Reclaimer:
             if not self.kernel.cgroup_reclaim(cgroup, len(chunk) * PAGE_SIZE):
                 short = True
                 break
-        after = self.kernel.cgroup_demoted_pages(cgroup)
-        demoted = 0 if before is None or after is None else max(0, after - before)
-        return demoted, asked, short, stopped
+        return _demoted(before, self.kernel.cgroup_demoted_pages(cgroup)), asked, short, stopped
+
+
+def _demoted(before, after):
+    """Pages demoted between two memory.stat readings (0 when either is missing)."""
+    return 0 if before is None or after is None else max(0, after - before)
