@@ -47,10 +47,11 @@ def render(state, now=None):
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    kernel_demotes = {"reclaim": "demoted through its cgroup's memory.reclaim (how many: tierd; which: the kernel's LRU)",
+                      "lru_gen": "its pages idle for 3 intervals demoted by the kernel's multi-gen LRU"}
     for name, wl in sorted(state["workloads"].items()):
-        if wl.get("demote_with") == "reclaim":
-            lines.append("%s: demoted through its cgroup's memory.reclaim (how many: tierd; which: the kernel's LRU)"
-                         % name)
+        if wl.get("demote_with") in kernel_demotes:
+            lines.append("%s: %s" % (name, kernel_demotes[wl["demote_with"]]))
     for name in state.get("unmanaged_workloads", []):
         lines.append("%s: no policy, left alone" % name)
     return "\n".join(lines)

@@ -278,6 +278,7 @@ def test_lru_gen_demotes_the_pages_idle_for_three_intervals_and_keeps_the_hot_on
     assert any("event=evicted_idle workload=wl cgroup=%s demoted=%d" % (CGROUP, len(cold)) in line
                for line in stream.lines)
     assert any("event=demotion_method workload=wl method=lru_gen reason=configured" in line for line in stream.lines)
+    assert "wl: its pages idle for 3 intervals demoted by the kernel's multi-gen LRU" in status.render(agent.state)
 
 
 def test_lru_gen_keeps_to_the_pmem_limit_and_reclaims_what_the_budget_still_needs(guest_root, tmp_path):
