@@ -21,7 +21,7 @@ SCENARIOS  ?= nvdimm nvdimm@bookworm labelled cxl legacy legacy@bookworm emulate
 # it well inside CI's 90 minutes: nvdimm on trixie (labelled, safe_mode, agent and nvdimm-lab cover
 # trixie NVDIMMs; make molecule-nvdimm), legacy@bookworm and boot-race-lab.
 LANE_A     ?= unit sanity lint docs packaging-test molecule-labelled molecule-cxl molecule-legacy \
-  molecule-safe_mode molecule-modules molecule-nvdimm@bookworm
+  molecule-safe_mode molecule-modules molecule-nvdimm@bookworm tierd-topology-lab
 LANE_B     ?= molecule-agent molecule-emulated tierd-lab nvdimm-lab
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap fdisk e2fsprogs openssh-client python3-venv \
   chromium fonts-dejavu-core shellcheck
@@ -110,8 +110,9 @@ tierd-scale-lab: deps
 tierd-lab-cxl: deps
 	TIERD_LAB_FLAVOUR=cxl TIERD_LAB_APPEND=transparent_hugepage=madvise $(TIMED) tierd-lab-cxl bash tests/lab/tierd/run.sh
 
-# tierd on the two-socket flavour (#14 topology): a workload pinned to each socket, its buffer on the
-# other socket's PMEM; the hot pages must land on the DRAM of the socket it runs on.
+# tierd on the two-socket flavour (#14 topology; in make test): a workload pinned to each socket, its
+# buffer on the other socket's PMEM, must get its hot pages on the DRAM of the socket it runs on; cold
+# pages demoted to the PMEM near their node; then a budget on node 1 (dram_budget_per_node) held by priority.
 tierd-topology-lab: deps
 	TIERD_LAB_FLAVOUR=two-socket TIERD_LAB_TEST=topology_test.py TIERD_LAB_APPEND=transparent_hugepage=madvise $(TIMED) tierd-topology-lab bash tests/lab/tierd/run.sh
 

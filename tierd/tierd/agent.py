@@ -56,6 +56,7 @@ class Agent:
         self.recent = RecentMoves()
         self.totals = {}  # workload -> {"promoted_total", "demoted_total", "failed_total"}
         self.demotion_methods = {}  # workload -> (method, reason) last logged (reclaim.method_for)
+        self.unknown_budget_nodes = set()  # dram_budget_per_node nodes warned about
         self.state = {}
         self.http = None
         self._apply_config(cfg, initial=True)
@@ -143,6 +144,39 @@ class Agent:
             headroom[node] = max(0, (info.get("MemFree", 0) - int(info.get("MemTotal", 0) * reserve)) // PAGE_SIZE)
         return headroom
 
+    def _node_budgets(self):
+        """{DRAM node: budget pages} of dram_budget_per_node; a listed node that is not a DRAM node
+        here is left out, with a warning the first time (nodes are auto-detected unless configured)."""
+        budgets = {}
+        for node, size in sorted(self.cfg["dram_budget_per_node"].items()):
+            if node in self.dram_nodes:
+                budgets[node] = size // PAGE_SIZE
+            elif node not in self.unknown_budget_nodes:
+                self.unknown_budget_nodes.add(node)
+                self.logger.warning("dram_budget_node_unknown", node=node, dram_nodes=_nodes(self.dram_nodes),
+                                    action="no budget for it")
+        return budgets
+
+    def _host_budget_pages(self):
+        """The host-wide budget for policy.plan: dram_budget, else the node budgets' sum when every
+        DRAM node has one (then no more than that can be granted anyway), else none."""
+        if self.cfg["dram_budget"] is not None:
+            return self.cfg["dram_budget"] // PAGE_SIZE
+        budgets = self._node_budgets()
+        if budgets and set(budgets) == set(self.dram_nodes):
+            return sum(budgets.values())
+        return None
+
+    def _node_usage(self, report):
+        """{workload: {node: pages}} now: the interval's counts, kept current by every move_pages."""
+        return {name: {int(node): pages for node, pages in wl["pages_per_node"].items()} for name, wl in report.items()}
+
+    def _node_budget_state(self, report):
+        """{node: {"budget_pages", "used_pages"}} after the interval's moves, for status and metrics."""
+        usage = self._node_usage(report)
+        return {str(node): {"budget_pages": budget, "used_pages": sum(held.get(node, 0) for held in usage.values())}
+                for node, budget in self._node_budgets().items()}
+
     def _free_dram_pages(self):
         return sum(self._dram_headroom().values())
 
@@ -176,9 +210,8 @@ class Agent:
         self.placement.forget(live_pids)
         self.recent.expire(live_pids, self.intervals, self.cfg["mover"]["min_residency_intervals"])
         views, report = self._workload_views(targets, assignment, samples, writes)
-        budget = self.cfg["dram_budget"]
         decisions = policy_mod.plan(views, self.cfg["heat"]["hot_threshold"], self.cfg["heat"]["cold_threshold"],
-                                    None if budget is None else budget // PAGE_SIZE, self._free_dram_pages(),
+                                    self._host_budget_pages(), self._free_dram_pages(),
                                     self.block_pages, heat_promotions=self.mode.heat_promotions)
         self._limit_moves(views, decisions)
         stopped = self._move_decided(views, decisions, report, assignment)
@@ -306,6 +339,8 @@ class Agent:
                                                   report[view.name])
         # Demotions first: they make room on DRAM for the promotions after them.
         for kind in ("demote", "promote"):
+            if kind == "promote" and not stopped:
+                stopped = self._hold_node_budgets(by_priority, decisions, report)
             for view in by_priority:
                 chosen = getattr(decisions[view.name], kind)
                 nodes = self.pmem_nodes if kind == "demote" else self.dram_nodes
@@ -315,11 +350,37 @@ class Agent:
                     stopped = self._reclaim(view.name, sum(n for _key, n in chosen), assignment[view.name],
                                             report[view.name])
                     continue
-                for node, items in self._by_target(kind, chosen, nodes):
+                for node, items in self._by_target(kind, chosen, nodes, report):
                     stopped = self._move(view.name, kind, items, node, report[view.name]) or stopped
                     if stopped:
                         break
         return stopped
+
+    def _hold_node_budgets(self, by_priority, decisions, report):
+        """Move each workload's pages over its share of a node's budget (policy.node_budget_excess)
+        off that node, coldest first, after the plan's demotions; True if a stop request cut it short.
+        By move_pages whatever demote_with says: memory.reclaim cannot be told which node."""
+        budgets = self._node_budgets()
+        if not budgets or not self.pmem_nodes:
+            return False
+        usage = self._node_usage(report)
+        promoting = {}
+        for view in by_priority:
+            for node, items in self._promotion_groups(decisions[view.name].promote, self.dram_nodes).items():
+                promoting.setdefault(view.name, {})[node] = sum(pages for _key, pages in items)
+        excess = policy_mod.node_budget_excess(usage, budgets, {v.name: v.priority for v in by_priority}, promoting)
+        for view in by_priority:
+            for node, pages in sorted(excess.get(view.name, {}).items()):
+                if view.direction == "promote":
+                    self.logger.warning("node_budget_exceeded", workload=view.name, node=node, over_pages=pages,
+                                        action="none: its direction is promote")
+                    continue
+                self.logger.info("node_budget_exceeded", workload=view.name, node=node, over_pages=pages,
+                                 budget_pages=budgets[node], action="demoting its coldest pages there")
+                candidates = [(key, size) for _heat, key, size in view.demote_candidates]
+                if self._move(view.name, "demote", candidates, None, report[view.name], sources={node}, limit=pages):
+                    return True
+        return False
 
     def _demotion_methods(self, views, report):
         """{workload: "move_pages", "reclaim" or "lru_gen"} (reclaim.method_for); unless move_pages is
@@ -396,12 +457,22 @@ class Agent:
                          status="short" if short else "-")
         return stopped
 
-    def _by_target(self, kind, chosen, nodes):
+    def _by_target(self, kind, chosen, nodes, report):
         """[(node, chosen items)]: promotions to each process's node (see topology), re-split by the
         DRAM nodes' headroom; demotions in one group with no node yet: each page goes by the node it
-        is on, known once its pages are picked (_demotion_targets)."""
+        is on, known once its pages are picked (_demotion_targets). A node's headroom is also
+        held to what its budget (dram_budget_per_node) has left."""
         if kind == "demote":
             return [(None, chosen)]
+        groups = self._promotion_groups(chosen, nodes)
+        headroom = self._dram_headroom()
+        for node, room in policy_mod.node_budget_room(self._node_usage(report), self._node_budgets()).items():
+            headroom[node] = min(headroom.get(node, 0), room)
+        return self.topology.fill_by_headroom(sorted(groups.items()), headroom)
+
+    def _promotion_groups(self, chosen, nodes):
+        """{DRAM node: promotions}: each process's pages to its node (topology), else to the node
+        with the most free memory."""
         groups = {}
         targets = {}
         fallback = None
@@ -414,7 +485,7 @@ class Agent:
                 fallback = self._pick_node(nodes) if fallback is None else fallback
                 node = fallback
             groups.setdefault(node, []).append(item)
-        return self.topology.fill_by_headroom(sorted(groups.items()), self._dram_headroom())
+        return groups
 
     def _report(self, started, views, decisions, report):
         """The interval's state file, metrics and log line."""
@@ -436,6 +507,7 @@ class Agent:
             "workloads": report,
             "move_budget": {"pages": self.cfg["mover"]["max_pages_per_interval"],
                             "deferred_pages": self.deferred_pages},
+            "node_budgets": self._node_budget_state(report),
         }
         self._publish()
         self.logger.info("interval", n=self.intervals, seconds=self.state["interval_seconds"],
@@ -443,43 +515,54 @@ class Agent:
                             for k, v in (("pages", wl["resident_pages"]), ("hot", wl["hot_pages"]),
                                          ("promoted", wl["promoted_total"]), ("demoted", wl["demoted_total"]))})
 
-    def _move(self, name, kind, chosen, node, report):
+    def _move(self, name, kind, chosen, node, report, sources=None, limit=None):
         """Move ``chosen`` [((pid, mapping start, low, high), pages)] to ``node`` (a demotion's node is
-        None: each page goes by the node it is on); True if stopped.
+        None: each page goes by the node it is on), taking pages only from ``sources`` (default: the
+        tier they leave) and no more than ``limit`` in all; True if stopped.
 
         Each range's pages get their exact status only now; the placement totals and the report's
         per-node counts are corrected from move_pages' own per-page results.
         """
-        sources = set(self.pmem_nodes if kind == "promote" else self.dram_nodes)
+        if sources is None:
+            sources = set(self.pmem_nodes if kind == "promote" else self.dram_nodes)
         totals = self._totals(name)
         per_node = report["pages_per_node"]
-        by_pid = {}
-        for (pid, vma_start, low, high), wanted in chosen:
-            by_pid.setdefault(pid, []).append((vma_start, low, high, wanted))
-        for pid, ranges in sorted(by_pid.items()):
-            recently_moved = self.recent.blocked(pid)
-            taken = set()  # neighbouring ranges share their boundary block: pick its pages once
-
-            def blocked(address):
-                return address in taken or recently_moved(address)
-            pages = []  # (address, source node, mapping start)
-            for vma_start, low, high, wanted in ranges:
-                try:
-                    picked = pick_pages(self.kernel, pid, low, high, sources, wanted, self.block_pages,
-                                        overshoot=(kind == "promote"), blocked=blocked)
-                except KernelError as exc:
-                    self.logger.warning("pid_skipped", workload=name, pid=pid, reason=exc)
-                    picked = None
-                if picked is None:
-                    break
-                pages.extend((address, source, vma_start) for address, source in picked)
-                taken.update(address for address, _source in picked)
-            if not pages:
-                continue
+        for pid, pages in self._pick(name, kind, chosen, sources, limit).items():
             for target, group in self._demotion_targets(pid, pages, node) if kind == "demote" else [(node, pages)]:
                 if self._move_pages(name, kind, pid, group, target, totals, per_node):
                     return True
         return False
+
+    def _pick(self, name, kind, chosen, sources, limit):
+        """{pid: [(address, source node, mapping start)]} of the pages to move, ranges in the order
+        given (coldest or hottest first); a PID that is gone or may not be inspected is left there."""
+        picks, taken, blocked_for, gone = {}, {}, {}, set()
+        remaining = limit
+        for (pid, vma_start, low, high), wanted in chosen:
+            if pid in gone:
+                continue
+            if remaining is not None:
+                wanted = min(wanted, remaining)
+                if wanted <= 0:
+                    break
+            if pid not in blocked_for:
+                # Neighbouring ranges share their boundary block: pick its pages once.
+                taken[pid] = set()
+                blocked_for[pid] = _blocked(taken[pid], self.recent.blocked(pid))
+            try:
+                picked = pick_pages(self.kernel, pid, low, high, sources, wanted, self.block_pages,
+                                    overshoot=(kind == "promote"), blocked=blocked_for[pid])
+            except KernelError as exc:
+                self.logger.warning("pid_skipped", workload=name, pid=pid, reason=exc)
+                picked = None
+            if picked is None:
+                gone.add(pid)
+                continue
+            picks.setdefault(pid, []).extend((address, source, vma_start) for address, source in picked)
+            taken[pid].update(address for address, _source in picked)
+            if remaining is not None:
+                remaining -= len(picked)
+        return {pid: pages for pid, pages in picks.items() if pages}
 
     def _demotion_targets(self, pid, pages, fallback=None):
         """[(node, pages)]: each page to the nearest node of the tier below the node it is on
@@ -560,6 +643,10 @@ class Agent:
             self.http.close()
             self.http = None
         self.logger.info("stop", intervals=self.intervals)
+
+
+def _blocked(taken, recently_moved):
+    return lambda address: address in taken or recently_moved(address)
 
 
 def _nodes(nodes):

@@ -29,6 +29,9 @@ DEFAULTS = {
     "tiering_mode": "auto",
     "nodes": {"dram": None, "pmem": None},
     "dram_budget": None,
+    # {DRAM node: size}: what the managed workloads together may hold on that node (two sockets:
+    # leave each socket's DRAM to what runs there unmanaged); a node left out has no budget of its own.
+    "dram_budget_per_node": {},
     "dram_free_reserve_percent": 5.0,
     "heat": {"decay": 0.5, "hot_threshold": 0.6, "cold_threshold": 0.1,
              "soft_dirty": False, "write_weight": 0.5, "warmup_intervals": 3},
@@ -61,6 +64,7 @@ MAX_NESTING = 32
 # Longer regular expressions are refused: a cmdline pattern naming a few hundred VMs is shorter,
 # and sre_parse's recursion is then bounded too.
 MAX_REGEX_CHARS = 4096
+MAX_NODE = 1023  # the kernel's MAX_NUMNODES at its largest (NODES_SHIFT 10)
 MAX_NAME_CHARS = 128  # workload names are in every log line and metrics label
 EXCERPT_CHARS = 80
 
@@ -136,6 +140,26 @@ def _node_list(value, key):
         raise ConfigError("%s: %s must be a non-empty list of NUMA node numbers (integers >= 0), or null to detect"
                           % (key, excerpt(value)))
     return sorted(set(value))
+
+
+def _node_budgets(value, key):
+    """{node: bytes} from {node (an integer, or its digits as JSON keys are strings): size}."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError("%s: %s must be a mapping of DRAM node number to size, e.g. {\"0\": \"8G\", \"1\": \"8G\"}"
+                          % (key, excerpt(value)))
+    budgets = {}
+    for node, size in value.items():
+        number = node if isinstance(node, int) and not isinstance(node, bool) else None
+        if isinstance(node, str) and re.fullmatch(r"\d{1,4}", node):
+            number = int(node)
+        if number is None or not 0 <= number <= MAX_NODE:
+            raise ConfigError("%s: node %s is not a NUMA node number; use 0 to %d" % (key, excerpt(node), MAX_NODE))
+        if number in budgets:
+            raise ConfigError("%s: node %d is given twice" % (key, number))
+        budgets[number] = parse_size(size, "%s.%d" % (key, number))
+    return budgets
 
 
 def _regex(value, key):
@@ -256,6 +280,10 @@ def validate(data):
 
     if cfg["dram_budget"] is not None:
         cfg["dram_budget"] = parse_size(cfg["dram_budget"], "dram_budget")
+    cfg["dram_budget_per_node"] = _node_budgets(cfg["dram_budget_per_node"], "dram_budget_per_node")
+    if cfg["nodes"]["dram"] and set(cfg["dram_budget_per_node"]) - set(cfg["nodes"]["dram"]):
+        raise ConfigError("dram_budget_per_node: node %d is not one of nodes.dram %s"
+                          % (min(set(cfg["dram_budget_per_node"]) - set(cfg["nodes"]["dram"])), cfg["nodes"]["dram"]))
     _number(cfg, "dram_free_reserve_percent", "", 0, 90)
 
     heat = _merge(DEFAULTS["heat"], cfg["heat"], "heat")

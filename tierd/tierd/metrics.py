@@ -22,6 +22,8 @@ HELP = {
     "tierd_pages_moved_total": ("counter", "pages moved, by direction"),
     "tierd_pages_move_failed_total": ("counter", "pages move_pages(2) did not move"),
     "tierd_pages_deferred": ("gauge", "pages planned but left for later intervals by mover.max_pages_per_interval"),
+    "tierd_node_budget_pages": ("gauge", "dram_budget_per_node: pages the managed workloads may hold on the node"),
+    "tierd_node_budget_used_pages": ("gauge", "pages the managed workloads hold on a budgeted DRAM node"),
 }
 
 
@@ -59,6 +61,9 @@ def render(state):
         samples["tierd_pages_moved_total"].append((dict(base, direction="demote"), wl["demoted_total"]))
         samples["tierd_pages_move_failed_total"].append((base, wl["failed_total"]))
         samples["tierd_pages_deferred"].append((base, wl.get("deferred_pages", 0)))
+    for node, budget in sorted(state.get("node_budgets", {}).items()):
+        samples["tierd_node_budget_pages"].append(({"node": node}, budget["budget_pages"]))
+        samples["tierd_node_budget_used_pages"].append(({"node": node}, budget["used_pages"]))
     lines = []
     for name, (kind, text) in HELP.items():
         lines.append("# HELP %s %s" % (name, text))

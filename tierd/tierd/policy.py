@@ -12,6 +12,10 @@ Rules, in order:
    highest priority first, then the wanted extra, highest priority first. A workload holding
    more DRAM than it was granted demotes its coldest pages (unless its direction is promote).
 4. Promotions never take DRAM below the free-memory reserve.
+   Per DRAM node (two sockets): a node's budget (dram_budget_per_node) is shared the same way,
+   by priority, among the pages the workloads hold on that node; the pages over a workload's
+   share leave that node coldest first (node_budget_excess), and promotions fill a node only up
+   to its budget and its own reserve (node_budget_room), the rest going to the nearest node with room.
 5. With ``heat_promotions`` off (tiering_mode kernel_promotes: the kernel's NUMA balancing promotes
    hot pages), rule 2's promotions are left out; rule 1's, which the kernel would not make, stay.
 """
@@ -193,6 +197,33 @@ def plan(views, hot_threshold, cold_threshold, budget_pages=None, free_dram_page
             free -= max(0, promoted - demoted)
         decisions[view.name] = decision
     return decisions
+
+
+def node_budget_excess(usage, budgets, priorities, promoting=None):
+    """{workload: {node: pages it must move off that node}}; ``usage`` {workload: {node: pages}},
+    ``budgets`` {node: pages}, ``priorities`` {workload: priority}, ``promoting`` {workload: {node:
+    pages it is to promote there}}. A node's budget is granted by priority (ties by name), as the
+    host-wide one: a workload's share covers its pages there and then its promotions there, so a
+    higher-priority workload's hot pages displace a lower one's; what a workload holds above its
+    share is its excess. A node within its budget takes nothing from anyone."""
+    promoting = promoting or {}
+    excess = {}
+    order = sorted(usage, key=lambda name: (-priorities[name], name))
+    for node, budget in sorted(budgets.items()):
+        remaining = budget
+        for name in order:
+            held = usage[name].get(node, 0)
+            share = min(held + promoting.get(name, {}).get(node, 0), remaining)
+            remaining -= share
+            if held > share:
+                excess.setdefault(name, {})[node] = held - share
+    return excess
+
+
+def node_budget_room(usage, budgets):
+    """{node: pages the workloads may still add there} for each budgeted node."""
+    return {node: max(0, budget - sum(held.get(node, 0) for held in usage.values()))
+            for node, budget in budgets.items()}
 
 
 def _trim(moves, pages, block_pages):

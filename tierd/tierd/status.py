@@ -33,6 +33,10 @@ def render(state, now=None):
             lines.append("warning: %s" % tiering["warning"])
     if state.get("waiting_for_nodes"):
         lines.append("waiting for the PMEM node: %s" % state["waiting_for_nodes"])
+    for node, budget in sorted(state.get("node_budgets", {}).items()):
+        lines.append("node %s budget %s MiB, managed workloads hold %s MiB%s" % (
+            node, _mib(budget["budget_pages"], page_size), _mib(budget["used_pages"], page_size),
+            "  (over: demoting)" if budget["used_pages"] > budget["budget_pages"] else ""))
     header = ("WORKLOAD", "PIDS", "RESIDENT_MIB", "PER_NODE_MIB", "HOT", "COLD", "PROMOTED", "DEMOTED",
               "FAILED", "PMEM_LIMIT_MIB")
     rows = [header]

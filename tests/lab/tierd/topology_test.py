@@ -13,7 +13,11 @@ on one node, and one of them would get remote memory. Cold pages stay on PMEM.
 Beside them two workloads start on DRAM, each on the socket it does not run on:
   wl_d0: taskset -c 1, buffer on node 0;   wl_d1: taskset -c 0, buffer on node 1.
 Their cold pages must be demoted to the PMEM near the node each page is on (wl_d0 → node 2,
-wl_d1 → node 3), as the kernel's own demotion would, not to the PMEM near the CPU. Checksums unchanged.
+wl_d1 → node 3), as the kernel's own demotion would, not to the PMEM near the CPU.
+Then a budget on node 1 alone (dram_budget_per_node, by a config reload), smaller than the hot pages
+there (wl_s1's and wl_d1's), with wl_s1 of higher priority: the managed pages on node 1 must come
+within the budget, wl_s1 keeping its share of it and wl_d1 giving up node 1, and the hot pages that
+left node 1 must come back to DRAM on node 0 (no budget there), not stay on PMEM. Checksums unchanged.
 Prints one JSON line of measurements; exits non-zero on the first failed check.
 """
 
@@ -38,6 +42,8 @@ LAYOUT = {"wl_s0": (0, 3, 0), "wl_s1": (1, 2, 1)}
 DEMOTE_LAYOUT = {"wl_d0": (1, 0, 2), "wl_d1": (0, 1, 3)}
 SIZE_MIB, HOT_PERCENT = 64, 20
 DEMOTE_SIZE_MIB = 32
+BUDGET_NODE, BUDGET_PAGES = 1, 2048  # 8 MiB: less than wl_s1's hot pages alone (20 % of 64 MiB)
+PRIORITIES = {"wl_s1": 20, "wl_d1": 5}
 HOT_FRACTION = float(os.environ.get("TIERD_LAB_HOT_FRACTION", "0.9"))
 MAX_INTERVALS = int(os.environ.get("TIERD_LAB_MAX_INTERVALS", "40"))
 WALL_LIMIT = int(os.environ.get("TIERD_LAB_WALL_SECONDS", "900"))
@@ -138,6 +144,51 @@ def settled(name, spread):
     return spread["hot"].get(home, 0) >= HOT_FRACTION * hot
 
 
+def within_node_budget(spreads):
+    """True once node 1 holds no more than its budget of the four buffers' pages, wl_s1 (higher
+    priority) ≥ 90 % of the budget there, wl_d1 ≤ 2 % of its pages there, and the hot pages of
+    both ≥ 90 % on DRAM (what left node 1 went to node 0, not to PMEM)."""
+    on_node = {name: s["hot"].get(BUDGET_NODE, 0) + s["cold"].get(BUDGET_NODE, 0) for name, s in spreads.items()}
+    total = sum(on_node.values())
+    if total > BUDGET_PAGES * 1.01:
+        return False
+    hot_on_dram = {name: sum(spreads[name]["hot"].get(n, 0) for n in DRAM_NODES) for name in PRIORITIES}
+    hot = {name: sum(spreads[name]["hot"].values()) for name in PRIORITIES}
+    d1_pages = sum(spreads["wl_d1"]["hot"].values()) + sum(spreads["wl_d1"]["cold"].values())
+    return (on_node["wl_s1"] >= 0.9 * BUDGET_PAGES and on_node["wl_d1"] <= 0.02 * d1_pages
+            and all(hot_on_dram[name] >= 0.9 * hot[name] for name in PRIORITIES))
+
+
+def budget_node(files):
+    """Phase 2: the node budget by a config reload; returns its measurements."""
+    cfg = config()
+    cfg["dram_budget_per_node"] = {str(BUDGET_NODE): BUDGET_PAGES * 4096}
+    for workload in cfg["workloads"]:
+        workload["policy"]["priority"] = PRIORITIES.get(workload["name"], 10)
+    with open("/etc/tierd/config.json", "w") as out:
+        json.dump(cfg, out, indent=1)
+    base.sh("/usr/local/sbin/tierd check-config /etc/tierd/config.json")
+    base.sh("systemctl reload tierd-lab.service")
+    began, start_n = time.time(), base.tierd_intervals()
+    while True:
+        spreads = {name: where(path) for name, path in files.items()}
+        n = base.tierd_intervals()
+        on_node = {name: s["hot"].get(BUDGET_NODE, 0) + s["cold"].get(BUDGET_NODE, 0) for name, s in spreads.items()}
+        base.log("budget interval %d  node %d holds %d (budget %d): %s  wl_s1 hot %s  wl_d1 hot %s" % (
+            n - start_n, BUDGET_NODE, sum(on_node.values()), BUDGET_PAGES, on_node,
+            spreads["wl_s1"]["hot"], spreads["wl_d1"]["hot"]))
+        if within_node_budget(spreads):
+            state = json.loads(base.sh("cat /run/tierd/state.json"))
+            return {"intervals": n - start_n, "seconds": round(time.time() - began, 1), "on_node": on_node,
+                    "spread": spreads, "state": state.get("node_budgets"),
+                    "status": base.sh("/usr/local/sbin/tierd status --state /run/tierd/state.json | grep '^node '",
+                                      check=False)}
+        if n - start_n >= MAX_INTERVALS or time.time() - began > WALL_LIMIT:
+            base.fail("node %d's budget of %d pages not held after %d intervals / %.0f s: %s"
+                      % (BUDGET_NODE, BUDGET_PAGES, n - start_n, time.time() - began, spreads))
+        time.sleep(base.INTERVAL)
+
+
 def main():
     numa_balancing = base.sh("cat /proc/sys/kernel/numa_balancing")
     base.sh("echo 0 > /proc/sys/kernel/numa_balancing")  # only tierd moves pages here
@@ -174,6 +225,7 @@ def main():
             base.fail("not converged after %d intervals / %.0f s: %s" % (n, time.time() - began, spreads))
         time.sleep(base.INTERVAL)
     results["start_line"] = base.sh("journalctl -u tierd-lab.service -o cat | grep -m1 'event=start'")
+    results["node_budget"] = budget_node(files)
     base.sh("systemctl stop tierd-lab.service")
     for name, path in files.items():
         before = base.info(path)["checks"]

@@ -72,10 +72,12 @@ INVALID = [
      "workloads[vm1].policy.pmem_max_percent: 130 must be <= 100"),
     ({"migration_agent_heat": {"hot_threshold": 0.1, "cold_threshold": 0.5}},
      "heat.cold_threshold: 0.5 must be below heat.hot_threshold 0.1"),
+    ({"migration_agent_dram_budget_per_node": {"socket1": "8G"}},
+     "dram_budget_per_node: node 'socket1' is not a NUMA node number; use 0 to 1023"),
 ]
 
 
-@pytest.mark.parametrize("config_vars, message", INVALID, ids=["bad-regex", "percent", "thresholds"])
+@pytest.mark.parametrize("config_vars, message", INVALID, ids=["bad-regex", "percent", "thresholds", "node-budget"])
 def test_invalid_config_stops_the_role_before_anything_is_installed(tmp_path, config_vars, message):
     rc, output = _playbook(tmp_path, "migration_agent", config_vars, roles_path=REPO / "roles")
     assert rc != 0, output
@@ -122,7 +124,8 @@ def test_check_that_cannot_run_says_so(tmp_path):
 def test_valid_config_passes_the_check_without_a_change(tmp_path):
     workloads = [{"name": "vm1", "match": {"cmdline": "qemu-system-x86_64 .*-name vm1"}, "vmas": {"min_size": "1G"},
                   "policy": {"pmem_max_percent": 30, "priority": 10}}]
-    rc, output = _playbook(tmp_path, "migration_agent", {"migration_agent_workloads": workloads},
+    rc, output = _playbook(tmp_path, "migration_agent", {"migration_agent_workloads": workloads,
+                                                         "migration_agent_dram_budget_per_node": {0: "48G", 1: "48G"}},
                            tasks_from="check_config", roles_path=REPO / "roles")
     assert rc == 0, output
     assert _tasks_run(output) == CHECK_TASKS[len(VALIDATE_TASKS):], output

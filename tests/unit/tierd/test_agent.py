@@ -175,3 +175,51 @@ def test_demoted_pages_are_grouped_by_the_tier_below_the_node_each_is_on(tmp_pat
     assert Agent._demotion_targets(agent, 100, pages, 3) == [(2, [pages[0], pages[2]]), (3, [pages[1]])]
     agent.pmem_nodes = [2]
     assert Agent._demotion_targets(agent, 100, pages, 2) == [(2, pages)]
+
+
+def test_a_node_budget_demotes_the_coldest_pages_on_that_node(guest_root, tmp_path):
+    """The workload starts wholly on DRAM node 0 with a node budget of a quarter of it (and a
+    host-wide budget too big to matter, so only the node's budget acts): the pages over it go to
+    PMEM, coldest first; the state, status and metrics show the budget and its use."""
+    info = recorded_workload()
+    total = info["length"] // 4096
+    budget = total // 4
+    agent, _kernel, placement, info, stream = make_agent(
+        guest_root, tmp_path, {"direction": "demote"}, dram_budget="1T",
+        dram_budget_per_node={"0": budget * 4096},
+        mover={"batch_pages": 1024, "rate_limit_mbps": 100000, "min_residency_intervals": 3, "block_pages": 1})
+    for key in placement:
+        placement[key] = 0
+    agent.run(max_intervals=4)
+    pages = [placement[(info["pid"], info["address"] + i * 4096)] for i in range(total)]
+    assert pages.count(0) <= budget
+    assert pages.count(0) >= budget - 1024  # not more demoted than the budget asks (one batch of slack)
+    # coldest first: what stayed on DRAM is mostly the hot part
+    assert pages[:info["hot_pages"]].count(0) >= 0.8 * min(budget, info["hot_pages"])
+    assert any("event=node_budget_exceeded workload=wl node=0" in line for line in stream.lines)
+    state = json.load(open(str(tmp_path / "state.json")))
+    assert state["node_budgets"] == {"0": {"budget_pages": budget, "used_pages": pages.count(0)}}
+    assert "node 0 budget %.1f MiB" % (budget * 4096 / 1048576.0) in status.render(state)
+    assert 'tierd_node_budget_used_pages{node="0"} %d' % pages.count(0) in metrics.render(state)
+
+
+def test_promotions_fill_a_node_only_to_its_budget(guest_root, tmp_path):
+    """A 30 % PMEM quota wants 70 % of the pages on DRAM; node 0's budget allows 2048 pages: the
+    budget wins (as the host-wide one does), the hottest pages take it, nothing more moves."""
+    agent, _kernel, placement, info, stream = make_agent(
+        guest_root, tmp_path, {"pmem_max_percent": 30}, dram_budget="1T", dram_budget_per_node={"0": 2048 * 4096},
+        mover={"batch_pages": 1024, "rate_limit_mbps": 100000, "min_residency_intervals": 3, "block_pages": 1})
+    agent.run(max_intervals=3)
+    assert sum(1 for node in placement.values() if node == 0) == 2048
+    hot = [placement[(info["pid"], info["address"] + i * 4096)] for i in range(info["hot_pages"])]
+    assert hot.count(0) == 2048
+
+
+def test_a_node_budget_for_a_node_that_is_not_dram_is_warned_about_once(guest_root, tmp_path):
+    agent, _kernel, placement, _info, stream = make_agent(
+        guest_root, tmp_path, {"pmem_max_percent": 30}, dram_budget_per_node={"5": "1G"})
+    agent.run(max_intervals=2)
+    warnings = [line for line in stream.lines if "event=dram_budget_node_unknown" in line]
+    assert len(warnings) == 1 and "node=5 dram_nodes=0" in warnings[0]
+    assert agent.state["node_budgets"] == {}
+    assert sum(1 for node in placement.values() if node == 0) > 0  # no budget: the quota is met

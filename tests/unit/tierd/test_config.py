@@ -75,10 +75,25 @@ BAD = [
      "damon.aggr_us: 1000 must be >= damon.sample_us 5000"),
     (lambda d: d["workloads"][0]["vmas"].update(names="[heap]"), "workloads[vm1].vmas.names: '[heap]' must be a"),
     (lambda d: d["workloads"][0]["vmas"].update(anon_only=False), "workloads[vm1].vmas: unknown key 'anon_only'"),
+    (lambda d: d.update(dram_budget_per_node=["8G"]),
+     "dram_budget_per_node: ['8G'] must be a mapping of DRAM node number to size"),
+    (lambda d: d.update(dram_budget_per_node={"socket0": "8G"}),
+     "dram_budget_per_node: node 'socket0' is not a NUMA node number; use 0 to 1023"),
+    (lambda d: d.update(dram_budget_per_node={"1": "8 apples"}), "dram_budget_per_node.1: '8 apples' is not a size"),
+    (lambda d: d.update(dram_budget_per_node={"0": "1G", "00": "2G"}), "dram_budget_per_node: node 0 is given twice"),
+    (lambda d: d.update(nodes={"dram": [0, 1], "pmem": [2, 3]}, dram_budget_per_node={"2": "1G"}),
+     "dram_budget_per_node: node 2 is not one of nodes.dram [0, 1]"),
     (lambda d: d.update(mover={"max_pages_per_interval": 0}), "mover.max_pages_per_interval: 0 must be >= 1"),
     (lambda d: d.update(mover={"max_pages_per_interval": "1G"}),
      "mover.max_pages_per_interval: '1G' must be an integer >= 1 and <= 1099511627776"),
 ]
+
+
+def test_node_budgets_take_json_string_keys_and_sizes():
+    assert config.validate({})["dram_budget_per_node"] == {}
+    cfg = config.validate({"dram_budget_per_node": {"0": "8G", "1": 1 << 20}})
+    assert cfg["dram_budget_per_node"] == {0: 8 << 30, 1: 1 << 20}
+    assert config.validate({"dram_budget_per_node": None})["dram_budget_per_node"] == {}
 
 
 def test_move_budget_defaults_to_none_and_takes_pages():

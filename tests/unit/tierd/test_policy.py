@@ -1,4 +1,4 @@
-from tierd.policy import WorkloadView, limit_moves, pmem_limit_pages, plan
+from tierd.policy import WorkloadView, limit_moves, node_budget_excess, node_budget_room, pmem_limit_pages, plan
 
 MIB = 1 << 20
 BASE = {"priority": 0, "direction": "both", "pmem_max_percent": None, "dram_min_percent": None,
@@ -181,3 +181,34 @@ def test_no_move_budget_changes_nothing():
     assert limit_moves(decisions, views, None) == 0
     assert limit_moves(decisions, views, 100) == 0
     assert (decisions["a"].demote, decisions["a"].promote) == before
+
+
+def test_a_node_budget_is_kept_by_higher_priority_first():
+    usage = {"vm_gold": {0: 300, 1: 500}, "vm_bronze": {1: 400}, "vm_silver": {1: 200}}
+    priorities = {"vm_gold": 20, "vm_silver": 10, "vm_bronze": 0}
+    # node 1: gold keeps 500, silver 200, bronze the 100 left of 800; node 0 has no budget.
+    assert node_budget_excess(usage, {1: 800}, priorities) == {"vm_bronze": {1: 300}}
+    # a tight budget takes from silver too; gold keeps what fits
+    assert node_budget_excess(usage, {1: 450}, priorities) == {
+        "vm_gold": {1: 50}, "vm_silver": {1: 200}, "vm_bronze": {1: 400}}
+    assert node_budget_excess(usage, {0: 300, 1: 1100}, priorities) == {}
+
+
+def test_equal_priorities_share_a_node_budget_by_name():
+    usage = {"b": {0: 10}, "a": {0: 10}}
+    assert node_budget_excess(usage, {0: 15}, {"a": 0, "b": 0}) == {"b": {0: 5}}
+
+
+def test_node_budget_room_is_what_is_left_never_negative():
+    usage = {"a": {0: 10, 1: 700}, "b": {1: 400}}
+    assert node_budget_room(usage, {0: 100, 1: 1000}) == {0: 90, 1: 0}
+    assert node_budget_room({}, {3: 5}) == {3: 5}
+
+
+def test_a_higher_prioritys_promotions_displace_a_lower_ones_pages_on_a_budgeted_node():
+    usage = {"gold": {1: 100}, "bronze": {1: 400}}
+    priorities = {"gold": 10, "bronze": 0}
+    # gold's 300 hot pages on PMEM are to come to node 1: bronze gives up that much of the 500
+    assert node_budget_excess(usage, {1: 500}, priorities, {"gold": {1: 300}}) == {"bronze": {1: 300}}
+    # bronze's own promotions never push gold out
+    assert node_budget_excess(usage, {1: 500}, priorities, {"bronze": {1: 300}}) == {}
