@@ -57,6 +57,7 @@ class Agent:
         self.totals = {}  # workload -> {"promoted_total", "demoted_total", "failed_total"}
         self.demotion_methods = {}  # workload -> (method, reason) last logged (reclaim.method_for)
         self.unknown_budget_nodes = set()  # dram_budget_per_node nodes warned about
+        self.untracked = set()  # workloads whose pages only the kernel tracks (_tracked)
         self.state = {}
         self.http = None
         self._apply_config(cfg, initial=True)
@@ -200,21 +201,26 @@ class Agent:
             return True
         targets, assignment = self._targets()
         self._restore_heat(assignment)
+        methods = self._demotion_methods(assignment)
+        tracked = self._tracked(targets, assignment, methods)
         pagemap = PagemapReads(self.kernel)
-        samples = self.backend.sample(targets, pagemap)
+        samples = self.backend.sample(tracked, pagemap)
         for pid in self.backend.restarted:
             self.heat.restart_warmup(pid)
-        writes = self.writes.sample(targets, pagemap) if self.writes else {}
+        writes = self.writes.sample(tracked, pagemap) if self.writes else {}
         live_pids = set(targets)
         self.heat.forget(live_pids)
         self.placement.forget(live_pids)
         self.recent.expire(live_pids, self.intervals, self.cfg["mover"]["min_residency_intervals"])
         views, report = self._workload_views(targets, assignment, samples, writes)
+        for name in report:
+            report[name]["demote_with"] = methods[name]
+            report[name]["tracked_by"] = self.backend.name if name not in self.untracked else "kernel"
         decisions = policy_mod.plan(views, self.cfg["heat"]["hot_threshold"], self.cfg["heat"]["cold_threshold"],
                                     self._host_budget_pages(), self._free_dram_pages(),
                                     self.block_pages, heat_promotions=self.mode.heat_promotions)
         self._limit_moves(views, decisions)
-        stopped = self._move_decided(views, decisions, report, assignment)
+        stopped = self._move_decided(views, decisions, report, assignment, methods)
         self._report(started, views, decisions, report)
         self.heat_owners = {pid: name for name, pids in assignment.items() for pid in pids}
         if self.intervals % heat_store.SAVE_INTERVALS == 0:
@@ -291,9 +297,12 @@ class Agent:
                 if placed is None:
                     continue
                 # Restored heat counts its samples from before a restart, but the backend starts
-                # afresh (a new kdamond's regions are coarse): it warms up again either way.
+                # afresh (a new kdamond's regions are coarse): it warms up again either way. An
+                # untracked workload's one extent per mapping is as good as it gets at once: its
+                # pages are candidates for what a quota or budget needs, never hot or cold.
                 warm_vmas = {start for start, end, _n in vmas
-                             if self.heat.sampled(pid, start, end) >= warmup and self.intervals >= backend_warmup}
+                             if name in self.untracked
+                             or (self.heat.sampled(pid, start, end) >= warmup and self.intervals >= backend_warmup)}
                 scan.add(pid, *placed, warm_vmas)
             views.append(scan.view(name, policies[name]))
             report[name] = scan.report()
@@ -326,10 +335,9 @@ class Agent:
                              deferred_demote=sum(d.deferred_demote for d in decisions.values()),
                              deferred_promote=sum(d.deferred_promote for d in decisions.values()))
 
-    def _move_decided(self, views, decisions, report, assignment):
+    def _move_decided(self, views, decisions, report, assignment, methods):
         """Carry out the plan's moves, higher priority first; True if a stop request cut them short."""
         stopped = False
-        methods = self._demotion_methods(views, report)
         by_priority = sorted(views, key=lambda v: (-v.priority, v.name))
         lru = [v for v in by_priority if methods[v.name] == "lru_gen" and v.direction != "promote"]
         table = self.kernel.lru_gen_table() if lru and self.pmem_nodes else {}
@@ -382,22 +390,41 @@ class Agent:
                     return True
         return False
 
-    def _demotion_methods(self, views, report):
+    def _demotion_methods(self, assignment):
         """{workload: "move_pages", "reclaim" or "lru_gen"} (reclaim.method_for); unless move_pages is
         configured, logged when a workload's changes (a fallback from a configured method as a warning)."""
         wanted = self.cfg["mover"]["demote_with"]
         workloads = {w["name"]: w for w in self.cfg["workloads"]}
         methods = {}
-        for view in views:
-            method, reason = reclaim.method_for(workloads[view.name], wanted, self.mode.mode,
+        for name in assignment:
+            method, reason = reclaim.method_for(workloads[name], wanted, self.mode.mode,
                                                 self.mode.demotion_enabled, self.kernel)
-            if wanted != "move_pages" and self.demotion_methods.get(view.name) != (method, reason):
+            if wanted != "move_pages" and self.demotion_methods.get(name) != (method, reason):
                 log = self.logger.warning if wanted != "auto" and method != wanted else self.logger.info
-                log("demotion_method", workload=view.name, method=method, reason=reason)
-            self.demotion_methods[view.name] = (method, reason)
-            methods[view.name] = method
-            report[view.name]["demote_with"] = method
+                log("demotion_method", workload=name, method=method, reason=reason)
+            self.demotion_methods[name] = (method, reason)
+            methods[name] = method
         return methods
+
+    def _tracked(self, targets, assignment, methods):
+        """The targets the tracking backend samples: all but the PIDs of workloads whose pages the
+        kernel both promotes (kernel_promotes) and picks for demotion (lru_gen), since then nothing
+        tierd decides needs its heat (a quota's promotions take any pages; memory.reclaim picks for a
+        budget), and DAMON's sampling was most of tierd's CPU there (bench/RESULTS.md). Node budgets
+        pick pages on one node by heat, so with dram_budget_per_node every workload stays tracked.
+        The workloads left out are logged when that set changes."""
+        untracked = set()
+        if not self.mode.heat_promotions and not self._node_budgets():
+            untracked = {name for name, method in methods.items() if method == "lru_gen"}
+        if untracked != self.untracked:
+            self.logger.info("tracking", by_kernel=",".join(sorted(untracked)) or "-",
+                             by_backend=",".join(sorted(set(methods) - untracked)) or "-",
+                             reason="the kernel promotes and its multi-gen LRU picks demotions: no heat needed")
+            self.untracked = untracked
+        if not untracked:
+            return targets
+        skipped = {pid for name in untracked for pid in assignment[name]}
+        return {pid: vmas for pid, vmas in targets.items() if pid not in skipped}
 
     def _totals(self, name):
         return self.totals.setdefault(name, {"promoted_total": 0, "demoted_total": 0, "failed_total": 0})

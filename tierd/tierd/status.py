@@ -55,7 +55,9 @@ def render(state, now=None):
                       "lru_gen": "its pages idle for 3 intervals demoted by the kernel's multi-gen LRU"}
     for name, wl in sorted(state["workloads"].items()):
         if wl.get("demote_with") in kernel_demotes:
-            lines.append("%s: %s" % (name, kernel_demotes[wl["demote_with"]]))
+            lines.append("%s: %s%s" % (name, kernel_demotes[wl["demote_with"]],
+                                       "; not sampled by tierd (the kernel promotes)" if wl.get("tracked_by") == "kernel"
+                                       else ""))
     for name in state.get("unmanaged_workloads", []):
         lines.append("%s: no policy, left alone" % name)
     return "\n".join(lines)

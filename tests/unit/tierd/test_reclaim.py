@@ -287,10 +287,11 @@ def test_lru_gen_keeps_to_the_pmem_limit_and_reclaims_what_the_budget_still_need
     for _interval in range(4):
         agent.step()
     on_pmem = sum(1 for node in kernel.placement.values() if node == 1)
-    # Eviction stops at the limit (+ one batch of the kernel's rounding); the 40 MiB budget is above
-    # the half on DRAM, so no counted reclaim was needed.
+    # Eviction stops at the limit (+ one batch of the kernel's rounding). The 40 MiB budget was held
+    # from the first interval by memory.reclaim (the workload is untracked: its pages are candidates
+    # at once), before any page had been idle for 3 agings; after that no counted reclaim was needed.
     assert total // 2 - 1024 <= on_pmem <= total // 2 + 1024
-    assert kernel.reclaims == []
+    assert sum(kernel.reclaims) == (total - 40 * 256) * 4096
 
 
 def test_lru_gen_without_the_multigen_lru_falls_back_with_a_warning(tmp_path):
@@ -317,3 +318,28 @@ def test_parse_lru_gen_leaves_out_removed_memcgs():
     assert parse_lru_gen(text) == {"/bench-peers": (27, {0: [(0, 1106328, 0, 0), (1, 1106328, 6, 610)],
                                                          1: [(0, 1106328, 0, 0)]}),
                                    "/": (1, {0: [(3, 12, 7, 8)]})}
+
+
+def test_a_workload_the_kernel_promotes_and_lru_gen_demotes_is_not_sampled_by_damon(guest_root, tmp_path):
+    """kernel_promotes + lru_gen: nothing tierd decides needs heat, so DAMON gets no target for it
+    (its kdamond was most of tierd's CPU); demotions and the budget still work, and the state says so."""
+    agent, kernel, info, stream = lru_gen_agent(guest_root, tmp_path, dram_budget=None)
+    for _interval in range(3):
+        agent.step()
+    assert agent.backend.pids == []
+    assert open(os.path.join(guest_root, KDAMONDS, "nr_kdamonds")).read().strip() == "0"
+    assert all(kernel.placement[(info["pid"], address)] == 0 for address in kernel.hot)
+    assert sum(1 for node in kernel.placement.values() if node == 1) == info["length"] // 4096 - len(kernel.hot)
+    assert sum(1 for line in stream.lines if "event=tracking by_kernel=wl by_backend=-" in line) == 1
+    assert agent.state["workloads"]["wl"]["tracked_by"] == "kernel"
+    assert "not sampled by tierd (the kernel promotes)" in status.render(agent.state)
+
+
+def test_a_node_budget_keeps_an_lru_gen_workload_tracked(guest_root, tmp_path):
+    agent, _kernel, info, stream = lru_gen_agent(guest_root, tmp_path, dram_budget=None,
+                                                 dram_budget_per_node={"0": "1G"})
+    agent.step()
+    assert agent.backend.pids == [info["pid"]]
+    assert agent.state["workloads"]["wl"]["tracked_by"] == "damon"
+    assert not any("event=tracking" in line for line in stream.lines)
+    agent.close()
