@@ -410,9 +410,9 @@ def placement_sample(info, pmem):
             "cold_on_pmem": cold_pmem / float(cold), "dram_pages": hot_dram + cold_dram}
 
 
-def cpu_ticks(pid):
+def cpu_ticks(pid, system_only=False):
     stat = get("/proc/%d/stat" % pid)
-    return None if stat is None else peers_metrics.cpu_ticks_of_stat(stat)
+    return None if stat is None else peers_metrics.cpu_ticks_of_stat(stat, system_only)
 
 
 def run_one(peer, workload_name, pmem):
@@ -439,6 +439,7 @@ def run_one(peer, workload_name, pmem):
            "own_cgroups": own, "peer": peer}
     vmstat_before = read_vmstat()
     ticks_before = {pid: cpu_ticks(pid) or 0 for pid in kdamond_tasks()}
+    system_before = {pid: cpu_ticks(pid, True) or 0 for pid in kdamond_tasks()}
     began = time.time()
     try:
         agent = PEERS[peer](ctx)
@@ -449,15 +450,17 @@ def run_one(peer, workload_name, pmem):
             terminate(popen)
         log("%s / %s: could not start: %s" % (workload_name, run["peer"], error))
         return {"peer": run["peer"], "workload": workload_name, "skipped": "could not start: %s" % error}
-    ticks = {}
+    ticks, system_ticks = {}, {}
     samples = []
     moved_at = None
 
     def sample_cpu():
         for pid in ([agent.pid] if agent is not None else []) + kdamond_tasks():
-            value = cpu_ticks(pid)
+            value, system = cpu_ticks(pid), cpu_ticks(pid, True)
             if value is not None:
                 ticks[pid] = max(ticks.get(pid, 0), value)
+            if system is not None:
+                system_ticks[pid] = max(system_ticks.get(pid, 0), system)
 
     try:
         while time.time() - began < workload["seconds"]:
@@ -498,6 +501,8 @@ def run_one(peer, workload_name, pmem):
     run["elapsed"] = round(time.time() - began, 1)
     run["vmstat"] = peers_metrics.vmstat_delta(vmstat_before, read_vmstat())
     run["agent_cpu_s"] = round(peers_metrics.cpu_seconds(ticks, HERTZ, ticks_before), 2) if peer not in ("a", "b") else None
+    run["agent_system_s"] = (round(peers_metrics.cpu_seconds(system_ticks, HERTZ, system_before), 2)
+                             if peer not in ("a", "b") else None)
     durations = []
     for _popen, info_file in procs:
         try:

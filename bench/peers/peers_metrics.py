@@ -39,12 +39,13 @@ def vmstat_delta(before, after, names=VMSTAT_COUNTERS):
     return delta
 
 
-def cpu_ticks_of_stat(text):
-    """utime + stime (clock ticks) from the text of /proc/PID/stat or /proc/PID/task/TID/stat.
-    The command name may hold spaces and parentheses, so fields are counted from the last ')'."""
+def cpu_ticks_of_stat(text, system_only=False):
+    """utime + stime (clock ticks; ``system_only``: stime) from the text of /proc/PID/stat or
+    /proc/PID/task/TID/stat. The command name may hold spaces and parentheses, so fields are
+    counted from the last ')'."""
     fields = text[text.rindex(")") + 2:].split()
     # fields[0] is the state (field 3 of stat); utime and stime are fields 14 and 15.
-    return int(fields[11]) + int(fields[12])
+    return int(fields[12]) if system_only else int(fields[11]) + int(fields[12])
 
 
 def cpu_seconds(ticks_by_task, hertz=100, baseline=None):
@@ -128,6 +129,7 @@ def summarize(run):
     summary["cold_promoted_peak"] = peak_value(samples, "cold_on_dram")
     summary["cold_promoted_end"] = last_value(samples, "cold_on_dram")
     summary["agent_cpu_s"] = run.get("agent_cpu_s")
+    summary["agent_system_s"] = run.get("agent_system_s")
     summary.update(iteration_stats(run.get("durations", []), run.get("elapsed", 0)))
     summary["vmstat"] = run.get("vmstat", {})
     if "budget_pages" in run:
@@ -164,7 +166,7 @@ def render_table(summaries):
         lines.append("| %s | %s | %s | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             s["workload"], s["peer"], _cell(s.get("to_90"), unit=" s"), _cell(s.get("to_90_after_move"), unit=" s"),
             _cell(s.get("hot_on_dram_end"), percent=True), _cell(s.get("cold_promoted_peak"), percent=True),
-            _cell(s.get("cold_promoted_end"), percent=True), _cell(s.get("agent_cpu_s"), unit=" s"),
+            _cell(s.get("cold_promoted_end"), percent=True), _agent_cpu(s),
             _cell(s.get("iterations_per_s")), _cell(s.get("p99_ms"), unit=" ms"), _cell(vm.get("numa_hint_faults")),
             _cell(vm.get("pgpromote_success")), _cell(vm.get("pgdemote")), _cell(vm.get("numa_pages_migrated")), quota))
     return "\n".join(lines)
@@ -178,3 +180,12 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+def _agent_cpu(summary):
+    """"4.2 s (system 3.1 s)": the system share is the kernel's work in the agent's context (for
+    tierd: move_pages, memory.reclaim and lru_gen's aging and eviction, i.e. the migrations)."""
+    cell = _cell(summary.get("agent_cpu_s"), unit=" s")
+    if summary.get("agent_system_s") is None or summary.get("agent_cpu_s") is None:
+        return cell
+    return "%s (system %s)" % (cell, _cell(summary["agent_system_s"], unit=" s"))

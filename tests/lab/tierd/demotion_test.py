@@ -225,6 +225,12 @@ def by_lru_gen(workload, info_file):
                                   reclaims=sum(1 for l in lines if "event=reclaimed" in l))
         if not sum(evicted) or any(" direction=demote " in l for l in lines):
             fail("the demotions were not made by the multi-gen LRU: %s" % results["lru_gen"])
+        # The kernel promotes and picks the demotions: tierd gives DAMON no target for the workload.
+        tracking = [l for l in lines if "event=tracking" in l]
+        sampled = [l for l in lines if "event=damon_tracking" in l and " targets=0 " not in l]
+        if len(tracking) != 1 or "by_kernel=wld" not in tracking[0].split() or sampled:
+            fail("tierd did not leave the tracking of wld to the kernel: %s %s" % (tracking or "no event=tracking line",
+                                                                          sampled[:1]))
     finally:
         if tierd is not None and tierd.poll() is None:
             stop_tierd(tierd)

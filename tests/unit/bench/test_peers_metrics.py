@@ -72,6 +72,7 @@ def test_cpu_ticks_of_stat_survives_spaces_and_parentheses_in_the_name():
     # fields after the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
     stat = "1234 (odd (name) x) S 1 1 1 0 -1 4194560 10 0 0 0 250 70 0 0 20 0 1 0 100 0 0"
     assert pm.cpu_ticks_of_stat(stat) == 320
+    assert pm.cpu_ticks_of_stat(stat, system_only=True) == 70
 
 
 def test_cpu_seconds_keeps_what_ended_threads_used():
