@@ -152,6 +152,15 @@ TABLE_HEAD = ("| workload | peer | ≥90 % after start | ≥90 % after move | ho
               "(peak / end) | agent CPU | iter/s | p99 iter | hint faults | promoted | demoted | migrated | quota |")
 
 
+def _agent_cpu(summary):
+    """"4.2 s (system 3.1 s)": the system share is the kernel's work in the agent's context (for
+    tierd: move_pages, memory.reclaim and lru_gen's aging and eviction, i.e. the migrations)."""
+    cell = _cell(summary.get("agent_cpu_s"), unit=" s")
+    if summary.get("agent_system_s") is None or summary.get("agent_cpu_s") is None:
+        return cell
+    return "%s (system %s)" % (cell, _cell(summary["agent_system_s"], unit=" s"))
+
+
 def render_table(summaries):
     """One markdown table row per (workload, peer); a skipped run says why in place of numbers."""
     lines = [TABLE_HEAD, "|" + "---|" * (TABLE_HEAD.count("|") - 1)]
@@ -180,12 +189,3 @@ def main():
 
 if __name__ == "__main__":
     main()
-
-
-def _agent_cpu(summary):
-    """"4.2 s (system 3.1 s)": the system share is the kernel's work in the agent's context (for
-    tierd: move_pages, memory.reclaim and lru_gen's aging and eviction, i.e. the migrations)."""
-    cell = _cell(summary.get("agent_cpu_s"), unit=" s")
-    if summary.get("agent_system_s") is None or summary.get("agent_cpu_s") is None:
-        return cell
-    return "%s (system %s)" % (cell, _cell(summary["agent_system_s"], unit=" s"))

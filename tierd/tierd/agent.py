@@ -59,6 +59,8 @@ class Agent:
         self.unknown_budget_nodes = set()  # dram_budget_per_node nodes warned about
         self.untracked = set()  # workloads whose pages only the kernel tracks (_tracked)
         self.lru_agings = {}  # workload -> (memcg id, intervals its generations were aged) for lru_gen
+        self.lru_missing = set()  # lru_gen workloads whose memcg the debugfs file lacked (warned once)
+        self.interval_targets = {}  # pid -> mappings, of the interval being run
         self.state = {}
         self.http = None
         self._apply_config(cfg, initial=True)
@@ -201,6 +203,7 @@ class Agent:
             self._report_waiting(started)
             return True
         targets, assignment = self._targets()
+        self.interval_targets = targets
         self._restore_heat(assignment)
         methods = self._demotion_methods(assignment)
         tracked = self._tracked(targets, assignment, methods)
@@ -349,7 +352,7 @@ class Agent:
         # Demotions first: they make room on DRAM for the promotions after them.
         for kind in ("demote", "promote"):
             if kind == "promote" and not stopped:
-                stopped = self._hold_node_budgets(by_priority, decisions, report)
+                stopped = self._hold_node_budgets(by_priority, decisions, report, methods, assignment)
             for view in by_priority:
                 chosen = getattr(decisions[view.name], kind)
                 nodes = self.pmem_nodes if kind == "demote" else self.dram_nodes
@@ -365,13 +368,18 @@ class Agent:
                         break
         return stopped
 
-    def _hold_node_budgets(self, by_priority, decisions, report):
+    def _hold_node_budgets(self, by_priority, decisions, report, methods, assignment):
         """Move each workload's pages over its share of a node's budget (policy.node_budget_excess)
         off that node, coldest first, after the plan's demotions; True if a stop request cut it short.
         By move_pages whatever demote_with says: memory.reclaim cannot be told which node."""
         budgets = self._node_budgets()
         if not budgets or not self.pmem_nodes:
             return False
+        for view in by_priority:
+            if methods[view.name] != "move_pages":
+                # The kernel just demoted pages tierd cannot list: count them again, or the node's
+                # excess would be demoted a second time.
+                self._recount(report[view.name], assignment[view.name])
         usage = self._node_usage(report)
         promoting = {}
         for view in by_priority:
@@ -390,6 +398,21 @@ class Agent:
                 if self._move(view.name, "demote", candidates, None, report[view.name], sources={node}, limit=pages):
                     return True
         return False
+
+    def _recount(self, wl, pids):
+        """The workload's pages per node read again from numa_maps (after the kernel moved some)."""
+        per_node = {}
+        for pid in pids:
+            vmas = self.interval_targets.get(pid)
+            try:
+                counts = self.placement.node_pages(pid, vmas, self.intervals, reread=True) if vmas else None
+            except KernelError:
+                counts = None
+            for per_vma in (counts or {}).values():
+                for node, pages in per_vma.items():
+                    per_node[str(node)] = per_node.get(str(node), 0) + pages
+        if per_node:
+            wl["pages_per_node"] = dict(sorted(per_node.items(), key=lambda item: int(item[0])))
 
     def _demotion_methods(self, assignment):
         """{workload: "move_pages", "reclaim" or "lru_gen"} (reclaim.method_for); unless move_pages is
@@ -440,9 +463,12 @@ class Agent:
         cgroup = self._cgroup_of(view.name)
         memcg = table.get(cgroup)
         if memcg is None:
-            self.logger.warning("lru_gen_memcg_missing", workload=view.name, cgroup=cgroup,
-                                reason="not in /sys/kernel/debug/lru_gen", action="demoting by memory.reclaim")
+            if view.name not in self.lru_missing:  # once until it is there again
+                self.lru_missing.add(view.name)
+                self.logger.warning("lru_gen_memcg_missing", workload=view.name, cgroup=cgroup,
+                                    reason="not in /sys/kernel/debug/lru_gen", action="demoting by memory.reclaim")
             return self._reclaim(view.name, decision.forced_demote, pids, report) if decision.forced_demote else False
+        self.lru_missing.discard(view.name)
         limit = None if decision.pmem_limit is None else max(0, decision.pmem_limit - view.pmem)
         budget = self.cfg["mover"]["max_pages_per_interval"]
         if budget is not None:

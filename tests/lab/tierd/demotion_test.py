@@ -229,8 +229,8 @@ def by_lru_gen(workload, info_file):
         tracking = [l for l in lines if "event=tracking" in l]
         sampled = [l for l in lines if "event=damon_tracking" in l and " targets=0 " not in l]
         if len(tracking) != 1 or "by_kernel=wld" not in tracking[0].split() or sampled:
-            fail("tierd did not leave the tracking of wld to the kernel: %s %s" % (tracking or "no event=tracking line",
-                                                                          sampled[:1]))
+            fail("tierd did not leave the tracking of wld to the kernel: %s %s"
+                 % (tracking or "no event=tracking line", sampled[:1]))
     finally:
         if tierd is not None and tierd.poll() is None:
             stop_tierd(tierd)

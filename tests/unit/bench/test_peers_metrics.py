@@ -122,6 +122,8 @@ def test_summarize_and_render_a_run_and_a_skipped_one():
     assert "| W2 | d tierd (DAMON) | 1.0 s | 1.0 s | 91 % | 10 % / 5 % | 1.25 s | 0.5 | 20.0 ms | 0 | 0 | - | 0 | - |" \
         in table
     assert "skipped: kernel has no page_idle" in table[3]
+    run["agent_system_s"] = 0.5
+    assert "| 1.25 s (system 0.5 s) |" in pm.render_table([pm.summarize(run)])
 
 
 def test_render_table_shows_the_tenants_quota():

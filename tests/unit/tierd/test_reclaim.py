@@ -355,3 +355,27 @@ def test_a_node_budget_keeps_an_lru_gen_workload_tracked(guest_root, tmp_path):
     assert agent.state["workloads"]["wl"]["tracked_by"] == "damon"
     assert not any("event=tracking" in line for line in stream.lines)
     agent.close()
+
+
+def test_a_memcg_missing_from_the_lru_gen_file_is_warned_about_once(guest_root, tmp_path):
+    agent, kernel, _info, stream = lru_gen_agent(guest_root, tmp_path)
+    kernel.lru_gen_table = lambda: {"/other": (2, {0: []})}
+    for _interval in range(3):
+        agent.step()
+    assert sum(1 for line in stream.lines if "event=lru_gen_memcg_missing workload=wl" in line) == 1
+    assert kernel.lru_commands == []
+
+
+def test_a_node_budget_counts_what_lru_gen_just_evicted(guest_root, tmp_path):
+    """An 8,000-page budget on node 0 over a 16,384-page workload the multi-gen LRU demotes: once the
+    idle pages are evicted (3,276 hot pages left) the node is within its budget, and tierd must see
+    that from fresh counts rather than demote the node's 'excess' a second time (the hot pages)."""
+    # Warm-up until the third interval: the node's excess is first acted on in the one that evicts.
+    agent, kernel, info, _stream = lru_gen_agent(
+        guest_root, tmp_path, dram_budget=None, dram_budget_per_node={"0": 8000 * 4096},
+        heat={"hot_threshold": 0.3, "cold_threshold": 0.05, "warmup_intervals": 3})
+    for _interval in range(5):
+        agent.step()
+    assert all(kernel.placement[(info["pid"], address)] == 0 for address in kernel.hot)
+    assert agent.state["node_budgets"]["0"]["used_pages"] == len(kernel.hot)
+    agent.close()
