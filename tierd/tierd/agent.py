@@ -344,7 +344,7 @@ class Agent:
         stopped = False
         by_priority = sorted(views, key=lambda v: (-v.priority, v.name))
         lru = [v for v in by_priority if methods[v.name] == "lru_gen" and v.direction != "promote"]
-        table = self.kernel.lru_gen_table() if lru and self.pmem_nodes else {}
+        table = self.kernel.lru_gen_table({self._cgroup_of(v.name) for v in lru}) if lru and self.pmem_nodes else {}
         for view in lru if self.pmem_nodes else []:
             # Idle pages go whatever the plan says; the pages a quota needs beyond them, by memory.reclaim.
             stopped = stopped or self._evict_idle(view, decisions[view.name], table, assignment[view.name],

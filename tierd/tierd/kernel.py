@@ -158,9 +158,10 @@ class Kernel:
             enabled = 0
         return bool(enabled) and self.exists(LRU_GEN_DEBUG)
 
-    def lru_gen_table(self):
-        """{memcg path: (memcg id, {node: [(generation, age ms, anon pages, file pages)]})} (parse_lru_gen)."""
-        return parse_lru_gen(self.read_text(LRU_GEN_DEBUG, default=""))
+    def lru_gen_table(self, wanted=None):
+        """{memcg path: (memcg id, {node: [(generation, age ms, anon pages, file pages)]})} (parse_lru_gen),
+        of the ``wanted`` memcg paths only when given."""
+        return parse_lru_gen(self.read_text(LRU_GEN_DEBUG, default=""), wanted)
 
     def lru_gen_command(self, command):
         """Write one aging or eviction command; KernelError when the kernel refuses it."""
@@ -378,22 +379,35 @@ def parse_cpulist(text):
     return result
 
 
-def parse_lru_gen(text):
+def parse_lru_gen(text, wanted=None):
     """The debugfs lru_gen file: "memcg ID PATH", " node N", then one "GEN AGE_MS ANON FILE" row per
     generation. A memcg already removed is listed with id 0 (possibly beside a new one of the same
-    path) and is left out: it takes no commands."""
+    path) and is left out: it takes no commands. ``wanted``: only these memcg paths are parsed (the
+    file lists every memcg of the host, and tierd reads it every interval)."""
     table = {}
     current = rows = None  # the generations by node of the memcg being read (None: left out)
     for line in text.splitlines():
-        fields = line.split()
-        if len(fields) >= 2 and fields[0] == "memcg" and fields[1].isdigit():
-            current, rows = ({} if int(fields[1]) else None), None
+        line = line.strip()
+        if line.startswith("memcg"):
+            fields = line.split()
+            path = fields[2] if len(fields) > 2 else "/"
+            memcg_id = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
+            current = {} if memcg_id and (wanted is None or path in wanted) else None
+            rows = None
             if current is not None:
-                table[fields[2] if len(fields) > 2 else "/"] = (int(fields[1]), current)
-        elif len(fields) == 2 and fields[0] == "node" and fields[1].isdigit():
-            rows = None if current is None else current.setdefault(int(fields[1]), [])
-        elif len(fields) == 4 and all(f.isdigit() for f in fields) and rows is not None:
-            rows.append(tuple(int(f) for f in fields))
+                table[path] = (memcg_id, current)
+        elif current is None:
+            continue
+        elif line.startswith("node"):
+            fields = line.split()
+            rows = current.setdefault(int(fields[1]), []) if len(fields) == 2 and fields[1].isdigit() else None
+        elif rows is not None:
+            fields = line.split()
+            if len(fields) == 4:
+                try:
+                    rows.append((int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3])))
+                except ValueError:
+                    pass
     return table
 
 

@@ -225,7 +225,7 @@ class SimulatedLruGen(SimulatedReclaim):
     def lru_gen_available(self):
         return True
 
-    def lru_gen_table(self):
+    def lru_gen_table(self, wanted=None):
         counts = {}
         for key, node in self.placement.items():
             if node == 0:
@@ -330,11 +330,12 @@ def test_parse_lru_gen_leaves_out_removed_memcgs():
     assert parse_lru_gen(text) == {"/bench-peers": (27, {0: [(0, 1106328, 0, 0), (1, 1106328, 6, 610)],
                                                          1: [(0, 1106328, 0, 0)]}),
                                    "/": (1, {0: [(3, 12, 7, 8)]})}
+    assert parse_lru_gen(text, wanted={"/"}) == {"/": (1, {0: [(3, 12, 7, 8)]})}
 
 
 def test_a_workload_the_kernel_promotes_and_lru_gen_demotes_is_not_sampled_by_damon(guest_root, tmp_path):
     """kernel_promotes + lru_gen: nothing tierd decides needs heat, so DAMON gets no target for it
-    (its kdamond was most of tierd's CPU); demotions and the budget still work, and the state says so."""
+    (bench/RESULTS.md: its CPU without DAMON); demotions and the budget still work, and the state says so."""
     agent, kernel, info, stream = lru_gen_agent(guest_root, tmp_path, dram_budget=None)
     for _interval in range(3):
         agent.step()
@@ -359,7 +360,7 @@ def test_a_node_budget_keeps_an_lru_gen_workload_tracked(guest_root, tmp_path):
 
 def test_a_memcg_missing_from_the_lru_gen_file_is_warned_about_once(guest_root, tmp_path):
     agent, kernel, _info, stream = lru_gen_agent(guest_root, tmp_path)
-    kernel.lru_gen_table = lambda: {"/other": (2, {0: []})}
+    kernel.lru_gen_table = lambda wanted=None: {"/other": (2, {0: []})}
     for _interval in range(3):
         agent.step()
     assert sum(1 for line in stream.lines if "event=lru_gen_memcg_missing workload=wl" in line) == 1
