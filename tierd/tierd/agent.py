@@ -434,7 +434,7 @@ class Agent:
         """The targets the tracking backend samples: all but the PIDs of workloads whose pages the
         kernel both promotes (kernel_promotes) and picks for demotion (lru_gen), since then nothing
         tierd decides needs its heat (a quota's promotions take any pages; memory.reclaim picks for a
-        budget), and DAMON's sampling was most of tierd's CPU there (bench/RESULTS.md). Node budgets
+        budget), and DAMON's sampling cost a third of tierd's CPU there (bench/RESULTS.md). Node budgets
         pick pages on one node by heat, so with dram_budget_per_node every workload stays tracked.
         The workloads left out are logged when that set changes."""
         untracked = set()
@@ -491,7 +491,7 @@ class Agent:
         self.lru_agings[view.name] = (memcg[0], agings)
         rest = decision.forced_demote - demoted
         # Until the cgroup's pages have been aged IDLE_GENERATIONS times its generations do not tell
-        # cold from hot, and memory.reclaim would take hot pages (measured: 31 % of W1D's hot set).
+        # cold from hot, and memory.reclaim would take hot pages as readily as cold ones.
         if rest > 0 and not stopped and agings >= reclaim.IDLE_GENERATIONS:
             return self._reclaim(view.name, rest, pids, report)
         return stopped
