@@ -205,6 +205,7 @@ class Agent:
         targets, assignment = self._targets()
         self.interval_targets = targets
         self._restore_heat(assignment)
+        self._forget_removed(assignment)
         methods = self._demotion_methods(assignment)
         tracked = self._tracked(targets, assignment, methods)
         pagemap = PagemapReads(self.kernel)
@@ -413,6 +414,13 @@ class Agent:
                     per_node[str(node)] = per_node.get(str(node), 0) + pages
         if per_node:
             wl["pages_per_node"] = dict(sorted(per_node.items(), key=lambda item: int(item[0])))
+
+    def _forget_removed(self, assignment):
+        """Drop what is kept per workload for workloads a reload removed (a re-added one starts afresh)."""
+        for kept in (self.demotion_methods, self.lru_agings):
+            for name in [name for name in kept if name not in assignment]:
+                del kept[name]
+        self.lru_missing &= set(assignment)
 
     def _demotion_methods(self, assignment):
         """{workload: "move_pages", "reclaim" or "lru_gen"} (reclaim.method_for); unless move_pages is

@@ -380,3 +380,20 @@ def test_a_node_budget_counts_what_lru_gen_just_evicted(guest_root, tmp_path):
     assert all(kernel.placement[(info["pid"], address)] == 0 for address in kernel.hot)
     assert agent.state["node_budgets"]["0"]["used_pages"] == len(kernel.hot)
     agent.close()
+
+
+def test_a_workload_removed_by_a_reload_leaves_nothing_behind(guest_root, tmp_path):
+    agent, _kernel, _info, stream = lru_gen_agent(guest_root, tmp_path)
+    agent.step()
+    assert "wl" in agent.demotion_methods and "wl" in agent.lru_agings
+    cfg = json.loads(json.dumps({k: v for k, v in agent.cfg.items() if k == "state_file"}))
+    assert agent.reload(validate(dict(cfg, workloads=[])))
+    agent.step()
+    assert agent.demotion_methods == {} and agent.lru_agings == {}
+    agent.reload(validate(dict(cfg, tiering_mode="kernel_promotes", mover={"demote_with": "lru_gen"},
+                               workloads=[{"name": "wl", "match": {"cgroup": CGROUP}, "vmas": {"min_size": "32M"},
+                                           "policy": {"direction": "both"}}])))
+    agent.step()
+    # back: its method is said again, as for a new workload
+    assert sum(1 for line in stream.lines if "event=demotion_method workload=wl method=lru_gen" in line) == 2
+    agent.close()
