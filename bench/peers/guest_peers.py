@@ -410,9 +410,12 @@ def placement_sample(info, pmem):
             "cold_on_pmem": cold_pmem / float(cold), "dram_pages": hot_dram + cold_dram}
 
 
-def cpu_ticks(pid, system_only=False):
+def cpu_ticks(pid):
+    """(utime + stime, stime) in clock ticks from one read of /proc/PID/stat, or (None, None)."""
     stat = get("/proc/%d/stat" % pid)
-    return None if stat is None else peers_metrics.cpu_ticks_of_stat(stat, system_only)
+    if stat is None:
+        return None, None
+    return peers_metrics.cpu_ticks_of_stat(stat), peers_metrics.cpu_ticks_of_stat(stat, system_only=True)
 
 
 def run_one(peer, workload_name, pmem):
@@ -438,8 +441,10 @@ def run_one(peer, workload_name, pmem):
     ctx = {"pmem": pmem, "workload": workload, "workload_name": workload_name, "pids": [i["pid"] for i in infos],
            "own_cgroups": own, "peer": peer}
     vmstat_before = read_vmstat()
-    ticks_before = {pid: cpu_ticks(pid) or 0 for pid in kdamond_tasks()}
-    system_before = {pid: cpu_ticks(pid, True) or 0 for pid in kdamond_tasks()}
+    ticks_before, system_before = {}, {}
+    for pid in kdamond_tasks():
+        total, system = cpu_ticks(pid)
+        ticks_before[pid], system_before[pid] = total or 0, system or 0
     began = time.time()
     try:
         agent = PEERS[peer](ctx)
@@ -456,7 +461,7 @@ def run_one(peer, workload_name, pmem):
 
     def sample_cpu():
         for pid in ([agent.pid] if agent is not None else []) + kdamond_tasks():
-            value, system = cpu_ticks(pid), cpu_ticks(pid, True)
+            value, system = cpu_ticks(pid)
             if value is not None:
                 ticks[pid] = max(ticks.get(pid, 0), value)
             if system is not None:

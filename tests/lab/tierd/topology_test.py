@@ -144,11 +144,16 @@ def settled(name, spread):
     return spread["hot"].get(home, 0) >= HOT_FRACTION * hot
 
 
+def held_on_budget_node(spreads):
+    """{workload: its buffer's pages on the budgeted node}."""
+    return {name: s["hot"].get(BUDGET_NODE, 0) + s["cold"].get(BUDGET_NODE, 0) for name, s in spreads.items()}
+
+
 def within_node_budget(spreads):
     """True once node 1 holds no more than its budget of the four buffers' pages, wl_s1 (higher
     priority) ≥ 90 % of the budget there, wl_d1 ≤ 2 % of its pages there, and the hot pages of
     both ≥ 90 % on DRAM (what left node 1 went to node 0, not to PMEM)."""
-    on_node = {name: s["hot"].get(BUDGET_NODE, 0) + s["cold"].get(BUDGET_NODE, 0) for name, s in spreads.items()}
+    on_node = held_on_budget_node(spreads)
     total = sum(on_node.values())
     if total > BUDGET_PAGES * 1.01:
         return False
@@ -173,7 +178,7 @@ def budget_node(files):
     while True:
         spreads = {name: where(path) for name, path in files.items()}
         n = base.tierd_intervals()
-        on_node = {name: s["hot"].get(BUDGET_NODE, 0) + s["cold"].get(BUDGET_NODE, 0) for name, s in spreads.items()}
+        on_node = held_on_budget_node(spreads)
         base.log("budget interval %d  node %d holds %d (budget %d): %s  wl_s1 hot %s  wl_d1 hot %s" % (
             n - start_n, BUDGET_NODE, sum(on_node.values()), BUDGET_PAGES, on_node,
             spreads["wl_s1"]["hot"], spreads["wl_d1"]["hot"]))
