@@ -76,13 +76,17 @@ WORKLOADS = {
                      {"name": "low", "size_mib": 48, "hot_percent": 50, "layout": "contiguous", "start": "pmem",
                       "priority": 1}]},
 }
+# Peer j: i with another mover.lru_gen_idle_seconds (i has tierd's default); 0 ages the cgroup every
+# interval, as tierd did before that setting.
+LRU_GEN_IDLE_SECONDS = float(os.environ.get("BENCH_PEERS_LRU_GEN_IDLE_SECONDS", "0"))
 PEER_NAMES = {"a": "nothing", "b": "kernel tiering", "c": "DAMOS migrate", "d": "tierd (DAMON)",
               "e": "tierd (page_idle)", "f": "memtierd (soft-dirty)",
               "g": "kernel promotes + tierd", "h": "kernel promotes + tierd (reclaim)",
-              "i": "kernel promotes + tierd (lru_gen)"}
+              "i": "kernel promotes + tierd (lru_gen)",
+              "j": "kernel promotes + tierd (lru_gen, idle %g s)" % LRU_GEN_IDLE_SECONDS}
 # Peer h's workloads: one cgroup each, beside CGROUP (a cgroup whose children have the memory
 # controller may hold no processes itself, and DAMOS's memcg filter matches one memcg exactly).
-OWN_CGROUPS = {"h": "reclaim", "i": "lru_gen"}  # peer: tierd's mover.demote_with
+OWN_CGROUPS = {"h": "reclaim", "i": "lru_gen", "j": "lru_gen"}  # peer: tierd's mover.demote_with
 
 
 def log(msg):
@@ -277,6 +281,8 @@ def tierd_config(ctx, backend, mode="tierd"):
         config["dram_budget"] = "%dM" % workload["budget_mib"]
     if ctx["own_cgroups"]:
         config["mover"]["demote_with"] = OWN_CGROUPS[ctx["peer"]]
+    if ctx["peer"] == "j":
+        config["mover"]["lru_gen_idle_seconds"] = LRU_GEN_IDLE_SECONDS
     return config
 
 
@@ -351,16 +357,17 @@ PEERS = {
     "g": lambda ctx: start_kernel_tiering(ctx) or start_tierd(ctx, "damon", "kernel_promotes"),
     "h": lambda ctx: start_kernel_tiering(ctx) or start_tierd(ctx, "damon", "kernel_promotes"),
     "i": lambda ctx: start_kernel_tiering(ctx) or start_tierd(ctx, "damon", "kernel_promotes"),
+    "j": lambda ctx: start_kernel_tiering(ctx) or start_tierd(ctx, "damon", "kernel_promotes"),
 }
 
 
 def why_skipped(peer):
-    if peer in ("b", "g", "h", "i") and not os.path.exists("/sys/kernel/mm/numa/demotion_enabled"):
+    if peer in ("b", "g", "h", "i", "j") and not os.path.exists("/sys/kernel/mm/numa/demotion_enabled"):
         return "kernel has no /sys/kernel/mm/numa/demotion_enabled"
-    if peer == "i" and not (get("/sys/kernel/mm/lru_gen/enabled", "0x0000") != "0x0000"
+    if peer in ("i", "j") and not (get("/sys/kernel/mm/lru_gen/enabled", "0x0000") != "0x0000"
                             and os.path.exists("/sys/kernel/debug/lru_gen")):
         return "kernel has no multi-gen LRU on, or no debugfs"
-    if peer in ("c", "d", "g", "h", "i") and not os.path.isdir(DAMON):
+    if peer in ("c", "d", "g", "h", "i", "j") and not os.path.isdir(DAMON):
         return "kernel has no DAMON sysfs"
     if peer == "e" and not os.path.exists(PAGE_IDLE_BITMAP):
         return "kernel has no page_idle"
@@ -399,15 +406,39 @@ def read_info(path):
 
 
 def placement_sample(info, pmem):
-    """Shares of the hot set on DRAM, of the cold set on DRAM and on PMEM, and the DRAM pages."""
+    """(shares of the hot set on DRAM, of the cold set on DRAM and on PMEM, and the DRAM pages;
+    the node of each page)."""
     nodes = nodes_of(info["pid"], [info["address"] + i * info["page_size"] for i in range(info["pages"])])
     hot = set(info["hot"])
     hot_dram = sum(1 for i in hot if nodes[i] == DRAM)
     cold_dram = sum(1 for i, n in enumerate(nodes) if n == DRAM and i not in hot)
     cold_pmem = sum(1 for i, n in enumerate(nodes) if n == pmem and i not in hot)
     cold = info["pages"] - len(hot)
-    return {"hot_on_dram": hot_dram / float(len(hot)), "cold_on_dram": cold_dram / float(cold),
-            "cold_on_pmem": cold_pmem / float(cold), "dram_pages": hot_dram + cold_dram}
+    return ({"hot_on_dram": hot_dram / float(len(hot)), "cold_on_dram": cold_dram / float(cold),
+             "cold_on_pmem": cold_pmem / float(cold), "dram_pages": hot_dram + cold_dram}, nodes)
+
+
+OTHER_MAPPING_MAX_PAGES = 16384  # larger mappings beside the buffer are reservations, not the interpreter
+
+
+def other_pages_sample(info):
+    """{(start, end, label): node of each page} of the workload's mappings beside its buffer; {}
+    when the process is gone."""
+    maps = get("/proc/%d/maps" % info["pid"])
+    if maps is None:
+        return {}
+    mappings = peers_metrics.other_mappings(maps, info["address"], info["page_size"], OTHER_MAPPING_MAX_PAGES)
+    addresses = [a for start, end, _l in mappings for a in range(start, end, info["page_size"])]
+    try:
+        nodes = nodes_of(info["pid"], addresses)
+    except OSError:
+        return {}
+    sample, offset = {}, 0
+    for start, end, label in mappings:
+        count = (end - start) // info["page_size"]
+        sample[(start, end, label)] = nodes[offset:offset + count]
+        offset += count
+    return sample
 
 
 def cpu_ticks(pid):
@@ -458,6 +489,10 @@ def run_one(peer, workload_name, pmem):
     ticks, system_ticks = {}, {}
     samples = []
     moved_at = None
+    last_nodes = {}  # workload index -> the node of each buffer page at the previous sample
+    moves = {"promoted": 0, "demoted": 0, "hot_demoted": 0}
+    last_other = {}  # workload index -> other_pages_sample()
+    other_moves = {}  # mapping label -> moves of the pages there
 
     def sample_cpu():
         for pid in ([agent.pid] if agent is not None else []) + kdamond_tasks():
@@ -477,11 +512,24 @@ def run_one(peer, workload_name, pmem):
             sample_cpu()
             sample = {"t": round(tick - began, 1)}
             per_proc = []
-            for (_p, info_file), proc in zip(procs, workload["procs"]):
+            for index, ((_p, info_file), proc) in enumerate(zip(procs, workload["procs"])):
                 info = read_info(info_file)
                 if info.get("moved_at") and moved_at is None:
                     moved_at = round(info["moved_at"] - began, 1)
-                per_proc.append((proc, placement_sample(info, pmem)))
+                shares, nodes = placement_sample(info, pmem)
+                if index in last_nodes:
+                    for key, count in peers_metrics.buffer_moves(last_nodes[index], nodes, set(info["hot"]),
+                                                                 DRAM, pmem).items():
+                        moves[key] += count
+                last_nodes[index] = nodes
+                other = other_pages_sample(info)
+                for key, now in other.items():
+                    before = last_other.get(index, {}).get(key)
+                    if before is not None:
+                        peers_metrics.add_moves(other_moves.setdefault(key[2], {}),
+                                                peers_metrics.buffer_moves(before, now, (), DRAM, pmem))
+                last_other[index] = other
+                per_proc.append((proc, shares))
             if len(per_proc) == 1:
                 sample.update(per_proc[0][1])
             else:
@@ -516,6 +564,8 @@ def run_one(peer, workload_name, pmem):
             pass
     run["durations"] = durations
     run["samples"] = samples
+    run["buffer_moves"] = moves
+    run["other_moves"] = other_moves
     run["moved_at"] = moved_at
     if workload.get("budget_mib"):
         run["budget_pages"] = workload["budget_mib"] * (1 << 20) // PAGE
@@ -537,7 +587,7 @@ def main():
     if os.geteuid() != 0:
         raise SystemExit("guest_peers: run as root")
     # e (page_idle) only when asked for: it needs the lab kernel, so it is a run of its own (run.sh --page-idle).
-    peers = selected("PEERS", sorted(PEERS), ["a", "b", "c", "d", "f", "g", "h", "i"])
+    peers = selected("PEERS", sorted(PEERS), ["a", "b", "c", "d", "f", "g", "h", "i", "j"])
     workloads = selected("WORKLOADS", list(WORKLOADS), list(WORKLOADS))
     os.makedirs(OUT, exist_ok=True)
     pmem = pmem_node()

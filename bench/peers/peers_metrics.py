@@ -65,6 +65,26 @@ def seconds_to_share(samples, key, share=0.9, after=0.0):
     return None
 
 
+# The share of the cold set on DRAM below which the old hot set counts as demoted again (W2's old hot
+# set is 11 % of its cold set).
+OLD_HOT_LEFT = 0.01
+
+
+def seconds_to_drop(samples, key, limit, after):
+    """Seconds from ``after`` until samples[key] fell to ``limit`` or below, having been above it
+    since ``after``: after the move, how long the old hot set (now part of the cold set) stayed on
+    DRAM. None when it never rose above the limit (nothing to demote) or never fell back."""
+    above = False
+    for sample in samples:
+        if sample["t"] < after or sample.get(key) is None:
+            continue
+        if sample[key] > limit:
+            above = True
+        elif above:
+            return round(sample["t"] - after, 1)
+    return None
+
+
 def percentile(values, fraction):
     """The nearest-rank percentile (fraction 0.99 = p99) of ``values``, None for no values. Nearest
     rank on purpose: a p99 is then a time one iteration really took, never an interpolation."""
@@ -93,6 +113,46 @@ def last_value(samples, key):
 def peak_value(samples, key, after=0.0):
     values = [s[key] for s in samples if s["t"] >= after and s.get(key) is not None]
     return max(values) if values else None
+
+
+def buffer_moves(before, after, hot, dram, pmem):
+    """Pages of the buffer seen moving between two samples (node per page, same order), as
+    {"promoted", "demoted", "hot_demoted"}: PMEM to DRAM, DRAM to PMEM, and of the latter those in
+    the hot set (a hot page taken off DRAM: a wrong demotion, paid for by a promotion later).
+    A page that moves and returns within one sample interval is not seen."""
+    moves = {"promoted": 0, "demoted": 0, "hot_demoted": 0}
+    for index, (was, now) in enumerate(zip(before, after)):
+        if was == pmem and now == dram:
+            moves["promoted"] += 1
+        elif was == dram and now == pmem:
+            moves["demoted"] += 1
+            if index in hot:
+                moves["hot_demoted"] += 1
+    return moves
+
+
+def other_mappings(maps_text, buffer_start, page_size, max_pages):
+    """[(start, end, label)] of a workload's mappings other than its buffer (the one starting at
+    ``buffer_start``), from /proc/PID/maps: where its other pages are (interpreter, heap, stacks,
+    libraries), for counting their moves beside the buffer's. A mapping larger than ``max_pages``
+    (a reservation, mostly not present) is left out; label: the path, [heap]/[stack], or "anon"."""
+    mappings = []
+    for line in maps_text.splitlines():
+        fields = line.split(None, 5)
+        if len(fields) < 5:
+            continue
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        label = fields[5].strip() if len(fields) > 5 else "anon"
+        if start == buffer_start or label == "[vsyscall]" or (end - start) // page_size > max_pages:
+            continue
+        mappings.append((start, end, label))
+    return mappings
+
+
+def add_moves(total, moves):
+    for key, count in moves.items():
+        total[key] = total.get(key, 0) + count
+    return total
 
 
 def quota_held(samples, budget_pages, slack_pages, settle_seconds):
@@ -125,6 +185,7 @@ def summarize(run):
     summary["to_90"] = seconds_to_share(samples, goal_key)
     if run.get("moved_at") is not None:
         summary["to_90_after_move"] = seconds_to_share(samples, goal_key, after=run["moved_at"])
+        summary["old_hot_off_dram"] = seconds_to_drop(samples, "cold_on_dram", OLD_HOT_LEFT, run["moved_at"])
     summary["hot_on_dram_end"] = last_value(samples, "hot_on_dram")
     summary["cold_promoted_peak"] = peak_value(samples, "cold_on_dram")
     summary["cold_promoted_end"] = last_value(samples, "cold_on_dram")
@@ -132,6 +193,10 @@ def summarize(run):
     summary["agent_system_s"] = run.get("agent_system_s")
     summary.update(iteration_stats(run.get("durations", []), run.get("elapsed", 0)))
     summary["vmstat"] = run.get("vmstat", {})
+    summary["buffer_moves"] = run.get("buffer_moves")
+    if run.get("other_moves") is not None:
+        summary["other_moves"] = {key: sum(m.get(key, 0) for m in run["other_moves"].values())
+                                  for key in ("promoted", "demoted")}
     if "budget_pages" in run:
         summary["quota_held"] = quota_held(samples, run["budget_pages"], run["slack_pages"], run["settle_seconds"])
         summary["priority_held"] = priority_held(samples, run["settle_seconds"])
@@ -148,8 +213,10 @@ def _cell(value, percent=False, unit=""):
     return "%s%s" % (value, unit)
 
 
-TABLE_HEAD = ("| workload | peer | ≥90 % after start | ≥90 % after move | hot on DRAM (end) | cold promoted "
-              "(peak / end) | agent CPU | iter/s | p99 iter | hint faults | promoted | demoted | migrated | quota |")
+TABLE_HEAD = ("| workload | peer | ≥90 % after start | ≥90 % after move | old hot set off DRAM after move "
+              "| hot on DRAM (end) | cold promoted "
+              "(peak / end) | agent CPU | iter/s | p99 iter | hint faults | promoted | demoted | migrated | "
+              "buffer promoted / demoted (of them hot) | other pages promoted / demoted | quota |")
 
 
 def _agent_cpu(summary):
@@ -161,23 +228,35 @@ def _agent_cpu(summary):
     return "%s (system %s)" % (cell, _cell(summary["agent_system_s"], unit=" s"))
 
 
+def _buffer_moves(moves):
+    if not moves:
+        return "-"
+    return "%d / %d (%d)" % (moves["promoted"], moves["demoted"], moves["hot_demoted"])
+
+
+def _other_moves(moves):
+    return "-" if not moves else "%d / %d" % (moves["promoted"], moves["demoted"])
+
+
 def render_table(summaries):
     """One markdown table row per (workload, peer); a skipped run says why in place of numbers."""
     lines = [TABLE_HEAD, "|" + "---|" * (TABLE_HEAD.count("|") - 1)]
     for s in sorted(summaries, key=lambda s: (s["workload"], s["peer"])):
         if s.get("skipped"):
-            lines.append("| %s | %s | skipped: %s |%s" % (s["workload"], s["peer"], s["skipped"], " |" * 11))
+            lines.append("| %s | %s | skipped: %s |%s" % (s["workload"], s["peer"], s["skipped"], " |" * 14))
             continue
         vm = s.get("vmstat", {})
         quota = "-"
         if "quota_held" in s:
             quota = "budget %s, priority %s" % (_cell(s["quota_held"]), _cell(s["priority_held"]))
-        lines.append("| %s | %s | %s | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        lines.append("| %s | %s | %s | %s | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             s["workload"], s["peer"], _cell(s.get("to_90"), unit=" s"), _cell(s.get("to_90_after_move"), unit=" s"),
+            _cell(s.get("old_hot_off_dram"), unit=" s"),
             _cell(s.get("hot_on_dram_end"), percent=True), _cell(s.get("cold_promoted_peak"), percent=True),
             _cell(s.get("cold_promoted_end"), percent=True), _agent_cpu(s),
             _cell(s.get("iterations_per_s")), _cell(s.get("p99_ms"), unit=" ms"), _cell(vm.get("numa_hint_faults")),
-            _cell(vm.get("pgpromote_success")), _cell(vm.get("pgdemote")), _cell(vm.get("numa_pages_migrated")), quota))
+            _cell(vm.get("pgpromote_success")), _cell(vm.get("pgdemote")), _cell(vm.get("numa_pages_migrated")),
+            _buffer_moves(s.get("buffer_moves")), _other_moves(s.get("other_moves")), quota))
     return "\n".join(lines)
 
 

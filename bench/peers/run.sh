@@ -2,14 +2,15 @@
 # bench/peers: tierd against the other ways to keep a hot set on DRAM (nothing, kernel NUMA tiering,
 # DAMOS migrate_hot/cold, memtierd), in one trixie nvdimm guest under TCG (compare peers with each
 # other, not absolute seconds). Prints a markdown table; raw results go to BENCH_PEERS_OUT.
-#   bench/peers/run.sh              peers a,b,c,d,f,g,h,i on Debian's 6.12 kernel (PEERS=a,d WORKLOADS=W2 select)
+#   bench/peers/run.sh              peers a,b,c,d,f,g,h,i,j on Debian's 6.12 kernel (PEERS=a,d WORKLOADS=W2 select)
 #   bench/peers/run.sh --page-idle  peer e (tierd on page_idle) in a guest booted with the lab kernel
 #                                   (lab/kernel/build.sh's cached build, or TIERD_LAB_KERNEL=DIR)
 # Boots t-bench-peers[-page-idle] and always stops it, unless BENCH_GUEST names a running guest.
 # memtierd (peer f) is taken from MEMTIERD_BIN (default: bench/peers/build_memtierd.sh's cache);
 # without it peer f is reported as skipped. BENCH_PEERS_MAX_SECONDS (default 3000) bounds the guest's
 # measuring time: runs that would pass it are reported as skipped. BENCH_PEERS_FLUSH_TLB=1: the
-# workloads flush their TLB after each sweep (peers_workload.py --flush-tlb).
+# workloads flush their TLB after each sweep (peers_workload.py --flush-tlb). BENCH_PEERS_LRU_GEN_IDLE_SECONDS
+# (default 0, every interval): peer j's mover.lru_gen_idle_seconds (peer i has tierd's default).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 LAB="python3 $REPO/lab/labctl.py"
@@ -19,7 +20,7 @@ kernel_args=()
 case ${1:-} in
     "")
         NAME=${BENCH_GUEST:-t-bench-peers}
-        PEERS=${PEERS:-a,b,c,d,f,g,h,i} ;;
+        PEERS=${PEERS:-a,b,c,d,f,g,h,i,j} ;;
     --page-idle)
         NAME=${BENCH_GUEST:-t-bench-peers-page-idle}
         PEERS=${PEERS:-e}
@@ -55,10 +56,11 @@ if [ -x "$MEMTIERD_BIN" ]; then
 else
     echo "run.sh: no memtierd at $MEMTIERD_BIN (bench/peers/build_memtierd.sh builds it): peer f will be skipped" >&2
 fi
-tar -C "$stage" -czf - . | $LAB ssh "$NAME" 'rm -rf /opt/t && mkdir -p /opt/t && tar -xzf - -C /opt/t'
+# Compiled before measuring, so that no peer's CPU includes compiling tierd (the first one's did).
+tar -C "$stage" -czf - . | $LAB ssh "$NAME" 'rm -rf /opt/t && mkdir -p /opt/t && tar -xzf - -C /opt/t && python3 -m compileall -q /opt/t/tierd/tierd'
 
 rc=0
-$LAB ssh "$NAME" "sh /opt/t/tests/lab/tierd/online_pmem.sh >&2 && PEERS=$PEERS WORKLOADS=$WORKLOADS BENCH_PEERS_MAX_SECONDS=$MAX_SECONDS BENCH_PEERS_FLUSH_TLB=${BENCH_PEERS_FLUSH_TLB:-0} python3 /opt/t/bench/peers/guest_peers.py /opt/t" >"$result" || rc=$?
+$LAB ssh "$NAME" "sh /opt/t/tests/lab/tierd/online_pmem.sh >&2 && PEERS=$PEERS WORKLOADS=$WORKLOADS BENCH_PEERS_MAX_SECONDS=$MAX_SECONDS BENCH_PEERS_FLUSH_TLB=${BENCH_PEERS_FLUSH_TLB:-0} BENCH_PEERS_LRU_GEN_IDLE_SECONDS=${BENCH_PEERS_LRU_GEN_IDLE_SECONDS:-0} python3 /opt/t/bench/peers/guest_peers.py /opt/t" >"$result" || rc=$?
 # The agents' logs and configs, for a run that needs explaining (a failed one most of all).
 mkdir -p "$OUT/peers-$stamp"
 $LAB ssh "$NAME" 'tar -C /run/bench-peers -czf - --exclude=results.json .' | tar -xzf - -C "$OUT/peers-$stamp" || true

@@ -58,7 +58,7 @@ class Agent:
         self.demotion_methods = {}  # workload -> (method, reason) last logged (reclaim.method_for)
         self.unknown_budget_nodes = set()  # dram_budget_per_node nodes warned about
         self.untracked = set()  # workloads whose pages only the kernel tracks (_tracked)
-        self.lru_agings = {}  # workload -> (memcg id, intervals its generations were aged) for lru_gen
+        self.lru_agings = {}  # workload -> (memcg id, times its generations were aged, clock then) for lru_gen
         self.lru_missing = set()  # lru_gen workloads whose memcg the debugfs file lacked (warned once)
         self.interval_targets = {}  # pid -> mappings, of the interval being run
         self.state = {}
@@ -484,25 +484,45 @@ class Agent:
         if self.dry_run:
             self.logger.info("would_evict_idle", workload=view.name, cgroup=cgroup, limit_pages=limit)
             return False
-        totals = self._totals(view.name)
-        try:
-            demoted, stopped = self.reclaimer.evict_idle(cgroup, memcg, self.dram_nodes, limit)
-        except KernelError as exc:
-            self.logger.warning("lru_gen_failed", workload=view.name, cgroup=cgroup, reason=exc)
-            demoted, stopped = 0, False
-        totals["demoted_total"] += demoted
-        if demoted:
-            self.placement.invalidate(pids)
-            self.logger.info("evicted_idle", workload=view.name, cgroup=cgroup, demoted=demoted)
-        memcg_id, agings = self.lru_agings.get(view.name, (None, 0))
-        agings = agings + 1 if memcg_id == memcg[0] else 1
-        self.lru_agings[view.name] = (memcg[0], agings)
+        memcg_id, agings, aged_at = self.lru_agings.get(view.name, (None, 0, None))
+        demoted = 0
+        stopped = False
+        if memcg_id != memcg[0] or self._aging_due(aged_at):
+            totals = self._totals(view.name)
+            try:
+                demoted, stopped = self.reclaimer.evict_idle(cgroup, memcg, self.dram_nodes, limit)
+            except KernelError as exc:
+                self.logger.warning("lru_gen_failed", workload=view.name, cgroup=cgroup, reason=exc)
+            totals["demoted_total"] += demoted
+            if demoted:
+                self.placement.invalidate(pids)
+                self.logger.info("evicted_idle", workload=view.name, cgroup=cgroup, demoted=demoted)
+            agings = agings + 1 if memcg_id == memcg[0] else 1
+            self.lru_agings[view.name] = (memcg[0], agings, self.clock())
         rest = decision.forced_demote - demoted
         # Until the cgroup's pages have been aged IDLE_GENERATIONS times its generations do not tell
         # cold from hot, and memory.reclaim would take hot pages as readily as cold ones.
         if rest > 0 and not stopped and agings >= reclaim.IDLE_GENERATIONS:
             return self._reclaim(view.name, rest, pids, report)
         return stopped
+
+    def _lru_gen_idle_seconds(self):
+        """About how long a page stays unaccessed before lru_gen demotes it: IDLE_GENERATIONS agings,
+        which are at least one interval apart."""
+        idle = self.cfg["mover"]["lru_gen_idle_seconds"]
+        return max(idle, reclaim.IDLE_GENERATIONS * self.cfg["interval_seconds"])
+
+    def _aging_due(self, aged_at):
+        """Whether a cgroup last aged at ``aged_at`` is aged (and its idle pages evicted) this interval.
+        A page is evicted once IDLE_GENERATIONS agings in a row found it unaccessed, so the agings
+        are mover.lru_gen_idle_seconds / IDLE_GENERATIONS apart (whole intervals; half an interval
+        of slack so that timer jitter does not skip one). Aging every interval, a page an
+        interpreter or library touches every ten seconds or so was demoted and promoted again on its
+        next touch: half of the kernel's hint faults beside W2's in bench/peers (bench/RESULTS.md)."""
+        if aged_at is None:
+            return True
+        period = self.cfg["mover"]["lru_gen_idle_seconds"] / float(reclaim.IDLE_GENERATIONS)
+        return self.clock() - aged_at >= period - self.cfg["interval_seconds"] / 2.0
 
     def _reclaim(self, name, pages, pids, report):
         """Have the kernel demote ``pages`` of the workload's cgroup, coldest first; True if stopped."""
@@ -575,6 +595,7 @@ class Agent:
             "move_budget": {"pages": self.cfg["mover"]["max_pages_per_interval"],
                             "deferred_pages": self.deferred_pages},
             "node_budgets": self._node_budget_state(report),
+            "lru_gen_idle_seconds": self._lru_gen_idle_seconds(),
         }
         self._publish()
         self.logger.info("interval", n=self.intervals, seconds=self.state["interval_seconds"],

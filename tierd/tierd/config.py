@@ -43,7 +43,8 @@ DEFAULTS = {
     # move_pages(2) pays a fixed cost per call (LRU drain, TLB flushes): in the lab 8192-page batches
     # moved the same 256 MiB ~1.5x faster than 1024-page ones (bench/migrate).
     "mover": {"batch_pages": 8192, "rate_limit_mbps": 256.0, "min_residency_intervals": 3, "block_pages": "auto",
-              "placement_refresh_intervals": 120, "max_pages_per_interval": None, "demote_with": "auto"},
+              "placement_refresh_intervals": 120, "max_pages_per_interval": None, "demote_with": "auto",
+              "lru_gen_idle_seconds": 20.0},
     "metrics": {"textfile": None, "http_port": None},
     "state_file": "/run/tierd/state.json",
     "workloads": [],
@@ -330,6 +331,7 @@ def validate(data):
             raise ConfigError("mover.block_pages: %s must be \"auto\" (the transparent huge page size) or an integer "
                               ">= 1 and <= %d" % (excerpt(mover["block_pages"]), 1 << 18))
         _number(mover, "block_pages", "mover", 1, 1 << 18, integer=True)
+    _number(mover, "lru_gen_idle_seconds", "mover", 0, 86400)  # 0: aged every interval
     if mover["demote_with"] not in DEMOTE_WITH:
         raise ConfigError("mover.demote_with: %s is not valid; choose one of: %s"
                           % (excerpt(mover["demote_with"]), ", ".join(DEMOTE_WITH)))

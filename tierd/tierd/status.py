@@ -51,8 +51,10 @@ def render(state, now=None):
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    idle = state.get("lru_gen_idle_seconds")
     kernel_demotes = {"reclaim": "demoted through its cgroup's memory.reclaim (how many: tierd; which: the kernel's LRU)",
-                      "lru_gen": "its pages idle for 3 intervals demoted by the kernel's multi-gen LRU"}
+                      "lru_gen": "its pages idle for %s demoted by the kernel's multi-gen LRU"
+                      % ("about %g s" % idle if idle is not None else "a few intervals")}
     for name, wl in sorted(state["workloads"].items()):
         if wl.get("demote_with") in kernel_demotes:
             lines.append("%s: %s%s" % (name, kernel_demotes[wl["demote_with"]],

@@ -33,6 +33,15 @@ def test_seconds_to_share_skips_samples_without_the_key():
     assert pm.seconds_to_share(timeline, "x") == 1.0
 
 
+def test_seconds_to_drop_needs_a_rise_above_the_limit_after_the_move():
+    timeline = [{"t": 1.0, "cold_on_dram": 0.0}, {"t": 2.0, "cold_on_dram": 0.11},
+                {"t": 5.0, "cold_on_dram": 0.05}, {"t": 9.0, "cold_on_dram": 0.0}]
+    assert pm.seconds_to_drop(timeline, "cold_on_dram", 0.01, after=1.5) == 7.5
+    assert pm.seconds_to_drop(timeline[:3], "cold_on_dram", 0.01, after=1.5) is None  # still on DRAM
+    # Never above the limit (the old hot set never reached DRAM): not "demoted at once".
+    assert pm.seconds_to_drop([{"t": 2.0, "cold_on_dram": 0.0}], "cold_on_dram", 0.01, after=1.0) is None
+
+
 def test_percentile_is_nearest_rank():
     values = list(range(1, 101))  # 1..100
     assert pm.percentile(values, 0.99) == 99
@@ -119,11 +128,24 @@ def test_summarize_and_render_a_run_and_a_skipped_one():
     assert len(table) == 4
     columns = table[0].count("|")
     assert all(line.count("|") == columns for line in table)
-    assert "| W2 | d tierd (DAMON) | 1.0 s | 1.0 s | 91 % | 10 % / 5 % | 1.25 s | 0.5 | 20.0 ms | 0 | 0 | - | 0 | - |" \
+    assert "| W2 | d tierd (DAMON) | 1.0 s | 1.0 s | - | 91 % | 10 % / 5 % | 1.25 s | 0.5 | 20.0 ms | 0 | 0 | - | 0 | - | - | - |" \
         in table
     assert "skipped: kernel has no page_idle" in table[3]
     run["agent_system_s"] = 0.5
-    assert "| 1.25 s (system 0.5 s) |" in pm.render_table([pm.summarize(run)])
+    run["buffer_moves"] = {"promoted": 7, "demoted": 5, "hot_demoted": 2}
+    row = pm.render_table([pm.summarize(run)]).splitlines()[2]
+    assert "| 1.25 s (system 0.5 s) |" in row
+    assert row.endswith("| 7 / 5 (2) | - | - |")
+    run["other_moves"] = {"[heap]": {"promoted": 3, "demoted": 4, "hot_demoted": 0}, "anon": {"promoted": 1}}
+    assert pm.render_table([pm.summarize(run)]).splitlines()[2].endswith("| 7 / 5 (2) | 4 / 4 | - |")
+
+
+def test_buffer_moves_counts_each_direction_and_the_hot_pages_demoted():
+    dram, pmem = 0, 1
+    before = [pmem, pmem, dram, dram, dram, -2]
+    after = [dram, pmem, pmem, pmem, dram, dram]  # -2: not present before, so not a promotion
+    assert pm.buffer_moves(before, after, {2, 4}, dram, pmem) == {"promoted": 1, "demoted": 2, "hot_demoted": 1}
+    assert pm.buffer_moves(after, after, {0}, dram, pmem) == {"promoted": 0, "demoted": 0, "hot_demoted": 0}
 
 
 def test_render_table_shows_the_tenants_quota():
@@ -133,3 +155,22 @@ def test_render_table_shows_the_tenants_quota():
            "durations": [], "elapsed": 60.0, "budget_pages": 8192, "slack_pages": 1024, "settle_seconds": 50}
     row = pm.render_table([pm.summarize(run)]).splitlines()[2]
     assert row.endswith("| budget yes, priority yes |")
+
+
+MAPS = """55d0c0000000-55d0c0021000 r--p 00000000 fe:01 1234   /usr/bin/python3.13
+55d0c1000000-55d0c1400000 rw-p 00000000 00:00 0      [heap]
+7f0000000000-7f0004000000 rw-p 00000000 00:00 0
+7f1000000000-7f1000100000 rw-p 00000000 00:00 0
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0      [stack]
+ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0   [vsyscall]
+"""
+
+
+def test_other_mappings_leaves_out_the_buffer_vsyscall_and_huge_reservations():
+    mappings = pm.other_mappings(MAPS, 0x7f0000000000, 4096, max_pages=4096)
+    assert mappings == [(0x55d0c0000000, 0x55d0c0021000, "/usr/bin/python3.13"),
+                        (0x55d0c1000000, 0x55d0c1400000, "[heap]"),
+                        (0x7f1000000000, 0x7f1000100000, "anon"),
+                        (0x7ffd00000000, 0x7ffd00021000, "[stack]")]
+    # The 64 MiB anonymous mapping is the buffer here; as another mapping it is over max_pages.
+    assert (0x7f0000000000, 0x7f0004000000, "anon") not in pm.other_mappings(MAPS, 0, 4096, max_pages=4096)

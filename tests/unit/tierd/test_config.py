@@ -84,6 +84,9 @@ BAD = [
     (lambda d: d.update(nodes={"dram": [0, 1], "pmem": [2, 3]}, dram_budget_per_node={"2": "1G"}),
      "dram_budget_per_node: node 2 is not one of nodes.dram [0, 1]"),
     (lambda d: d.update(mover={"max_pages_per_interval": 0}), "mover.max_pages_per_interval: 0 must be >= 1"),
+    (lambda d: d.update(mover={"lru_gen_idle_seconds": -1}), "mover.lru_gen_idle_seconds: -1 must be >= 0"),
+    (lambda d: d.update(mover={"lru_gen_idle_seconds": "30s"}),
+     "mover.lru_gen_idle_seconds: '30s' must be a number >= 0 and <= 86400"),
     (lambda d: d.update(mover={"max_pages_per_interval": "1G"}),
      "mover.max_pages_per_interval: '1G' must be an integer >= 1 and <= 1099511627776"),
 ]
@@ -98,6 +101,8 @@ def test_node_budgets_take_json_string_keys_and_sizes():
 
 def test_move_budget_defaults_to_none_and_takes_pages():
     assert config.validate({})["mover"]["max_pages_per_interval"] is None
+    assert config.validate({})["mover"]["lru_gen_idle_seconds"] == 20.0
+    assert config.validate({"mover": {"lru_gen_idle_seconds": 30}})["mover"]["lru_gen_idle_seconds"] == 30
     assert config.validate({"mover": {"max_pages_per_interval": 65536}})["mover"]["max_pages_per_interval"] == 65536
 
 

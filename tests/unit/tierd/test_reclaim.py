@@ -67,7 +67,7 @@ def cgroup_agent(guest_root, tmp_path, match=None, dry_run=False, demote_with="r
     data = {"interval_seconds": 2, "damon": {"sample_us": 100000, "aggr_us": 1000000, "warmup_aggregations": 2},
             "heat": {"hot_threshold": 0.3, "cold_threshold": 0.05, "warmup_intervals": 2},
             "mover": {"batch_pages": 1024, "rate_limit_mbps": 100000, "min_residency_intervals": 3,
-                      "demote_with": demote_with},
+                      "demote_with": demote_with, "lru_gen_idle_seconds": 0},
             "dram_budget": "40M", "state_file": str(tmp_path / "state.json"),
             "workloads": [{"name": "wl", "match": match or {"cgroup": CGROUP}, "vmas": {"min_size": "32M"},
                            "policy": {"direction": "both"}}]}
@@ -278,7 +278,27 @@ def test_lru_gen_demotes_the_pages_idle_for_three_intervals_and_keeps_the_hot_on
     assert any("event=evicted_idle workload=wl cgroup=%s demoted=%d" % (CGROUP, len(cold)) in line
                for line in stream.lines)
     assert any("event=demotion_method workload=wl method=lru_gen reason=configured" in line for line in stream.lines)
-    assert "wl: its pages idle for 3 intervals demoted by the kernel's multi-gen LRU" in status.render(agent.state)
+    assert "wl: its pages idle for about 6 s demoted by the kernel's multi-gen LRU" in status.render(agent.state)
+
+
+def test_lru_gen_idle_seconds_spaces_the_agings_so_pages_idle_for_less_stay(guest_root, tmp_path):
+    """18 s with 2 s intervals: an aging every 6 s (three agings without an access evict a page), so
+    the cold pages leave at the third aging, 12 s in, not at the third interval."""
+    agent, kernel, _info, _stream = lru_gen_agent(guest_root, tmp_path, dram_budget=None)
+    agent.cfg["mover"]["lru_gen_idle_seconds"] = 18
+    now = [100.0]
+    agent.clock = lambda: now[0]
+    cold = [key for key in kernel.placement if key[1] not in kernel.hot]
+    agings = []
+    for _interval in range(7):
+        agings.append(sum(1 for command in kernel.lru_commands if command.startswith("+")))
+        if _interval < 6:
+            assert all(kernel.placement[key] == 0 for key in cold)
+        agent.step()
+        now[0] += 2.0
+    assert agings == [0, 1, 1, 1, 2, 2, 2]  # before each interval: aged at 0 s, 6 s, then 12 s
+    assert all(kernel.placement[key] == 1 for key in cold)
+    assert "idle for about 18 s" in status.render(agent.state)
 
 
 def test_lru_gen_keeps_to_the_pmem_limit_and_reclaims_what_the_budget_still_needs(guest_root, tmp_path):
