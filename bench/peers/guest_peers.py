@@ -365,7 +365,7 @@ def why_skipped(peer):
     if peer in ("b", "g", "h", "i", "j") and not os.path.exists("/sys/kernel/mm/numa/demotion_enabled"):
         return "kernel has no /sys/kernel/mm/numa/demotion_enabled"
     if peer in ("i", "j") and not (get("/sys/kernel/mm/lru_gen/enabled", "0x0000") != "0x0000"
-                            and os.path.exists("/sys/kernel/debug/lru_gen")):
+                                   and os.path.exists("/sys/kernel/debug/lru_gen")):
         return "kernel has no multi-gen LRU on, or no debugfs"
     if peer in ("c", "d", "g", "h", "i", "j") and not os.path.isdir(DAMON):
         return "kernel has no DAMON sysfs"

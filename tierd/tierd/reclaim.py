@@ -19,11 +19,15 @@ readings, and on scattered pages those overstate the cold ones, so the LRU has t
 in one whose workload flushed its TLB after each sweep).
 
 ``lru_gen`` goes further on a kernel whose multi-gen LRU is on (Debian's 6.12: enabled 0x0007) and
-debugfs mounted: tierd ages the cgroup's generations on each DRAM node once per interval (debugfs
-``lru_gen`` "+" command, a page-table walk that moves every page accessed since into the youngest
-generation) and evicts, which with demotion on demotes, the pages of the generations older than the
-IDLE_GENERATIONS youngest ("-" command): pages not accessed for that many intervals, one by one, as
-the kernel's LRU sees them. Measured in the same guest (bench/RESULTS.md): 64 MiB with a scattered
+debugfs mounted: tierd ages the cgroup's generations on each DRAM node every
+``mover.lru_gen_idle_seconds`` / IDLE_GENERATIONS seconds, in whole intervals (debugfs ``lru_gen``
+"+" command, a page-table walk that moves every page accessed since into the youngest generation)
+and evicts, which with demotion on demotes, the pages of the generations older than the
+IDLE_GENERATIONS youngest ("-" command): pages no aging found accessed for that many agings, one by
+one, as the kernel's LRU sees them. Aging every interval (3 s in bench/peers) also demoted the
+workload's own interpreter and library pages touched every ten seconds or so, which the kernel then
+promoted again: 1,330 of 3,446 such pages beside W2's buffer, +70 % hint faults over the kernel
+alone; spaced for 15–30 s, none came back (bench/RESULTS.md). Measured in the same guest (bench/RESULTS.md): 64 MiB with a scattered
 10 % hot set on DRAM, 3 s intervals: the cold pages demoted after 10 s, every hot page kept; the
 hot set moved, the old one demoted 10 s later. The counted demotions a budget or quota needs still go
 through memory.reclaim (the kernel then takes the coldest pages too). ``auto`` (the default) takes
