@@ -9,7 +9,8 @@ one socket's CPU with its buffer on the *other* socket's PMEM:
   wl_s0: taskset -c 0, buffer on node 3;   wl_s1: taskset -c 1, buffer on node 2.
 tierd must promote each one's hot pages to the DRAM of the CPU it runs on (wl_s0 → node 0,
 wl_s1 → node 1): the node with the most free DRAM (tierd's choice before topology) would put both
-on one node, and one of them would get remote memory. Cold pages stay on PMEM.
+on one node, and one of them would get remote memory. Cold pages end on PMEM (≥ 90 %; cold pages
+promoted on the way are counted in "cold_promoted_peak").
 Beside them two workloads start on DRAM, each on the socket it does not run on:
   wl_d0: taskset -c 1, buffer on node 0;   wl_d1: taskset -c 0, buffer on node 1.
 Their cold pages must be demoted to the PMEM near the node each page is on (wl_d0 → node 2,
@@ -135,13 +136,16 @@ def settled(name, spread):
     hot = sum(spread["hot"].values())
     cold = sum(spread["cold"].values())
     on_pmem_cold = sum(spread["cold"].get(n, 0) for n in PMEM_NODES)
-    if on_pmem_cold < 0.9 * cold:
-        base.fail("%s: cold pages left PMEM: %s" % (name, spread))
+    # Not a failure at once: a DAMON region that straddles the edge of the contiguous hot set reads
+    # hot and takes cold pages along (5,023 of 13,108 in one make test run) until DAMON's splits
+    # separate them and tierd demotes the cold part again; converged means that happened.
+    peak = results.setdefault("cold_promoted_peak", {})
+    peak[name] = max(peak.get(name, 0), cold - on_pmem_cold)
     remote = sum(spread["hot"].get(n, 0) for n in DRAM_NODES if n != home)
     if remote > 0.02 * hot:
         base.fail("%s runs on node %d's CPU, yet %d of its %d hot pages went to the other socket's DRAM: %s"
                   % (name, home, remote, hot, spread))
-    return spread["hot"].get(home, 0) >= HOT_FRACTION * hot
+    return spread["hot"].get(home, 0) >= HOT_FRACTION * hot and on_pmem_cold >= 0.9 * cold
 
 
 def held_on_budget_node(spreads):
