@@ -518,7 +518,7 @@ class Agent:
         are mover.lru_gen_idle_seconds / IDLE_GENERATIONS apart (whole intervals; half an interval
         of slack so that timer jitter does not skip one). Aging every interval, a page an
         interpreter or library touches every ten seconds or so was demoted and promoted again on its
-        next touch: half of the kernel's hint faults beside W2's in bench/peers (bench/RESULTS.md)."""
+        next touch: 70 % more hint faults than the kernel's alone on W2 in bench/peers (bench/RESULTS.md)."""
         if aged_at is None:
             return True
         period = self.cfg["mover"]["lru_gen_idle_seconds"] / float(reclaim.IDLE_GENERATIONS)

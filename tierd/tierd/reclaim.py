@@ -27,9 +27,9 @@ IDLE_GENERATIONS youngest ("-" command): pages no aging found accessed for that 
 one, as the kernel's LRU sees them. Aging every interval (3 s in bench/peers) also demoted the
 workload's own interpreter and library pages touched every ten seconds or so, which the kernel then
 promoted again: 1,330 of 3,446 such pages beside W2's buffer, +70 % hint faults over the kernel
-alone; spaced for 15–30 s, none came back (bench/RESULTS.md). Measured in the same guest (bench/RESULTS.md): 64 MiB with a scattered
-10 % hot set on DRAM, 3 s intervals: the cold pages demoted after 10 s, every hot page kept; the
-hot set moved, the old one demoted 10 s later. The counted demotions a budget or quota needs still go
+alone; with the agings 6–15 s apart 0–286 came back (bench/RESULTS.md). Measured in the same guest
+(bench/RESULTS.md): 64 MiB with a scattered 10 % hot set on DRAM, 3 s intervals: the cold pages
+demoted after 10 s, every hot page kept; the hot set moved, the old one demoted 10 s later. The counted demotions a budget or quota needs still go
 through memory.reclaim (the kernel then takes the coldest pages too). ``auto`` (the default) takes
 lru_gen where it can run and the kernel promotes (tiering_mode kernel_promotes): in bench/peers it
 was the best of tierd's ways on every workload it ran (bench/RESULTS.md); with tierd promoting by
