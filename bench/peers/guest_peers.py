@@ -518,9 +518,8 @@ def run_one(peer, workload_name, pmem):
                     moved_at = round(info["moved_at"] - began, 1)
                 shares, nodes = placement_sample(info, pmem)
                 if index in last_nodes:
-                    for key, count in peers_metrics.buffer_moves(last_nodes[index], nodes, set(info["hot"]),
-                                                                 DRAM, pmem).items():
-                        moves[key] += count
+                    peers_metrics.add_moves(moves, peers_metrics.buffer_moves(last_nodes[index], nodes,
+                                                                              set(info["hot"]), DRAM, pmem))
                 last_nodes[index] = nodes
                 other = other_pages_sample(info)
                 for key, now in other.items():
