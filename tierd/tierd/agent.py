@@ -54,6 +54,7 @@ class Agent:
         self.intervals = 0
         self.deferred_pages = 0  # pages mover.max_pages_per_interval left for later, last interval
         self.recent = RecentMoves()
+        self.selected_vmas = {}  # pid -> (the workload's vmas filter, maps text, selected mappings)
         self.totals = {}  # workload -> {"promoted_total", "demoted_total", "failed_total"}
         self.demotion_methods = {}  # workload -> (method, reason) last logged (reclaim.method_for)
         self.unknown_budget_nodes = set()  # dram_budget_per_node nodes warned about
@@ -126,17 +127,26 @@ class Agent:
         managed = [w for w in self.cfg["workloads"] if w["policy"] is not None]
         assignment = discovery.assign_workloads(self.kernel, managed)
         targets = {}
+        selected = {}
         for workload in managed:
             kept = []
             for pid in assignment[workload["name"]]:
                 maps = self.kernel.proc_text(pid, "maps")
                 if maps is None:
                     continue
-                vmas = discovery.select_vmas(maps, workload["vmas"])
+                # A process's mappings rarely change between intervals: selecting them again from
+                # the same maps text was most of the interval's discovery (bench/RESULTS.md).
+                cached = self.selected_vmas.get(pid)
+                if cached and cached[1] == maps and cached[0] == workload["vmas"]:
+                    vmas = cached[2]
+                else:
+                    vmas = discovery.select_vmas(maps, workload["vmas"])
+                selected[pid] = (workload["vmas"], maps, vmas)
                 if vmas:
                     targets[pid] = vmas
                     kept.append(pid)
             assignment[workload["name"]] = kept
+        self.selected_vmas = selected
         return targets, assignment
 
     def _dram_headroom(self):
@@ -344,9 +354,11 @@ class Agent:
         """Carry out the plan's moves, higher priority first; True if a stop request cut them short."""
         stopped = False
         by_priority = sorted(views, key=lambda v: (-v.priority, v.name))
-        lru = [v for v in by_priority if methods[v.name] == "lru_gen" and v.direction != "promote"]
-        table = self.kernel.lru_gen_table({self._cgroup_of(v.name) for v in lru}) if lru and self.pmem_nodes else {}
-        for view in lru if self.pmem_nodes else []:
+        lru = [v for v in by_priority if methods[v.name] == "lru_gen" and v.direction != "promote"
+               and self.pmem_nodes and self._lru_gen_work(v.name, decisions[v.name])]
+        # Read only in the intervals that age or reclaim: the file lists every memcg of the host.
+        table = self.kernel.lru_gen_table({self._cgroup_of(v.name) for v in lru}) if lru else {}
+        for view in lru:
             # Idle pages go whatever the plan says; the pages a quota needs beyond them, by memory.reclaim.
             stopped = stopped or self._evict_idle(view, decisions[view.name], table, assignment[view.name],
                                                   report[view.name])
@@ -505,6 +517,11 @@ class Agent:
         if rest > 0 and not stopped and agings >= reclaim.IDLE_GENERATIONS:
             return self._reclaim(view.name, rest, pids, report)
         return stopped
+
+    def _lru_gen_work(self, name, decision):
+        """Whether _evict_idle has anything to do for the workload this interval: its aging is due, or
+        its quota or budget needs demotions."""
+        return decision.forced_demote > 0 or self._aging_due(self.lru_agings.get(name, (None, 0, None))[2])
 
     def _lru_gen_idle_seconds(self):
         """About how long a page stays unaccessed before lru_gen demotes it: IDLE_GENERATIONS agings,

@@ -75,8 +75,11 @@ def render(state):
 def write_atomic(path, text, mode=0o644):
     """Write-then-rename in the target directory, so readers never see half a file."""
     directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=".tierd.", dir=directory)
+    try:
+        handle, tmp = tempfile.mkstemp(prefix=".tierd.", dir=directory)
+    except FileNotFoundError:  # the first write (the state and metrics files are written every interval)
+        os.makedirs(directory, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=".tierd.", dir=directory)
     try:
         with os.fdopen(handle, "w") as out:
             out.write(text)

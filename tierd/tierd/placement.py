@@ -46,7 +46,7 @@ class Placement:
         cached = self.cache.get(pid)
         if not reread and cached and cached[0] == keys and interval - cached[1] < self.refresh_intervals:
             return cached[2]
-        parsed = self.kernel.numa_maps(pid)
+        parsed = self.kernel.numa_maps(pid, {start for start, _end in keys})
         if parsed is None:
             return None
         self.reads += 1

@@ -233,8 +233,8 @@ class SimulatedPages(SimulatedDamon):
                 status.append(nodes[i])
         return status
 
-    def numa_maps(self, pid):
-        parsed = Kernel.numa_maps(self, pid)
+    def numa_maps(self, pid, starts=None):
+        parsed = Kernel.numa_maps(self, pid, starts)
         if parsed is None:
             return None
         vmas = parse_maps(self.proc_text(pid, "maps") or "")
@@ -247,6 +247,8 @@ class SimulatedPages(SimulatedDamon):
             per_node = counted.setdefault(vmas[index]["start"], {})
             per_node[node] = per_node.get(node, 0) + 1
         for start, per_node in counted.items():
+            if starts is not None and start not in starts:
+                continue
             entry = {key: value for key, value in parsed.get(start, {"policy": "default"}).items()
                      if not (key[:1] == "N" and key[1:].isdigit())}
             entry.update(("N%d" % node, pages) for node, pages in per_node.items())

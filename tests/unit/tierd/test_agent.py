@@ -223,3 +223,23 @@ def test_a_node_budget_for_a_node_that_is_not_dram_is_warned_about_once(guest_ro
     assert len(warnings) == 1 and "node=5 dram_nodes=0" in warnings[0]
     assert agent.state["node_budgets"] == {}
     assert sum(1 for node in placement.values() if node == 0) > 0  # no budget: the quota is met
+
+
+def test_mappings_are_selected_again_only_when_the_maps_text_changes(guest_root, tmp_path, monkeypatch):
+    agent, kernel, _placement, info, _stream = make_agent(guest_root, tmp_path, {"direction": "both"})
+    from tierd import discovery
+    selections = []
+    select = discovery.select_vmas
+    monkeypatch.setattr(discovery, "select_vmas", lambda text, vma_filter: selections.append(text) or
+                        select(text, vma_filter))
+    first, _assignment = agent._targets()
+    again, _assignment = agent._targets()
+    assert again == first and len(selections) == 1
+    maps = kernel.proc_text(info["pid"], "maps")
+    grown = maps + "7ffff0000000-7ffff4000000 rw-p 00000000 00:00 0 \n"  # a new 64 MiB anonymous mapping
+    monkeypatch.setattr(kernel, "proc_text", lambda pid, name: grown if name == "maps" else None)
+    changed, _assignment = agent._targets()
+    assert len(selections) == 2
+    assert changed[info["pid"]] == first[info["pid"]] + [(0x7ffff0000000, 0x7ffff4000000, "")]
+    agent.cfg["workloads"][0]["vmas"] = {"min_size": 128 << 20}  # a reload's new filter: selected again
+    assert info["pid"] not in agent._targets()[0] and len(selections) == 3

@@ -31,6 +31,17 @@ def test_numa_maps_of_the_workload_region_adds_up():
     assert entry.get("N0", 0) + entry.get("N1", 0) == entry["anon"]
 
 
+def test_numa_maps_of_named_mappings_only_parses_those():
+    info = recorded_workload()
+    text = Kernel(ROOT).proc_text(info["pid"], "numa_maps")
+    everything = parse_numa_maps(text)
+    assert len(everything) > 1
+    assert parse_numa_maps(text, {info["address"]}) == {info["address"]: everything[info["address"]]}
+    assert parse_numa_maps(text + "not-an-address default\n", {info["address"]}) == {
+        info["address"]: everything[info["address"]]}
+    assert parse_numa_maps(text, set()) == {}
+
+
 def test_recorded_pagemap_has_present_pages_with_frames(guest_root):
     info = recorded_workload()
     start, entries = recorded_pagemap()

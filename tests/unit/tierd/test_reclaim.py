@@ -221,11 +221,13 @@ class SimulatedLruGen(SimulatedReclaim):
         self.newest = 5
         self.generation = {key: self.newest for key in placement}
         self.lru_commands = []
+        self.table_reads = 0
 
     def lru_gen_available(self):
         return True
 
     def lru_gen_table(self, wanted=None):
+        self.table_reads += 1
         counts = {}
         for key, node in self.placement.items():
             if node == 0:
@@ -298,6 +300,7 @@ def test_lru_gen_idle_seconds_spaces_the_agings_so_pages_idle_for_less_stay(gues
         now[0] += 2.0
     assert agings == [0, 1, 1, 1, 2, 2, 2]  # before each interval: aged at 0 s, 6 s, then 12 s
     assert all(kernel.placement[key] == 1 for key in cold)
+    assert kernel.table_reads == 3  # the debugfs file is read only in the intervals that age
     assert "idle for about 18 s" in status.render(agent.state)
 
 
