@@ -79,6 +79,7 @@ WORKLOADS = {
 # Peer j: i with another mover.lru_gen_idle_seconds (i has tierd's default); 0 ages the cgroup every
 # interval, as tierd did before that setting.
 LRU_GEN_IDLE_SECONDS = float(os.environ.get("BENCH_PEERS_LRU_GEN_IDLE_SECONDS", "0"))
+PROFILE = os.environ.get("BENCH_PEERS_PROFILE") == "1"  # tierd under cProfile (start_tierd)
 PEER_NAMES = {"a": "nothing", "b": "kernel tiering", "c": "DAMOS migrate", "d": "tierd (DAMON)",
               "e": "tierd (page_idle)", "f": "memtierd (soft-dirty)",
               "g": "kernel promotes + tierd", "h": "kernel promotes + tierd (reclaim)",
@@ -296,8 +297,15 @@ def start_tierd(ctx, backend, mode="tierd"):
     os.chmod(path, 0o644)  # tierd as root refuses a config that others may write
     tierd = os.path.join(SRC, "tierd", "bin", "tierd")
     subprocess.run([tierd, "check-config", path], check=True, stdout=subprocess.DEVNULL)
-    log_file = open(os.path.join(OUT, "tierd-%s-%s-%s-%s.log" % (ctx["peer"], backend, mode, ctx["workload_name"])), "w")
-    return subprocess.Popen([tierd, "run", "-c", path], stdout=log_file, stderr=subprocess.STDOUT)
+    run_name = "tierd-%s-%s-%s-%s" % (ctx["peer"], backend, mode, ctx["workload_name"])
+    log_file = open(os.path.join(OUT, run_name + ".log"), "w")
+    if not PROFILE:
+        return subprocess.Popen([tierd, "run", "-c", path], stdout=log_file, stderr=subprocess.STDOUT)
+    # Where tierd's time goes, in wall-clock seconds per function (a syscall's kernel time is in its
+    # caller); the profiler's own cost inflates the run's CPU, so profiled runs are not for the table.
+    env = dict(os.environ, PYTHONPATH=os.path.join(SRC, "tierd"))
+    return subprocess.Popen([sys.executable, "-m", "cProfile", "-o", os.path.join(OUT, run_name + ".prof"),
+                             "-m", "tierd", "run", "-c", path], stdout=log_file, stderr=subprocess.STDOUT, env=env)
 
 
 def memtierd_config(ctx):
@@ -511,6 +519,8 @@ def run_one(peer, workload_name, pmem):
                 agent = None
             sample_cpu()
             sample = {"t": round(tick - began, 1)}
+            if peer not in ("a", "b"):
+                sample["agent_cpu_s"] = round(peers_metrics.cpu_seconds(ticks, HERTZ, ticks_before), 2)
             per_proc = []
             for index, ((_p, info_file), proc) in enumerate(zip(procs, workload["procs"])):
                 info = read_info(info_file)

@@ -109,6 +109,15 @@ def test_priority_held_needs_the_high_tenant_ahead_on_every_late_sample():
     assert pm.priority_held(timeline, 0) is False
 
 
+def test_steady_cpu_is_the_rate_from_the_first_sample_after_the_start_cost():
+    samples = [{"t": 0.0, "agent_cpu_s": 0.0}, {"t": 5.0, "agent_cpu_s": 0.6}, {"t": 20.0, "agent_cpu_s": 0.8},
+               {"t": 21.0}, {"t": 60.0, "agent_cpu_s": 1.6}]
+    assert pm.steady_cpu_percent(samples) == 2.0  # 0.8 s of CPU in the 40 s from 20 s on
+    assert pm.steady_cpu_percent(samples, after=0.0) == round(100 * 1.6 / 60, 2)
+    assert pm.steady_cpu_percent(samples[:3]) is None
+    assert pm.steady_cpu_percent([{"t": 30.0}, {"t": 40.0}]) is None
+
+
 def test_summarize_and_render_a_run_and_a_skipped_one():
     run = {"peer": "d tierd (DAMON)", "workload": "W2", "goal_key": "hot_on_dram", "moved_at": 2.0,
            "samples": [{"t": 0.0, "hot_on_dram": 0.0, "cold_on_dram": 0.0},
@@ -128,7 +137,7 @@ def test_summarize_and_render_a_run_and_a_skipped_one():
     assert len(table) == 4
     columns = table[0].count("|")
     assert all(line.count("|") == columns for line in table)
-    assert "| W2 | d tierd (DAMON) | 1.0 s | 1.0 s | - | 91 % | 10 % / 5 % | 1.25 s | 0.5 | 20.0 ms | 0 | 0 | - | 0 | - | - | - |" \
+    assert "| W2 | d tierd (DAMON) | 1.0 s | 1.0 s | - | 91 % | 10 % / 5 % | 1.25 s | - | 0.5 | 20.0 ms | 0 | 0 | - | 0 | - | - | - |" \
         in table
     assert "skipped: kernel has no page_idle" in table[3]
     run["agent_system_s"] = 0.5
