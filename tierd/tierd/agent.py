@@ -135,7 +135,7 @@ class Agent:
                 if maps is None:
                     continue
                 # A process's mappings rarely change between intervals: selecting them again from
-                # the same maps text was most of the interval's discovery (bench/RESULTS.md).
+                # the same maps text was almost half of the interval's discovery (bench/RESULTS.md).
                 cached = self.selected_vmas.get(pid)
                 if cached and cached[1] == maps and cached[0] == workload["vmas"]:
                     vmas = cached[2]

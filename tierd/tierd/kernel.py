@@ -434,8 +434,8 @@ def parse_maps(text):
 def parse_numa_maps(text, starts=None):
     """/proc/PID/numa_maps → {start address: {'policy': ..., 'anon': n, 'N0': n, ...}}. ``starts``: only
     the mappings starting at these addresses are parsed; a process has a hundred or more mappings
-    (libraries, interpreter arenas) beside the few tierd manages, and parsing all of them was a third
-    of tierd's CPU per interval in bench/peers (bench/RESULTS.md)."""
+    (libraries, interpreter arenas) beside the few tierd manages, and parsing all of them was a sixth
+    of tierd's time per interval in a profile of bench/peers' peer i (bench/RESULTS.md)."""
     result = {}
     for line in text.splitlines():
         if starts is not None:
