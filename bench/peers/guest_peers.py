@@ -464,6 +464,7 @@ def run_one(peer, workload_name, pmem):
         put(THP, workload["thp"])
     run["thp"] = get(THP)
     own = peer in OWN_CGROUPS
+    has_agent = peer not in ("a", "b")  # a and b run no agent: no CPU to count
     for proc in workload["procs"] if own else []:
         os.makedirs(own_cgroup(proc), exist_ok=True)
     procs = [start_workload(p, pmem, workload.get("move_at"), own_cgroup(p) if own else CGROUP)
@@ -519,7 +520,7 @@ def run_one(peer, workload_name, pmem):
                 agent = None
             sample_cpu()
             sample = {"t": round(tick - began, 1)}
-            if peer not in ("a", "b"):
+            if has_agent:
                 sample["agent_cpu_s"] = round(peers_metrics.cpu_seconds(ticks, HERTZ, ticks_before), 2)
             per_proc = []
             for index, ((_p, info_file), proc) in enumerate(zip(procs, workload["procs"])):
@@ -562,9 +563,9 @@ def run_one(peer, workload_name, pmem):
                 log("cgroup %s not removed: %s" % (own_cgroup(proc), error))
     run["elapsed"] = round(time.time() - began, 1)
     run["vmstat"] = peers_metrics.vmstat_delta(vmstat_before, read_vmstat())
-    run["agent_cpu_s"] = round(peers_metrics.cpu_seconds(ticks, HERTZ, ticks_before), 2) if peer not in ("a", "b") else None
+    run["agent_cpu_s"] = round(peers_metrics.cpu_seconds(ticks, HERTZ, ticks_before), 2) if has_agent else None
     run["agent_system_s"] = (round(peers_metrics.cpu_seconds(system_ticks, HERTZ, system_before), 2)
-                             if peer not in ("a", "b") else None)
+                             if has_agent else None)
     durations = []
     for _popen, info_file in procs:
         try:
