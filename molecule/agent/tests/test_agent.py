@@ -2,6 +2,7 @@
 
 import json
 import re
+import shlex
 import time
 
 
@@ -30,6 +31,47 @@ def test_config_is_valid_and_names_the_workloads(host):
     assert "ok (2 workloads, 1 with a policy, backend damon)" in out
     config = json.loads(host.file("/etc/tierd/config.json").content_string)
     assert config["workloads"][0]["policy"]["pmem_max_percent"] == 30
+
+
+PYCS_OF_EVERY_MODULE = r"""
+import importlib.util, json, os, sys
+package = sys.argv[1]
+report = {}
+for name in sorted(os.listdir(package)):
+    if not name.endswith(".py"):
+        continue
+    source = os.path.join(package, name)
+    pyc = importlib.util.cache_from_source(source)
+    if not os.path.exists(pyc):
+        report[name] = "missing"
+        continue
+    with open(pyc, "rb") as handle:
+        header = handle.read(16)
+    with open(source, "rb") as handle:
+        source_hash = importlib.util.source_hash(handle.read())
+    flags = int.from_bytes(header[4:8], "little")
+    report[name] = {"magic_ok": header[:4] == importlib.util.MAGIC_NUMBER, "checked_hash": flags == 0b11,
+                    "hash_ok": header[8:16] == source_hash, "mtime_ns": os.stat(pyc).st_mtime_ns}
+print(json.dumps(report))
+"""
+
+
+def _tierd_pycs(host):
+    command = "python3 -c %s /usr/local/lib/tierd/tierd" % shlex.quote(PYCS_OF_EVERY_MODULE)
+    return json.loads(host.check_output(command))
+
+
+def test_package_is_byte_compiled_so_the_hardened_unit_does_not_compile_at_every_start(host):
+    """The unit cannot write bytecode (ProtectSystem=strict): the role compiles it, hash-checked,
+    for the host's own Python, and Python takes those pycs (a run as root does not rewrite them)."""
+    before = _tierd_pycs(host)
+    assert len(before) > 10, before
+    for name, pyc in before.items():
+        assert pyc != "missing", name
+        assert pyc["magic_ok"] and pyc["checked_hash"] and pyc["hash_ok"], (name, pyc)
+    host.check_output("/usr/local/sbin/tierd check-config /etc/tierd/config.json")
+    after = _tierd_pycs(host)
+    assert {n: p["mtime_ns"] for n, p in after.items()} == {n: p["mtime_ns"] for n, p in before.items()}
 
 
 def test_quota_is_enforced_and_reported(host):
