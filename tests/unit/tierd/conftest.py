@@ -5,6 +5,8 @@ import json
 import os
 import shutil
 import sys
+import threading
+import time
 
 import pytest
 
@@ -14,6 +16,33 @@ FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 DAMON_FIXTURE = os.path.join(FIXTURES, "trixie-nvdimm-damon")
 
 from tierd.kernel import Kernel, parse_maps  # noqa: E402
+
+
+class SkippedWaits(threading.Event):
+    """An agent's stop_event whose waits between intervals return at once and move the agent's clock
+    on by the time waited instead: the agent sees its intervals pass, the test does not spend them
+    (two-second intervals made tierd's unit tests mostly sleep). Time still passes as well, so a
+    rate limiter's real sleeps work as before."""
+
+    def __init__(self):
+        super().__init__()
+        self.skipped_seconds = 0.0
+
+    def clock(self):
+        return time.monotonic() + self.skipped_seconds
+
+    def wait(self, timeout=None):
+        if timeout and not self.is_set():
+            self.skipped_seconds += timeout
+        return self.is_set()
+
+
+def agent_without_waits(agent_class, *args, **kwargs):
+    """An Agent built with SkippedWaits' clock and stop_event."""
+    waits = SkippedWaits()
+    agent = agent_class(*args, clock=waits.clock, **kwargs)
+    agent.stop_event = waits
+    return agent
 
 
 class ListStream:

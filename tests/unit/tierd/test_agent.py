@@ -3,7 +3,7 @@
 import json
 import os
 
-from conftest import ListStream, SimulatedPages, recorded_workload
+from conftest import ListStream, SimulatedPages, agent_without_waits, recorded_workload
 from tierd import metrics, status
 from tierd.agent import Agent
 from tierd.config import validate
@@ -27,7 +27,7 @@ def make_agent(guest_root, tmp_path, policy, **extra):
                           {"name": "ignored", "match": {"comm": "^nothing-runs-this$"}}]}
     data.update(extra)
     stream = ListStream()
-    agent = Agent(kernel, validate(data), Logger(stream))
+    agent = agent_without_waits(Agent, kernel, validate(data), Logger(stream))
     return agent, kernel, placement, info, stream
 
 

@@ -5,7 +5,7 @@ import json
 import os
 
 import pytest
-from conftest import ListStream, SimulatedPages, recorded_workload
+from conftest import ListStream, SimulatedPages, agent_without_waits, recorded_workload
 from test_mode import set_knobs
 from tierd import reclaim, status
 from tierd.agent import Agent
@@ -73,7 +73,7 @@ def cgroup_agent(guest_root, tmp_path, match=None, dry_run=False, demote_with="r
                            "policy": {"direction": "both"}}]}
     data.update(extra)
     stream = ListStream()
-    return Agent(kernel, validate(data), Logger(stream), dry_run=dry_run), kernel, info, stream
+    return agent_without_waits(Agent, kernel, validate(data), Logger(stream), dry_run=dry_run), kernel, info, stream
 
 
 def test_a_cgroup_workload_with_demote_with_reclaim_is_demoted_by_memory_reclaim(guest_root, tmp_path):
