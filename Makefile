@@ -110,9 +110,10 @@ tierd-scale-lab: deps
 tierd-lab-cxl: deps
 	TIERD_LAB_FLAVOUR=cxl TIERD_LAB_APPEND=transparent_hugepage=madvise $(TIMED) tierd-lab-cxl bash tests/lab/tierd/run.sh
 
-# tierd on the two-socket flavour (#14 topology; in make test): a workload pinned to each socket, its
-# buffer on the other socket's PMEM, must get its hot pages on the DRAM of the socket it runs on; cold
-# pages demoted to the PMEM near their node; then a budget on node 1 (dram_budget_per_node) held by priority.
+# tierd on the two-socket flavour (#14 topology; in make test), three memory tiers (DRAM 0-1, a
+# CXL-like middle tier 4-5, PMEM 2-3): a workload pinned to each socket, its buffer on the other socket's
+# slower memory, must get its hot pages on the DRAM of the socket it runs on; DRAM's cold pages demoted
+# to the next tier near their node, not past it; then a budget on node 1 (dram_budget_per_node) held by priority.
 tierd-topology-lab: deps
 	TIERD_LAB_FLAVOUR=two-socket TIERD_LAB_TEST=topology_test.py TIERD_LAB_APPEND=transparent_hugepage=madvise $(TIMED) tierd-topology-lab bash tests/lab/tierd/run.sh
 

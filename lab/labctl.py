@@ -42,6 +42,16 @@ TWO_SOCKET_HMAT = {
     (1, 1): (10, "10G"), (1, 0): (20, "5G"), (1, 3): (100, "2G"), (1, 2): (200, "1G"),
 }
 TWO_SOCKET_SLIT = {(0, 1): 21, (0, 2): 17, (0, 3): 28, (1, 2): 28, (1, 3): 17, (2, 3): 28}
+# "two-socket" (not "labelled") also has a tier between DRAM and PMEM, as a host with a CXL memory
+# expander per socket: NVDIMMs on CPU-less nodes 4 (near node 0) and 5 (near node 1) whose HMAT
+# numbers (3x DRAM's latency, half its bandwidth) put them in a memory tier of their own on 6.12
+# (6.1 has no HMAT-based tiers: there all four are one lower tier). By SLIT node 0's PMEM (node 2)
+# is nearer than its middle tier (17 against 20), so only the tiers' order sends DRAM's cold pages
+# to node 4 rather than node 2.
+MIDDLE_TIER_PMEM_MIB = (272, 272)
+MIDDLE_TIER_HMAT = {(0, 4): (30, "5G"), (1, 5): (30, "5G"), (0, 5): (60, "3G"), (1, 4): (60, "3G")}
+MIDDLE_TIER_SLIT = {(0, 4): 20, (1, 5): 20, (0, 5): 30, (1, 4): 30, (2, 4): 25, (3, 5): 25, (2, 5): 32,
+                    (3, 4): 32, (4, 5): 30}
 # CXL type-3 memory: volatile devices need QEMU >= 8, and the host's is 7.2. Debian trixie's QEMU 10
 # runs from a chroot of its own (cached like the images, keyed by this recipe) in a private mount
 # namespace, so the host's QEMU, which every other flavour uses, stays as it is. A chroot rather
@@ -309,28 +319,40 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def two_socket_options(mem_mib, pmem_mib):
+def two_socket_options(mem_mib, pmem_mib, middle_tier=False):
     if mem_mib % 2:
         raise LabError("two-socket guests split DRAM between two nodes: %d MiB is odd" % mem_mib)
-    maxmem_mib = mem_mib + sum(pmem_mib) + 1024
+    slit, hmat = dict(TWO_SOCKET_SLIT), dict(TWO_SOCKET_HMAT)
+    nvdimms = [(size_mib, 2 + index) for index, size_mib in enumerate(pmem_mib)]  # (MiB, node)
+    if middle_tier:
+        slit.update(MIDDLE_TIER_SLIT)
+        hmat.update(MIDDLE_TIER_HMAT)
+        # Linux numbers memory-less proximity domains in the order SRAT names them, and QEMU names the
+        # NVDIMMs there in its object tree's order, a hash of their ids: nvdimm0, nvdimm2, nvdimm1,
+        # nvdimm3 (seen in a guest; created in node order, node 3 became Linux node 4). Created in
+        # this order, each guest node number is the one given here.
+        nvdimms = [nvdimms[0], (MIDDLE_TIER_PMEM_MIB[0], 4), nvdimms[1], (MIDDLE_TIER_PMEM_MIB[1], 5)]
+    maxmem_mib = mem_mib + sum(pmem_mib) + (sum(MIDDLE_TIER_PMEM_MIB) if middle_tier else 0) + 1024
     options = ["-m", "%dM,slots=4,maxmem=%dM" % (mem_mib, maxmem_mib)]
     for node in (0, 1):
         options += ["-object", "memory-backend-ram,id=dram%d,size=%dM" % (node, mem_mib // 2),
                     "-numa", "node,nodeid=%d,cpus=%d,memdev=dram%d,initiator=%d" % (node, node, node, node)]
     options += ["-numa", "node,nodeid=2,initiator=0", "-numa", "node,nodeid=3,initiator=1"]
-    for (src, dst), distance in sorted(TWO_SOCKET_SLIT.items()):
+    if middle_tier:
+        options += ["-numa", "node,nodeid=4,initiator=0", "-numa", "node,nodeid=5,initiator=1"]
+    for (src, dst), distance in sorted(slit.items()):
         options += ["-numa", "dist,src=%d,dst=%d,val=%d" % (src, dst, distance)]
-    for (initiator, target), (latency, bandwidth) in sorted(TWO_SOCKET_HMAT.items()):
+    for (initiator, target), (latency, bandwidth) in sorted(hmat.items()):
         options += ["-numa", "hmat-lb,initiator=%d,target=%d,hierarchy=memory,data-type=access-latency,latency=%d"
                     % (initiator, target, latency),
                     "-numa", "hmat-lb,initiator=%d,target=%d,hierarchy=memory,data-type=access-bandwidth,"
                     "bandwidth=%s" % (initiator, target, bandwidth)]
-    for index, size_mib in enumerate(pmem_mib):
+    for index, (size_mib, node) in enumerate(nvdimms):
         if size_mib % 16:
             raise LabError("nvdimm size %d MiB is not a multiple of 16 MiB" % size_mib)
         options += ["-object", "memory-backend-ram,id=nvmem%d,size=%d" % (index, size_mib * MIB + NVDIMM_LABEL_BYTES),
                     "-device", "nvdimm,id=nvdimm%d,memdev=nvmem%d,label-size=%d,node=%d"
-                    % (index, index, NVDIMM_LABEL_BYTES, 2 + index)]
+                    % (index, index, NVDIMM_LABEL_BYTES, node)]
     return "pc,nvdimm=on,hmat=on", options, []
 
 
@@ -339,7 +361,7 @@ def pmem_options(flavour, mem_bytes, pmem_bytes, memmap_offset, cpus=2):
     mem_mib = mem_bytes // MIB
     node0_cpus = "0" if cpus == 1 else "0-%d" % (cpus - 1)
     if flavour in TWO_SOCKET_FLAVOURS:
-        return two_socket_options(mem_mib, TWO_SOCKET_PMEM_MIB)
+        return two_socket_options(mem_mib, TWO_SOCKET_PMEM_MIB, middle_tier=flavour == "two-socket")
     if flavour == "nvdimm":
         if pmem_bytes % (16 * MIB):
             raise LabError("nvdimm pmem size %d MiB is not a multiple of 16 MiB" % (pmem_bytes // MIB))

@@ -39,7 +39,8 @@ class Agent:
         self.mode = TieringMode(kernel, cfg["tiering_mode"], logger)
         logger.info("start", backend=self.backend.name, dram_nodes=_nodes(self.dram_nodes),
                     pmem_nodes=_nodes(self.pmem_nodes), nodes_from=how, dry_run=str(dry_run).lower(),
-                    **self.mode.log_fields(), demote_with=cfg["mover"]["demote_with"])
+                    **self.mode.log_fields(), demote_with=cfg["mover"]["demote_with"],
+                    lower_tiers=_tiers(self.topology.lower_tiers))
         self.mode.announce()
         if self.nodes_missing:
             logger.warning("nodes_missing", reason=self.nodes_missing, action="looking again every interval")
@@ -252,7 +253,8 @@ class Agent:
         self.nodes_missing = None
         self.topology = Topology(self.kernel, self.dram_nodes, self.pmem_nodes)
         self.logger.info("nodes_found", dram_nodes=_nodes(self.dram_nodes), pmem_nodes=_nodes(self.pmem_nodes),
-                         nodes_from=how, after_intervals=self.intervals - 1)
+                         nodes_from=how, lower_tiers=_tiers(self.topology.lower_tiers),
+                         after_intervals=self.intervals - 1)
         return True
 
     def _report_waiting(self, started):
@@ -756,3 +758,8 @@ def _blocked(taken, recently_moved):
 
 def _nodes(nodes):
     return ",".join(str(n) for n in nodes)
+
+
+def _tiers(tiers):
+    """Lower tiers fastest first, "4,5>2,3": where demotions go from DRAM, and then from there."""
+    return ">".join(_nodes(nodes) for nodes in tiers) or "-"

@@ -3,22 +3,28 @@
     topology_test.py SRC_DIR   (run.sh with TIERD_LAB_FLAVOUR=two-socket TIERD_LAB_TEST=topology_test.py;
                                 TIERD_LAB_UNINSTALL=1 removes tierd again, for a guest that goes on)
 
-The two-socket flavour has DRAM nodes 0 (CPU 0) and 1 (CPU 1) and NVDIMMs on CPU-less nodes 2 (near
-node 0) and 3 (near node 1). Both NVDIMMs become system RAM; then two workloads, each pinned to
-one socket's CPU with its buffer on the *other* socket's PMEM:
-  wl_s0: taskset -c 0, buffer on node 3;   wl_s1: taskset -c 1, buffer on node 2.
-tierd must promote each one's hot pages to the DRAM of the CPU it runs on (wl_s0 → node 0,
-wl_s1 → node 1): the node with the most free DRAM (tierd's choice before topology) would put both
-on one node, and one of them would get remote memory. Cold pages end on PMEM (≥ 90 %; cold pages
-promoted on the way are counted in "cold_promoted_peak").
+The two-socket flavour has DRAM nodes 0 (CPU 0) and 1 (CPU 1), NVDIMMs on CPU-less nodes 2 (near
+node 0) and 3 (near node 1), and a tier between them, as a CXL expander per socket: nodes 4 (near
+node 0) and 5 (near node 1), whose HMAT numbers put them in a memory tier of their own (checked
+first: the test fails if the guest's tiers are not DRAM 0-1, then 4-5, then 2-3). All four become
+system RAM; then two workloads, each pinned to one socket's CPU with its buffer on the *other*
+socket's slower memory:
+  wl_s0: taskset -c 0, buffer on node 3 (PMEM);   wl_s1: taskset -c 1, buffer on node 4 (middle tier).
+tierd must promote each one's hot pages, from either lower tier, to the DRAM of the CPU it runs on
+(wl_s0 → node 0, wl_s1 → node 1): the node with the most free DRAM (tierd's choice before topology)
+would put both on one node, and one of them would get remote memory. Cold pages end on the lower
+tiers (≥ 90 %; cold pages promoted on the way are counted in "cold_promoted_peak").
 Beside them two workloads start on DRAM, each on the socket it does not run on:
   wl_d0: taskset -c 1, buffer on node 0;   wl_d1: taskset -c 0, buffer on node 1.
-Their cold pages must be demoted to the PMEM near the node each page is on (wl_d0 → node 2,
-wl_d1 → node 3), as the kernel's own demotion would, not to the PMEM near the CPU.
+Their cold pages must be demoted to the next tier, on the socket of the node each page is on
+(wl_d0 → node 4, wl_d1 → node 5), as the kernel's own demotion would: not to the middle tier near
+the CPU, and not past the middle tier to the PMEM, although by SLIT node 2 is nearer node 0 than
+node 4 is.
 Then a budget on node 1 alone (dram_budget_per_node, by a config reload), smaller than the hot pages
 there (wl_s1's and wl_d1's), with wl_s1 of higher priority: the managed pages on node 1 must come
 within the budget, wl_s1 keeping its share of it and wl_d1 giving up node 1, and the hot pages that
-left node 1 must come back to DRAM on node 0 (no budget there), not stay on PMEM. Checksums unchanged.
+left node 1 must come back to DRAM on node 0 (no budget there), not stay on a lower tier. Checksums
+unchanged.
 Prints one JSON line of measurements; exits non-zero on the first failed check.
 """
 
@@ -36,11 +42,14 @@ sys.path.insert(0, HERE)
 import guest_test as base  # noqa: E402  (the lab test's install and shell helpers)
 from placement import nodes_of  # noqa: E402
 
-DRAM_NODES, PMEM_NODES = (0, 1), (2, 3)
-# workload -> (CPU it is pinned to, PMEM node its buffer starts on, DRAM node its hot pages belong on)
-LAYOUT = {"wl_s0": (0, 3, 0), "wl_s1": (1, 2, 1)}
-# workload -> (CPU it is pinned to, DRAM node its buffer starts on, PMEM node its cold pages belong on)
-DEMOTE_LAYOUT = {"wl_d0": (1, 0, 2), "wl_d1": (0, 1, 3)}
+DRAM_NODES, MIDDLE_NODES, PMEM_NODES = (0, 1), (4, 5), (2, 3)
+LOWER_NODES = MIDDLE_NODES + PMEM_NODES
+# The kernel's memory tiers, fastest first, as the flavour's HMAT numbers should make them.
+TIERS = [list(DRAM_NODES), list(MIDDLE_NODES), list(PMEM_NODES)]
+# workload -> (CPU it is pinned to, lower node its buffer starts on, DRAM node its hot pages belong on)
+LAYOUT = {"wl_s0": (0, 3, 0), "wl_s1": (1, 4, 1)}
+# workload -> (CPU it is pinned to, DRAM node its buffer starts on, node of the next tier its cold pages belong on)
+DEMOTE_LAYOUT = {"wl_d0": (1, 0, 4), "wl_d1": (0, 1, 5)}
 SIZE_MIB, HOT_PERCENT = 64, 20
 DEMOTE_SIZE_MIB = 32
 BUDGET_NODE, BUDGET_PAGES = 1, 2048  # 8 MiB: less than wl_s1's hot pages alone (20 % of 64 MiB)
@@ -60,10 +69,32 @@ def node_memory_kb(node):
         return 0
 
 
-def online_both_nvdimms():
+def parse_node_list(text):
+    """'0-1,4' -> [0, 1, 4] (the kernel's node list format)."""
+    nodes = []
+    for part in filter(None, text.split(",")):
+        first, _dash, last = part.partition("-")
+        nodes.extend(range(int(first), int(last or first) + 1))
+    return nodes
+
+
+def memory_tiers():
+    """The kernel's memory tiers, fastest (lowest abstract distance) first, each a sorted node list."""
+    root = "/sys/devices/virtual/memory_tiering"
+    tiers = sorted(int(name[len("memory_tier"):]) for name in os.listdir(root)
+                   if name.startswith("memory_tier") and name[len("memory_tier"):].isdigit())
+    result = []
+    for tier in tiers:
+        with open(os.path.join(root, "memory_tier%d" % tier, "nodelist")) as handle:
+            result.append(sorted(parse_node_list(handle.read().strip())))
+    return result
+
+
+def online_nvdimms():
     """Each label-less region's raw namespace → devdax → system-ram, Movable (as online_pmem.sh does
-    for one); nothing to do where both PMEM nodes have memory already (the labelled scenario provisioned them)."""
-    if all(node_memory_kb(node) for node in PMEM_NODES):
+    for one); nothing to do for a node that has memory already. Region N is node 2 + N's NVDIMM."""
+    lower = sorted(LOWER_NODES)
+    if all(node_memory_kb(node) for node in lower):
         results["pmem_online"] = "already"
     else:
         results["pmem_online"] = "by this test"
@@ -71,19 +102,22 @@ def online_both_nvdimms():
             out.write("offline")  # trixie auto-onlines hotplugged memory and daxctl refuses that policy
         devices = json.loads(base.sh("daxctl list") or "[]")
         have = {d.get("chardev") for d in ([devices] if isinstance(devices, dict) else devices)}
-        for region in (0, 1):
+        for region in range(len(lower)):
             dax = "dax%d.0" % region
             if dax not in have:
                 base.sh("ndctl create-namespace -fe namespace%d.0 -m devdax" % region)
             base.sh("daxctl reconfigure-device --mode=system-ram %s" % dax, check=False)
             base.sh("daxctl online-memory %s --movable" % dax, check=False)
-    for node in PMEM_NODES:
+    for node in lower:
         total_kb = node_memory_kb(node)
         cpus = base.sh("cat /sys/devices/system/node/node%d/cpulist" % node)
         if total_kb == 0 or cpus:
             base.fail("node %d should be CPU-less with memory: MemTotal %d kB, cpus %r" % (node, total_kb, cpus))
-    results["distances"] = {n: base.sh("cat /sys/devices/system/node/node%d/distance" % n) for n in range(4)}
-    results["tiers"] = base.sh("grep . /sys/devices/virtual/memory_tiering/memory_tier*/nodelist", check=False)
+    results["distances"] = {n: base.sh("cat /sys/devices/system/node/node%d/distance" % n) for n in range(6)}
+    results["tiers"] = memory_tiers()
+    if results["tiers"] != TIERS:
+        base.fail("the guest's memory tiers are %s (fastest first), not %s: the test would not show the "
+                  "tiers kept in order" % (results["tiers"], TIERS))
 
 
 def config():
@@ -119,14 +153,15 @@ def where(info_file):
 
 
 def demoted(name, spread):
-    """True once ≥ 90 % of the cold pages are on the PMEM near the DRAM node they started on."""
-    _cpu, _start_node, pmem = DEMOTE_LAYOUT[name]
+    """True once ≥ 90 % of the cold pages are on the next tier's node near the DRAM node they started on."""
+    _cpu, _start_node, target = DEMOTE_LAYOUT[name]
     cold = sum(spread["cold"].values())
-    far = sum(spread["cold"].get(n, 0) for n in PMEM_NODES if n != pmem)
-    if far > 0.02 * cold:
-        base.fail("%s's cold pages started on node %d, yet %d of %d went to the far PMEM: %s"
-                  % (name, DEMOTE_LAYOUT[name][1], far, cold, spread))
-    return spread["cold"].get(pmem, 0) >= 0.9 * cold
+    elsewhere = {n: spread["cold"][n] for n in LOWER_NODES if n != target and spread["cold"].get(n)}
+    if sum(elsewhere.values()) > 0.02 * cold:
+        base.fail("%s's cold pages started on node %d, whose next tier is node %d, yet %d of %d went to %s "
+                  "(the other socket, or past the middle tier): %s"
+                  % (name, DEMOTE_LAYOUT[name][1], target, sum(elsewhere.values()), cold, elsewhere, spread))
+    return spread["cold"].get(target, 0) >= 0.9 * cold
 
 
 def settled(name, spread):
@@ -135,7 +170,7 @@ def settled(name, spread):
     _cpu, _start_node, home = LAYOUT[name]
     hot = sum(spread["hot"].values())
     cold = sum(spread["cold"].values())
-    on_pmem_cold = sum(spread["cold"].get(n, 0) for n in PMEM_NODES)
+    on_pmem_cold = sum(spread["cold"].get(n, 0) for n in LOWER_NODES)
     # Not a failure at once: a DAMON region that straddles the edge of the contiguous hot set reads
     # hot and takes cold pages along (5,023 of 13,108 in one make test run) until DAMON's splits
     # separate them and tierd demotes the cold part again; converged means that happened.
@@ -201,7 +236,7 @@ def budget_node(files):
 def main():
     numa_balancing = base.sh("cat /proc/sys/kernel/numa_balancing")
     base.sh("echo 0 > /proc/sys/kernel/numa_balancing")  # only tierd moves pages here
-    online_both_nvdimms()
+    online_nvdimms()
     wanted = config()  # from the lab test's config, so before that is replaced
     base.CONFIG.clear()
     base.CONFIG.update(wanted)
@@ -234,6 +269,8 @@ def main():
             base.fail("not converged after %d intervals / %.0f s: %s" % (n, time.time() - began, spreads))
         time.sleep(base.INTERVAL)
     results["start_line"] = base.sh("journalctl -u tierd-lab.service -o cat | grep -m1 'event=start'")
+    if " lower_tiers=4,5>2,3" not in results["start_line"]:
+        base.fail("tierd's start line does not name the lower tiers in order (4,5>2,3): %s" % results["start_line"])
     results["node_budget"] = budget_node(files)
     base.sh("systemctl stop tierd-lab.service")
     for name, path in files.items():

@@ -28,7 +28,7 @@ def test_waits_for_a_pmem_node_that_comes_online_late(guest_root, tmp_path):
     assert json.load(open(str(tmp_path / "state.json")))["waiting_for_nodes"].startswith("no PMEM tier found")
     open(os.path.join(guest_root, NODE_ONLINE), "w").write("0-1\n")
     agent.run(max_intervals=3)
-    assert any("event=nodes_found dram_nodes=0 pmem_nodes=1 nodes_from=memory_tiering after_intervals=1" in line
+    assert any("event=nodes_found dram_nodes=0 pmem_nodes=1 nodes_from=memory_tiering lower_tiers=1 after_intervals=1" in line
                for line in stream.lines)
     total = info["length"] // 4096
     assert sum(1 for node in placement.values() if node == 1) <= int(total * 0.30)
