@@ -56,7 +56,8 @@ class Agent:
         self.deferred_pages = 0  # pages mover.max_pages_per_interval left for later, last interval
         self.recent = RecentMoves()
         self.selected_vmas = {}  # pid -> (the workload's vmas filter, maps text, selected mappings)
-        self.totals = {}  # workload -> {"promoted_total", "demoted_total", "failed_total"}
+        # workload -> {"promoted_total", "demoted_total", "relocated_total" (DRAM to DRAM), "failed_total"}
+        self.totals = {}
         self.demotion_methods = {}  # workload -> (method, reason) last logged (reclaim.method_for)
         self.unknown_budget_nodes = set()  # dram_budget_per_node nodes warned about
         self.untracked = set()  # workloads whose pages only the kernel tracks (_tracked)
@@ -409,10 +410,67 @@ class Agent:
                     continue
                 self.logger.info("node_budget_exceeded", workload=view.name, node=node, over_pages=pages,
                                  budget_pages=budgets[node], action="demoting its coldest pages there")
-                candidates = [(key, size) for _heat, key, size in view.demote_candidates]
-                if self._move(view.name, "demote", candidates, None, report[view.name], sources={node}, limit=pages):
+                if self._leave_node(view, node, pages, report):
                     return True
         return False
+
+    def _leave_node(self, view, node, pages, report):
+        """Move ``pages`` of the workload's pages off DRAM ``node``, coldest first: those not hot go to
+        the tier below; hot ones straight to another DRAM node with room (demoted, they would be
+        promoted again next interval: two migrations for one), and what still has to go after that
+        is demoted too. True if a stop request cut it short."""
+        candidates = [(key, size) for _heat, key, size in view.demote_candidates]
+        if self.dry_run:
+            return self._move(view.name, "demote", candidates, None, report[view.name], sources={node}, limit=pages)
+        hot_threshold = self.cfg["heat"]["hot_threshold"]
+        hot = [(key, size) for heat, key, size in view.demote_candidates if heat >= hot_threshold]
+        cold = [(key, size) for heat, key, size in view.demote_candidates if heat < hot_threshold]
+        stopped, moved = self._off_node(view.name, "demote", cold, None, report, node, pages)
+        left = pages - moved
+        if stopped or left <= 0 or not hot:
+            return stopped
+        target, room, allowed = self._relocation_target(node, hot, report)
+        if target is not None:
+            stopped, moved = self._off_node(view.name, "relocate", allowed, target, report, node, min(left, room))
+            left -= moved
+            if stopped or left <= 0:
+                return stopped
+        return self._off_node(view.name, "demote", hot, None, report, node, left)[0]
+
+    def _off_node(self, name, kind, chosen, target, report, node, limit):
+        """(stopped, pages that left ``node``) of one _move that takes pages from ``node`` only."""
+        per_node = report[name]["pages_per_node"]
+        before = per_node.get(str(node), 0)
+        stopped = self._move(name, kind, chosen, target, report[name], sources={node}, limit=limit)
+        return stopped, before - per_node.get(str(node), 0)
+
+    def _relocation_target(self, node, hot, report):
+        """(DRAM node, its room in pages, the items of ``hot`` whose tasks may use it) for hot pages
+        that must leave ``node``: the node most of their tasks run on when it has room, else the
+        DRAM node nearest ``node`` with room (its reserve and its own budget held); (None, 0, [])."""
+        headroom = self._dram_headroom()
+        for other, room in policy_mod.node_budget_room(self._node_usage(report), self._node_budgets()).items():
+            headroom[other] = min(headroom.get(other, 0), room)
+        candidates = [n for n in self.dram_nodes if n != node and headroom.get(n, 0) > 0]
+        if not candidates:
+            return None, 0, []
+        pages_by_pid = {}
+        for (pid, _start, _low, _high), size in hot:
+            pages_by_pid[pid] = pages_by_pid.get(pid, 0) + size
+        homes = {}
+        for pid, size in pages_by_pid.items():
+            home = self.topology.home(pid)
+            if home in candidates:
+                homes[home] = homes.get(home, 0) + size
+        if homes:
+            target = max(sorted(homes), key=lambda n: homes[n])
+        else:
+            target = min(candidates, key=lambda n: (self.topology.distance(node, n), n))
+        allowed = {}
+        for pid in pages_by_pid:
+            mems = self.kernel.task_mems_allowed(pid)
+            allowed[pid] = mems is None or target in mems
+        return target, headroom[target], [item for item in hot if allowed[item[0][0]]]
 
     def _recount(self, wl, pids):
         """The workload's pages per node read again from numa_maps (after the kernel moved some)."""
@@ -473,7 +531,8 @@ class Agent:
         return {pid: vmas for pid, vmas in targets.items() if pid not in skipped}
 
     def _totals(self, name):
-        return self.totals.setdefault(name, {"promoted_total": 0, "demoted_total": 0, "failed_total": 0})
+        return self.totals.setdefault(name, {"promoted_total": 0, "demoted_total": 0, "relocated_total": 0,
+                                             "failed_total": 0})
 
     def _cgroup_of(self, name):
         """The cgroup of a workload matched by its cgroup alone (the only kind reclaim.method_for lets through)."""

@@ -58,6 +58,8 @@ def render(state):
         samples["tierd_workload_pmem_limit_pages"].append((base, -1 if limit is None else limit))
         samples["tierd_pages_moved_total"].append((dict(base, direction="promote"), wl["promoted_total"]))
         samples["tierd_pages_moved_total"].append((dict(base, direction="demote"), wl["demoted_total"]))
+        # DRAM to DRAM: hot pages over a node's budget moved to another DRAM node, not demoted.
+        samples["tierd_pages_moved_total"].append((dict(base, direction="relocate"), wl.get("relocated_total", 0)))
         samples["tierd_pages_move_failed_total"].append((base, wl["failed_total"]))
         samples["tierd_pages_deferred"].append((base, wl.get("deferred_pages", 0)))
     for node, budget in sorted(state.get("node_budgets", {}).items()):

@@ -23,8 +23,8 @@ node 4 is.
 Then a budget on node 1 alone (dram_budget_per_node, by a config reload), smaller than the hot pages
 there (wl_s1's and wl_d1's), with wl_s1 of higher priority: the managed pages on node 1 must come
 within the budget, wl_s1 keeping its share of it and wl_d1 giving up node 1, and the hot pages that
-left node 1 must come back to DRAM on node 0 (no budget there), not stay on a lower tier. Checksums
-unchanged.
+leave node 1 must go to DRAM on node 0 (no budget there) in one move, never down a tier first
+(counted as relocated). Checksums unchanged.
 Prints one JSON line of measurements; exits non-zero on the first failed check.
 """
 
@@ -214,17 +214,31 @@ def budget_node(files):
     base.sh("/usr/local/sbin/tierd check-config /etc/tierd/config.json")
     base.sh("systemctl reload tierd-lab.service")
     began, start_n = time.time(), base.tierd_intervals()
+    hot_below_at_start, hot_below_peak = None, {}
     while True:
         spreads = {name: where(path) for name, path in files.items()}
         n = base.tierd_intervals()
         on_node = held_on_budget_node(spreads)
+        # Hot pages that leave node 1 must go to DRAM on node 0 in one move, not down a tier first.
+        hot_below = {name: sum(spreads[name]["hot"].get(node, 0) for node in LOWER_NODES) for name in PRIORITIES}
+        hot_below_at_start = hot_below_at_start or hot_below
+        for name, pages in hot_below.items():
+            hot_below_peak[name] = max(hot_below_peak.get(name, 0), pages - hot_below_at_start[name])
+            if hot_below_peak[name] > 0.02 * sum(spreads[name]["hot"].values()):
+                base.fail("%s's hot pages went down a tier when they left node %d's budget (%d more there "
+                          "than before): %s" % (name, BUDGET_NODE, hot_below_peak[name], spreads[name]))
         base.log("budget interval %d  node %d holds %d (budget %d): %s  wl_s1 hot %s  wl_d1 hot %s" % (
             n - start_n, BUDGET_NODE, sum(on_node.values()), BUDGET_PAGES, on_node,
             spreads["wl_s1"]["hot"], spreads["wl_d1"]["hot"]))
         if within_node_budget(spreads):
             state = json.loads(base.sh("cat /run/tierd/state.json"))
+            relocated = {name: state["workloads"][name].get("relocated_total", 0) for name in PRIORITIES}
+            if relocated["wl_d1"] <= 0:
+                base.fail("wl_d1 gave up node %d, yet tierd counts none of its pages as relocated: %s"
+                          % (BUDGET_NODE, relocated))
             return {"intervals": n - start_n, "seconds": round(time.time() - began, 1), "on_node": on_node,
-                    "spread": spreads, "state": state.get("node_budgets"),
+                    "spread": spreads, "state": state.get("node_budgets"), "relocated": relocated,
+                    "hot_gone_down_peak": hot_below_peak,
                     "status": base.sh("/usr/local/sbin/tierd status --state /run/tierd/state.json | grep '^node '",
                                       check=False)}
         if n - start_n >= MAX_INTERVALS or time.time() - began > WALL_LIMIT:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 from conftest import ListStream, SimulatedPages, agent_without_waits, recorded_workload
 from tierd import metrics, status
@@ -201,6 +202,68 @@ def test_a_node_budget_demotes_the_coldest_pages_on_that_node(guest_root, tmp_pa
     assert state["node_budgets"] == {"0": {"budget_pages": budget, "used_pages": pages.count(0)}}
     assert "node 0 budget %.1f MiB" % (budget * 4096 / 1048576.0) in status.render(state)
     assert 'tierd_node_budget_used_pages{node="0"} %d' % pages.count(0) in metrics.render(state)
+
+
+def test_hot_pages_over_a_node_budget_go_to_another_dram_node_not_down_a_tier(guest_root, tmp_path):
+    """Two DRAM nodes (0 and 2, by config) and PMEM node 1; the workload starts wholly on node 0,
+    whose budget (2048 pages) is smaller than its hot set (3276): the cold pages over it are
+    demoted, the hot ones it cannot keep go to node 2 in one move, not to PMEM (from where they
+    would be promoted again next interval), and are counted as relocated. With the recorded cpuset
+    (nodes 0-1) node 2 is not allowed, and they are demoted as before."""
+    node_dir = os.path.join(guest_root, "sys/devices/system/node")
+    os.makedirs(os.path.join(node_dir, "node2"))
+    with open(os.path.join(node_dir, "node0", "meminfo")) as handle:
+        meminfo = handle.read().replace("Node 0 ", "Node 2 ")
+    with open(os.path.join(node_dir, "node2", "meminfo"), "w") as handle:
+        handle.write(meminfo)
+    with open(os.path.join(node_dir, "node2", "cpulist"), "w") as handle:
+        handle.write("\n")
+    with open(os.path.join(node_dir, "online"), "w") as handle:
+        handle.write("0-2\n")
+    status_path = os.path.join(guest_root, "proc", str(recorded_workload()["pid"]), "status")
+    with open(status_path) as handle:
+        status_text = handle.read()
+    with open(status_path, "w") as handle:  # the recorded task's cpuset allows the nodes it had: 0-1
+        handle.write(status_text.replace("Mems_allowed_list:\t0-1", "Mems_allowed_list:\t0-2"))
+    budget = 2048
+    agent, _kernel, placement, info, _stream = make_agent(
+        guest_root, tmp_path, {"direction": "demote"}, dram_budget="1T", dram_budget_per_node={"0": budget * 4096},
+        nodes={"dram": [0, 2], "pmem": [1]},
+        mover={"batch_pages": 1024, "rate_limit_mbps": 100000, "min_residency_intervals": 3, "block_pages": 1})
+    for key in placement:
+        placement[key] = 0
+    agent.run(max_intervals=4)
+    total = info["length"] // 4096
+    pages = [placement[(info["pid"], info["address"] + i * 4096)] for i in range(total)]
+    hot, cold = pages[:info["hot_pages"]], pages[info["hot_pages"]:]
+    assert pages.count(0) <= budget
+    # The recorded DAMON regions leave 356 pages of the hot part below the hot threshold: those go
+    # down as cold pages do. Demoting the hot pages too sent 1518 there.
+    assert hot.count(1) <= 0.12 * len(hot), "hot pages were demoted: %d of %d on PMEM" % (hot.count(1), len(hot))
+    assert hot.count(2) >= len(hot) - budget - 0.12 * len(hot)
+    assert cold.count(1) >= 0.9 * len(cold)
+    wl = agent.state["workloads"]["wl"]
+    assert wl["relocated_total"] == pages.count(2) > 0
+    assert 'tierd_pages_moved_total{direction="relocate",workload="wl"} %d' % pages.count(2) in metrics.render(agent.state)
+
+
+def test_hot_pages_over_a_node_budget_are_demoted_where_the_cpuset_allows_no_other_dram_node(guest_root, tmp_path):
+    """As above without widening the task's cpuset (nodes 0-1): node 2 may not hold its pages, so
+    what has to leave node 0 is demoted to node 1, hot or not, and nothing is counted as relocated."""
+    node_dir = os.path.join(guest_root, "sys/devices/system/node")
+    shutil.copytree(os.path.join(node_dir, "node0"), os.path.join(node_dir, "node2"))
+    with open(os.path.join(node_dir, "online"), "w") as handle:
+        handle.write("0-2\n")
+    agent, _kernel, placement, info, _stream = make_agent(
+        guest_root, tmp_path, {"direction": "demote"}, dram_budget="1T", dram_budget_per_node={"0": 2048 * 4096},
+        nodes={"dram": [0, 2], "pmem": [1]},
+        mover={"batch_pages": 1024, "rate_limit_mbps": 100000, "min_residency_intervals": 3, "block_pages": 1})
+    for key in placement:
+        placement[key] = 0
+    agent.run(max_intervals=4)
+    pages = list(placement.values())
+    assert pages.count(0) <= 2048 and pages.count(2) == 0
+    assert agent.state["workloads"]["wl"]["relocated_total"] == 0
 
 
 def test_promotions_fill_a_node_only_to_its_budget(guest_root, tmp_path):
