@@ -80,6 +80,9 @@ WORKLOADS = {
 # interval, as tierd did before that setting.
 LRU_GEN_IDLE_SECONDS = float(os.environ.get("BENCH_PEERS_LRU_GEN_IDLE_SECONDS", "0"))
 PROFILE = os.environ.get("BENCH_PEERS_PROFILE") == "1"  # tierd under cProfile (start_tierd)
+# Read every task's NUMA-fault migrations every second, not only at the end, so tasks that exit
+# during a run (a check-config, a short helper) are counted too; the reads cost the sampler's CPU.
+TASK_MIGRATIONS_EVERY_SAMPLE = os.environ.get("BENCH_PEERS_TASK_MIGRATIONS") == "1"
 PEER_NAMES = {"a": "nothing", "b": "kernel tiering", "c": "DAMOS migrate", "d": "tierd (DAMON)",
               "e": "tierd (page_idle)", "f": "memtierd (soft-dirty)",
               "g": "kernel promotes + tierd", "h": "kernel promotes + tierd (reclaim)",
@@ -457,6 +460,30 @@ def cpu_ticks(pid):
     return peers_metrics.cpu_ticks_of_stat(stat), peers_metrics.cpu_ticks_of_stat(stat, system_only=True)
 
 
+def numa_migrations_by_task():
+    """{"comm pid": pages} of every task the NUMA hint faults migrated pages for, cumulative over the
+    task's life (numa_pages_migrated in /proc/PID/task/TID/sched): who took the kernel's
+    promotions, the workload or another process (tierd, the sampler, sshd)."""
+    counts = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            tids = os.listdir("/proc/%s/task" % pid)
+        except OSError:
+            continue
+        for tid in tids:
+            text = get("/proc/%s/task/%s/sched" % (pid, tid)) or ""
+            first = text.split("\n", 1)[0]
+            for line in text.splitlines():
+                if line.startswith("numa_pages_migrated"):
+                    pages = int(line.split(":", 1)[1].strip() or 0)
+                    if pages:
+                        key = "%s %s" % (first.split(" (")[0].strip(), pid)
+                        counts[key] = counts.get(key, 0) + pages
+    return counts
+
+
 def run_one(peer, workload_name, pmem):
     workload = WORKLOADS[workload_name]
     run = {"peer": "%s %s" % (peer, PEER_NAMES[peer]), "workload": workload_name, "goal_key": workload["goal"]}
@@ -495,6 +522,9 @@ def run_one(peer, workload_name, pmem):
             terminate(popen)
         log("%s / %s: could not start: %s" % (workload_name, run["peer"], error))
         return {"peer": run["peer"], "workload": workload_name, "skipped": "could not start: %s" % error}
+    # What moved while the agent started (tierd: its check-config and its start), apart from the run.
+    run["vmstat_agent_start"] = peers_metrics.vmstat_delta(vmstat_before, read_vmstat())
+    run["numa_migrations_by_task_at_agent_start"] = numa_migrations_by_task()
     ticks, system_ticks = {}, {}
     samples = []
     moved_at = None
@@ -502,6 +532,12 @@ def run_one(peer, workload_name, pmem):
     moves = {"promoted": 0, "demoted": 0, "hot_demoted": 0}
     last_other = {}  # workload index -> other_pages_sample()
     other_moves = {}  # mapping label -> moves of the pages there
+
+    by_task = {}
+
+    def sample_tasks():
+        for key, pages in numa_migrations_by_task().items():
+            by_task[key] = max(by_task.get(key, 0), pages)
 
     def sample_cpu():
         for pid in ([agent.pid] if agent is not None else []) + kdamond_tasks():
@@ -519,6 +555,8 @@ def run_one(peer, workload_name, pmem):
                 log("%s: agent exited with %d" % (run["peer"], agent.returncode))
                 agent = None
             sample_cpu()
+            if TASK_MIGRATIONS_EVERY_SAMPLE:
+                sample_tasks()
             sample = {"t": round(tick - began, 1)}
             if has_agent:
                 sample["agent_cpu_s"] = round(peers_metrics.cpu_seconds(ticks, HERTZ, ticks_before), 2)
@@ -552,6 +590,9 @@ def run_one(peer, workload_name, pmem):
             samples.append(sample)
             time.sleep(max(0.0, 1.0 - (time.time() - tick)))
         sample_cpu()
+        # Before the processes end (their counts go with them); the sampler's own too.
+        sample_tasks()
+        run["numa_migrations_by_task"] = by_task
     finally:
         terminate(agent)
         for popen, _info in procs:

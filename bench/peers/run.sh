@@ -61,7 +61,7 @@ fi
 tar -C "$stage" -czf - . | $LAB ssh "$NAME" 'rm -rf /opt/t && mkdir -p /opt/t && tar -xzf - -C /opt/t && python3 -m compileall -q /opt/t/tierd/tierd'
 
 rc=0
-$LAB ssh "$NAME" "sh /opt/t/tests/lab/tierd/online_pmem.sh >&2 && PEERS=$PEERS WORKLOADS=$WORKLOADS BENCH_PEERS_MAX_SECONDS=$MAX_SECONDS BENCH_PEERS_FLUSH_TLB=${BENCH_PEERS_FLUSH_TLB:-0} BENCH_PEERS_LRU_GEN_IDLE_SECONDS=${BENCH_PEERS_LRU_GEN_IDLE_SECONDS:-0} BENCH_PEERS_PROFILE=${BENCH_PEERS_PROFILE:-0} python3 /opt/t/bench/peers/guest_peers.py /opt/t" >"$result" || rc=$?
+$LAB ssh "$NAME" "sh /opt/t/tests/lab/tierd/online_pmem.sh >&2 && PEERS=$PEERS WORKLOADS=$WORKLOADS BENCH_PEERS_MAX_SECONDS=$MAX_SECONDS BENCH_PEERS_FLUSH_TLB=${BENCH_PEERS_FLUSH_TLB:-0} BENCH_PEERS_LRU_GEN_IDLE_SECONDS=${BENCH_PEERS_LRU_GEN_IDLE_SECONDS:-0} BENCH_PEERS_PROFILE=${BENCH_PEERS_PROFILE:-0} BENCH_PEERS_TASK_MIGRATIONS=${BENCH_PEERS_TASK_MIGRATIONS:-0} python3 /opt/t/bench/peers/guest_peers.py /opt/t" >"$result" || rc=$?
 # The agents' logs and configs, for a run that needs explaining (a failed one most of all).
 mkdir -p "$OUT/peers-$stamp"
 $LAB ssh "$NAME" 'tar -C /run/bench-peers -czf - --exclude=results.json .' | tar -xzf - -C "$OUT/peers-$stamp" || true
