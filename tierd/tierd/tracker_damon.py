@@ -227,9 +227,21 @@ class DamonBackend(Tracker):
             return
         running = self._running()
         if running:
-            pids, fresh = self.assign_indexes(self.pids, wanted)
-            changed = [i for i, pid in enumerate(pids) if i >= len(self.pids) or self.pids[i] != pid]
-            self._write_inputs(pids, changed)
+            on_sysfs = self.pids
+            for _attempt in range(3):
+                pids, fresh = self.assign_indexes(self.pids, wanted)
+                changed = [i for i, pid in enumerate(pids) if i >= len(on_sysfs) or on_sysfs[i] != pid]
+                self._write_inputs(pids, changed)
+                on_sysfs = pids
+                # Writing the files took a while when the count changed (every target and scheme
+                # directory again: seconds for hundreds under TCG); a PID gone meanwhile would have
+                # the kernel refuse the commit and stop the kdamond. Looked at again right before it.
+                gone = [pid for pid in pids if not self.kernel.exists("/proc/%d" % pid)]
+                if not gone:
+                    break
+                wanted = [pid for pid in wanted if pid not in gone]
+                if not wanted:
+                    break
             self.kernel.write_text(self.KDAMOND + "/state", "commit")
             self.commits += 1
             how = "commit"

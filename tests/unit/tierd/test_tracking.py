@@ -406,22 +406,45 @@ def test_a_pid_gone_before_the_commit_is_dropped_not_fatal(guest_root):
     assert all(t["serial"] == serial[t["pid"]] for t in kernel.kernel_targets)
 
 
+def _exits_after_check(monkeypatch, guest_root, kernel, pid, checks):
+    """``pid`` exits right after tierd's ``checks``-th look at /proc/PID."""
+    real_exists = kernel.exists
+    seen = []
+
+    def exists(path):
+        alive = real_exists(path)
+        if path == "/proc/%d" % pid:
+            seen.append(path)
+            if len(seen) == checks:
+                _exit(guest_root, pid)
+        return alive
+    monkeypatch.setattr(kernel, "exists", exists)
+
+
+def test_a_pid_gone_while_the_targets_are_written_is_dropped_before_the_commit(guest_root, monkeypatch):
+    """313 is alive at the check after discovery and gone once the target files are written (seconds
+    for hundreds of targets on a slow host): the look right before the commit drops it, the kdamond
+    keeps running and the staying targets their regions (make test's scale lab restarted it 3 times
+    in 10 intervals before)."""
+    kernel = _damon_with_processes(guest_root, [311, 312])
+    backend = DamonBackend(kernel, validate({})["damon"], Logger(ListStream()))
+    backend.track([311, 312])
+    serial = {t["pid"]: t["serial"] for t in kernel.kernel_targets}
+    _spawn(guest_root, kernel, 313)
+    _exits_after_check(monkeypatch, guest_root, kernel, 313, checks=1)
+    backend.track([311, 312, 313])
+    assert kernel.commands.count("on") == 1 and kernel.commands[-1] == "commit"
+    assert backend.pids == [311, 312] == [t["pid"] for t in kernel.kernel_targets]
+    assert all(t["serial"] == serial[t["pid"]] for t in kernel.kernel_targets)
+
+
 def test_a_refused_commit_restarts_the_stopped_kdamond_with_the_live_pids(guest_root, monkeypatch):
     kernel = _damon_with_processes(guest_root, [311, 312])
     backend = DamonBackend(kernel, validate({})["damon"], Logger(ListStream()))
     backend.track([311, 312])
     _spawn(guest_root, kernel, 313)
-    real_exists = kernel.exists
-    seen = []
-
-    def exits_after_the_check(path):
-        # 313 is alive at tierd's check and gone by the commit: the kernel refuses it and stops the kdamond.
-        alive = real_exists(path)
-        if path == "/proc/313" and not seen:
-            seen.append(path)
-            _exit(guest_root, 313)
-        return alive
-    monkeypatch.setattr(kernel, "exists", exits_after_the_check)
+    # Gone after the last look, right before the commit: the kernel refuses it and stops the kdamond.
+    _exits_after_check(monkeypatch, guest_root, kernel, 313, checks=2)
     backend.track([311, 312, 313])
     assert kernel.commands[-1] == "on" and backend.pids == [311, 312] == [t["pid"] for t in kernel.kernel_targets]
     assert backend.restarted == {311, 312}
