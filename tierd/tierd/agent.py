@@ -160,6 +160,14 @@ class Agent:
             headroom[node] = max(0, (info.get("MemFree", 0) - int(info.get("MemTotal", 0) * reserve)) // PAGE_SIZE)
         return headroom
 
+    def _dram_room(self, report):
+        """{DRAM node: pages it may still take}: its headroom above the reserve, held to what its
+        own budget (dram_budget_per_node) has left."""
+        headroom = self._dram_headroom()
+        for node, room in policy_mod.node_budget_room(self._node_usage(report), self._node_budgets()).items():
+            headroom[node] = min(headroom.get(node, 0), room)
+        return headroom
+
     def _node_budgets(self):
         """{DRAM node: budget pages} of dram_budget_per_node; a listed node that is not a DRAM node
         here is left out, with a warning the first time (nodes are auto-detected unless configured)."""
@@ -448,9 +456,7 @@ class Agent:
         """(DRAM node, its room in pages, the items of ``hot`` whose tasks may use it) for hot pages
         that must leave ``node``: the node most of their tasks run on when it has room, else the
         DRAM node nearest ``node`` with room (its reserve and its own budget held); (None, 0, [])."""
-        headroom = self._dram_headroom()
-        for other, room in policy_mod.node_budget_room(self._node_usage(report), self._node_budgets()).items():
-            headroom[other] = min(headroom.get(other, 0), room)
+        headroom = self._dram_room(report)
         candidates = [n for n in self.dram_nodes if n != node and headroom.get(n, 0) > 0]
         if not candidates:
             return None, 0, []
@@ -630,10 +636,7 @@ class Agent:
         if kind == "demote":
             return [(None, chosen)]
         groups = self._promotion_groups(chosen, nodes)
-        headroom = self._dram_headroom()
-        for node, room in policy_mod.node_budget_room(self._node_usage(report), self._node_budgets()).items():
-            headroom[node] = min(headroom.get(node, 0), room)
-        return self.topology.fill_by_headroom(sorted(groups.items()), headroom)
+        return self.topology.fill_by_headroom(sorted(groups.items()), self._dram_room(report))
 
     def _promotion_groups(self, chosen, nodes):
         """{DRAM node: promotions}: each process's pages to its node (topology), else to the node

@@ -169,12 +169,16 @@ class DamonBackend(Tracker):
                 pids[index] = next(moved)
         return pids, set(incoming)
 
+    def _alive(self, pids):
+        """The PIDs of ``pids`` that still exist, in their order."""
+        return [pid for pid in pids if self.kernel.exists("/proc/%d" % pid)]
+
     def track(self, pids):
         """Make the set of tracked PIDs equal ``pids``: commit to the running kdamond, or start it."""
         # Discovery was a while ago (seconds for hundreds of PIDs on a slow host), and one PID gone by
         # the commit makes the kernel refuse it *and stop the kdamond* (6.12: a failed sysfs command
         # ends kdamond_fn), so every target's regions would be rebuilt: drop the exited ones first.
-        wanted = [pid for pid in sorted(set(pids)) if self.kernel.exists("/proc/%d" % pid)]
+        wanted = self._alive(sorted(set(pids)))
         if wanted == sorted(self.pids) and (not wanted or self._running()):
             self.restarted = set()
             return
@@ -187,7 +191,7 @@ class DamonBackend(Tracker):
             except OSError as refused:
                 exc = refused
                 # A process exited between discovery and here: the kernel refuses the whole commit.
-                alive = [pid for pid in wanted if self.kernel.exists("/proc/%d" % pid)]
+                alive = self._alive(wanted)
                 self.logger.debug("damon_targets_refused", attempt=attempt, error=exc.strerror or exc,
                                   gone=len(wanted) - len(alive))
                 wanted = alive
@@ -236,7 +240,7 @@ class DamonBackend(Tracker):
                 # Writing the files took a while when the count changed (every target and scheme
                 # directory again: seconds for hundreds under TCG); a PID gone meanwhile would have
                 # the kernel refuse the commit and stop the kdamond. Looked at again right before it.
-                gone = [pid for pid in pids if not self.kernel.exists("/proc/%d" % pid)]
+                gone = sorted(set(pids) - set(self._alive(pids)))
                 if not gone:
                     break
                 wanted = [pid for pid in wanted if pid not in gone]
