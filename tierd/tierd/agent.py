@@ -24,6 +24,7 @@ class Agent:
         self.logger = logger
         self.clock = clock
         self.dry_run = dry_run
+        self.dry_run_moved = {}  # pid -> addresses this interval's dry run counted as moved
         self.stop_event = threading.Event()
         self.backend = choose_backend(kernel, cfg, logger)
         self.placement = Placement(kernel, cfg["mover"]["placement_refresh_intervals"])
@@ -218,6 +219,7 @@ class Agent:
         """
         started = self.clock()
         self.intervals += 1
+        self.dry_run_moved = {}
         self.mode.recheck(self.intervals)
         if self.nodes_missing and not self._find_nodes():
             self._report_waiting(started)
@@ -427,9 +429,6 @@ class Agent:
         the tier below; hot ones straight to another DRAM node with room (demoted, they would be
         promoted again next interval: two migrations for one), and what still has to go after that
         is demoted too. True if a stop request cut it short."""
-        candidates = [(key, size) for _heat, key, size in view.demote_candidates]
-        if self.dry_run:
-            return self._move(view.name, "demote", candidates, None, report[view.name], sources={node}, limit=pages)
         hot_threshold = self.cfg["heat"]["hot_threshold"]
         hot = [(key, size) for heat, key, size in view.demote_candidates if heat >= hot_threshold]
         cold = [(key, size) for heat, key, size in view.demote_candidates if heat < hot_threshold]
@@ -716,7 +715,7 @@ class Agent:
                     break
             if pid not in blocked_for:
                 # Neighbouring ranges share their boundary block: pick its pages once.
-                taken[pid] = set()
+                taken[pid] = set(self.dry_run_moved.get(pid, ()))
                 blocked_for[pid] = _blocked(taken[pid], self.recent.blocked(pid))
             try:
                 picked = pick_pages(self.kernel, pid, low, high, sources, wanted, self.block_pages,
@@ -754,6 +753,13 @@ class Agent:
         addresses = [address for address, _source, _vma in pages]
         if self.dry_run:
             self.logger.info("would_move", workload=name, pid=pid, direction=kind, pages=len(addresses), node=node)
+            # Counted as moved, so that what the interval decides after this (a node budget's
+            # relocation, the next node's room) and the state it reports are what a real run's are.
+            self.dry_run_moved.setdefault(pid, set()).update(addresses)
+            for _address, source, _vma in pages:
+                if source != node:
+                    per_node[str(source)] = per_node.get(str(source), 0) - 1
+                    per_node[str(node)] = per_node.get(str(node), 0) + 1
             return False
         self.mover.errors = {}
         moved, failed, stopped = self.mover.move(pid, addresses, node, self.block_pages)

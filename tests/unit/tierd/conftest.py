@@ -81,14 +81,19 @@ def write_sparse_pagemap(root, pid, start, entries):
     return path
 
 
-@pytest.fixture
-def guest_root(tmp_path):
-    """A writable copy of the recorded trixie nvdimm guest tree, with its pagemap rebuilt."""
-    root = str(tmp_path / "root")
+def copy_guest_root(base):
+    """A writable copy of the recorded trixie nvdimm guest tree in ``base``/root, with its pagemap rebuilt."""
+    root = str(base / "root")
     shutil.copytree(os.path.join(DAMON_FIXTURE, "root"), root)
     start, entries = recorded_pagemap()
     write_sparse_pagemap(root, recorded_workload()["pid"], start, entries)
     return root
+
+
+@pytest.fixture
+def guest_root(tmp_path):
+    """copy_guest_root in the test's own directory."""
+    return copy_guest_root(tmp_path)
 
 
 DAMON_ADMIN_REL = "sys/kernel/mm/damon/admin"

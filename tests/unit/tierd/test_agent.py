@@ -4,7 +4,7 @@ import json
 import os
 import shutil
 
-from conftest import ListStream, SimulatedPages, agent_without_waits, recorded_workload
+from conftest import ListStream, SimulatedPages, agent_without_waits, copy_guest_root, recorded_workload
 from tierd import metrics, status
 from tierd.agent import Agent
 from tierd.config import validate
@@ -204,12 +204,9 @@ def test_a_node_budget_demotes_the_coldest_pages_on_that_node(guest_root, tmp_pa
     assert 'tierd_node_budget_used_pages{node="0"} %d' % pages.count(0) in metrics.render(state)
 
 
-def test_hot_pages_over_a_node_budget_go_to_another_dram_node_not_down_a_tier(guest_root, tmp_path):
-    """Two DRAM nodes (0 and 2, by config) and PMEM node 1; the workload starts wholly on node 0,
-    whose budget (2048 pages) is smaller than its hot set (3276): the cold pages over it are
-    demoted, the hot ones it cannot keep go to node 2 in one move, not to PMEM (from where they
-    would be promoted again next interval), and are counted as relocated. With the recorded cpuset
-    (nodes 0-1) node 2 is not allowed, and they are demoted as before."""
+def over_a_budget_with_a_second_dram_node(guest_root, tmp_path, budget, dry_run=False):
+    """(agent, placement, info, stream): DRAM nodes 0 and 2 (by config), PMEM node 1, the workload
+    wholly on node 0 under a budget of ``budget`` pages there, its cpuset allowing node 2."""
     node_dir = os.path.join(guest_root, "sys/devices/system/node")
     os.makedirs(os.path.join(node_dir, "node2"))
     with open(os.path.join(node_dir, "node0", "meminfo")) as handle:
@@ -225,13 +222,24 @@ def test_hot_pages_over_a_node_budget_go_to_another_dram_node_not_down_a_tier(gu
         status_text = handle.read()
     with open(status_path, "w") as handle:  # the recorded task's cpuset allows the nodes it had: 0-1
         handle.write(status_text.replace("Mems_allowed_list:\t0-1", "Mems_allowed_list:\t0-2"))
-    budget = 2048
-    agent, _kernel, placement, info, _stream = make_agent(
+    agent, _kernel, placement, info, stream = make_agent(
         guest_root, tmp_path, {"direction": "demote"}, dram_budget="1T", dram_budget_per_node={"0": budget * 4096},
         nodes={"dram": [0, 2], "pmem": [1]},
         mover={"batch_pages": 1024, "rate_limit_mbps": 100000, "min_residency_intervals": 3, "block_pages": 1})
+    agent.dry_run = dry_run
     for key in placement:
         placement[key] = 0
+    return agent, placement, info, stream
+
+
+def test_hot_pages_over_a_node_budget_go_to_another_dram_node_not_down_a_tier(guest_root, tmp_path):
+    """Two DRAM nodes (0 and 2, by config) and PMEM node 1; the workload starts wholly on node 0,
+    whose budget (2048 pages) is smaller than its hot set (3276): the cold pages over it are
+    demoted, the hot ones it cannot keep go to node 2 in one move, not to PMEM (from where they
+    would be promoted again next interval), and are counted as relocated. With the recorded cpuset
+    (nodes 0-1) node 2 is not allowed, and they are demoted as before."""
+    budget = 2048
+    agent, placement, info, _stream = over_a_budget_with_a_second_dram_node(guest_root, tmp_path, budget)
     agent.run(max_intervals=4)
     total = info["length"] // 4096
     pages = [placement[(info["pid"], info["address"] + i * 4096)] for i in range(total)]
@@ -245,6 +253,38 @@ def test_hot_pages_over_a_node_budget_go_to_another_dram_node_not_down_a_tier(gu
     wl = agent.state["workloads"]["wl"]
     assert wl["relocated_total"] == pages.count(2) > 0
     assert 'tierd_pages_moved_total{direction="relocate",workload="wl"} %d' % pages.count(2) in metrics.render(agent.state)
+
+
+def _moves_logged(stream, event):
+    """{(direction, node): pages} of the ``event`` lines (moved / would_move)."""
+    moves = {}
+    for line in stream.lines:
+        if "event=%s " % event in line:
+            fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+            key = (fields["direction"], fields["node"])
+            moves[key] = moves.get(key, 0) + int(fields["pages"])
+    return moves
+
+
+def test_a_dry_run_over_a_node_budget_predicts_the_real_runs_moves_relocation_included(tmp_path):
+    """Two intervals with and without dry_run, each on its own copy of the guest (the second the
+    first that moves pages, so both decide from the same placement): what the dry run says it would move then, per direction and node, is
+    what the real run moves (it once predicted every page over the budget as demoted, none
+    relocated), and it moves nothing."""
+    agents = {}
+    for dry_run in (True, False):
+        base = tmp_path / ("dry" if dry_run else "real")
+        base.mkdir()
+        agents[dry_run] = over_a_budget_with_a_second_dram_node(copy_guest_root(base), base, 2048, dry_run=dry_run)
+    for agent, _placement, _info, _stream in agents.values():
+        agent.run(max_intervals=2)
+    lines = agents[False][3].lines
+    first_interval_end = next(i for i, line in enumerate(lines) if "event=interval n=1 " in line)
+    assert not any("event=moved " in line for line in lines[:first_interval_end]), "not one moving interval"
+    real = _moves_logged(agents[False][3], "moved")
+    assert ("relocate", "2") in real, real
+    assert _moves_logged(agents[True][3], "would_move") == real
+    assert set(agents[True][1].values()) == {0}
 
 
 def test_hot_pages_over_a_node_budget_are_demoted_where_the_cpuset_allows_no_other_dram_node(guest_root, tmp_path):
