@@ -83,6 +83,11 @@ PROFILE = os.environ.get("BENCH_PEERS_PROFILE") == "1"  # tierd under cProfile (
 # Read every task's NUMA-fault migrations every second, not only at the end, so tasks that exit
 # during a run (a check-config, a short helper) are counted too; the reads cost the sampler's CPU.
 TASK_MIGRATIONS_EVERY_SAMPLE = os.environ.get("BENCH_PEERS_TASK_MIGRATIONS") == "1"
+# Trace every page migration of a run (tracepoint migrate:mm_migrate_pages, in a tracefs instance of
+# its own): who migrated, and why (numa_misplaced: a NUMA hint fault's promotion), also for tasks that
+# start and end between two samples, which the per-task counters above cannot see.
+TRACE_MIGRATIONS = os.environ.get("BENCH_PEERS_TRACE_MIGRATIONS") == "1"
+TRACE_INSTANCE = "/sys/kernel/tracing/instances/bench-peers"
 PEER_NAMES = {"a": "nothing", "b": "kernel tiering", "c": "DAMOS migrate", "d": "tierd (DAMON)",
               "e": "tierd (page_idle)", "f": "memtierd (soft-dirty)",
               "g": "kernel promotes + tierd", "h": "kernel promotes + tierd (reclaim)",
@@ -484,6 +489,36 @@ def numa_migrations_by_task():
     return counts
 
 
+def migration_trace_start():
+    """A fresh tracefs instance recording mm_migrate_pages; None where tracefs is missing."""
+    if not os.path.isdir(os.path.dirname(TRACE_INSTANCE)):
+        log("no tracefs at %s: migrations not traced" % os.path.dirname(TRACE_INSTANCE))
+        return None
+    if os.path.isdir(TRACE_INSTANCE):
+        os.rmdir(TRACE_INSTANCE)
+    os.mkdir(TRACE_INSTANCE)
+    # Shared by every instance: enough for the short-lived tasks of a whole run to keep their names.
+    put(os.path.dirname(os.path.dirname(TRACE_INSTANCE)) + "/saved_cmdlines_size", 8192)
+    put(TRACE_INSTANCE + "/buffer_size_kb", 8192)
+    put(TRACE_INSTANCE + "/events/migrate/mm_migrate_pages/enable", 1)
+    put(TRACE_INSTANCE + "/tracing_on", 1)
+    return TRACE_INSTANCE
+
+
+def migration_trace_read(instance):
+    """{"reason comm pid": pages migrated} from what the instance traced so far."""
+    return peers_metrics.migrations_of_trace(get(instance + "/trace") or "")
+
+
+def migration_trace_stop(instance):
+    """The instance's counts (migration_trace_read), and the instance removed."""
+    put(instance + "/tracing_on", 0)
+    counts = migration_trace_read(instance)
+    put(instance + "/events/migrate/mm_migrate_pages/enable", 0)
+    os.rmdir(instance)
+    return counts
+
+
 def run_one(peer, workload_name, pmem):
     workload = WORKLOADS[workload_name]
     run = {"peer": "%s %s" % (peer, PEER_NAMES[peer]), "workload": workload_name, "goal_key": workload["goal"]}
@@ -507,6 +542,7 @@ def run_one(peer, workload_name, pmem):
     infos = [read_info(info) for _p, info in procs]
     ctx = {"pmem": pmem, "workload": workload, "workload_name": workload_name, "pids": [i["pid"] for i in infos],
            "own_cgroups": own, "peer": peer}
+    trace = migration_trace_start() if TRACE_MIGRATIONS else None
     vmstat_before = read_vmstat()
     ticks_before, system_before = {}, {}
     for pid in kdamond_tasks():
@@ -590,9 +626,15 @@ def run_one(peer, workload_name, pmem):
             samples.append(sample)
             time.sleep(max(0.0, 1.0 - (time.time() - tick)))
         sample_cpu()
+        # The measured seconds end here for the kernel's counters too: the processes' exit (the
+        # workload's interpreter touching, as it tears down, pages an agent demoted as idle) is
+        # counted apart, not charged to the placement being measured.
+        run["vmstat"] = peers_metrics.vmstat_delta(vmstat_before, read_vmstat())
         # Before the processes end (their counts go with them); the sampler's own too.
         sample_tasks()
         run["numa_migrations_by_task"] = by_task
+        if trace is not None:
+            run["migrations_traced"] = migration_trace_read(trace)
     finally:
         terminate(agent)
         for popen, _info in procs:
@@ -603,7 +645,9 @@ def run_one(peer, workload_name, pmem):
             except OSError as error:
                 log("cgroup %s not removed: %s" % (own_cgroup(proc), error))
     run["elapsed"] = round(time.time() - began, 1)
-    run["vmstat"] = peers_metrics.vmstat_delta(vmstat_before, read_vmstat())
+    run["vmstat_with_teardown"] = peers_metrics.vmstat_delta(vmstat_before, read_vmstat())
+    if trace is not None:
+        run["migrations_traced_with_teardown"] = migration_trace_stop(trace)
     run["agent_cpu_s"] = round(peers_metrics.cpu_seconds(ticks, HERTZ, ticks_before), 2) if has_agent else None
     run["agent_system_s"] = (round(peers_metrics.cpu_seconds(system_ticks, HERTZ, system_before), 2)
                              if has_agent else None)

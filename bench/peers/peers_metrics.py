@@ -164,6 +164,26 @@ def other_mappings(maps_text, buffer_start, page_size, max_pages):
     return mappings
 
 
+def migrations_of_trace(text):
+    """{"reason comm pid": pages migrated} from the text of a tracefs ``trace`` file recording
+    migrate:mm_migrate_pages (one line per migrate_pages() call, in the calling task's context:
+    "  comm-pid  [cpu] flags  time: mm_migrate_pages: nr_succeeded=N ... reason=numa_misplaced").
+    The comm is the task's at the time, "<...>" where tracefs no longer remembered it."""
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("#") or " mm_migrate_pages: " not in line:
+            continue
+        task, fields = line.split(" mm_migrate_pages: ", 1)
+        task = task.split("[", 1)[0].strip()
+        comm, _sep, pid = task.rpartition("-")
+        values = dict(item.split("=", 1) for item in fields.split() if "=" in item)
+        pages = int(values.get("nr_succeeded", "0"))
+        if pages:
+            key = "%s %s %s" % (values.get("reason", "?"), comm or task, pid if comm else "?")
+            counts[key] = counts.get(key, 0) + pages
+    return counts
+
+
 def add_moves(total, moves):
     for key, count in moves.items():
         total[key] = total.get(key, 0) + count

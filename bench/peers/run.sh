@@ -11,6 +11,8 @@
 # measuring time: runs that would pass it are reported as skipped. BENCH_PEERS_FLUSH_TLB=1: the
 # workloads flush their TLB after each sweep (peers_workload.py --flush-tlb). BENCH_PEERS_LRU_GEN_IDLE_SECONDS
 # (default 0, every interval): peer j's mover.lru_gen_idle_seconds (peer i has tierd's default).
+# BENCH_PEERS_TRACE_MIGRATIONS=1: every page migration traced (tracefs, migrate:mm_migrate_pages), pages
+# summed by reason and task, over the measured seconds and with the processes' exit (raw results only).
 # BENCH_PEERS_PROFILE=1: tierd runs under cProfile, its .prof files land with the logs (not for the table).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -61,7 +63,7 @@ fi
 tar -C "$stage" -czf - . | $LAB ssh "$NAME" 'rm -rf /opt/t && mkdir -p /opt/t && tar -xzf - -C /opt/t && python3 -m compileall -q /opt/t/tierd/tierd'
 
 rc=0
-$LAB ssh "$NAME" "sh /opt/t/tests/lab/tierd/online_pmem.sh >&2 && PEERS=$PEERS WORKLOADS=$WORKLOADS BENCH_PEERS_MAX_SECONDS=$MAX_SECONDS BENCH_PEERS_FLUSH_TLB=${BENCH_PEERS_FLUSH_TLB:-0} BENCH_PEERS_LRU_GEN_IDLE_SECONDS=${BENCH_PEERS_LRU_GEN_IDLE_SECONDS:-0} BENCH_PEERS_PROFILE=${BENCH_PEERS_PROFILE:-0} BENCH_PEERS_TASK_MIGRATIONS=${BENCH_PEERS_TASK_MIGRATIONS:-0} python3 /opt/t/bench/peers/guest_peers.py /opt/t" >"$result" || rc=$?
+$LAB ssh "$NAME" "sh /opt/t/tests/lab/tierd/online_pmem.sh >&2 && PEERS=$PEERS WORKLOADS=$WORKLOADS BENCH_PEERS_MAX_SECONDS=$MAX_SECONDS BENCH_PEERS_FLUSH_TLB=${BENCH_PEERS_FLUSH_TLB:-0} BENCH_PEERS_LRU_GEN_IDLE_SECONDS=${BENCH_PEERS_LRU_GEN_IDLE_SECONDS:-0} BENCH_PEERS_PROFILE=${BENCH_PEERS_PROFILE:-0} BENCH_PEERS_TASK_MIGRATIONS=${BENCH_PEERS_TASK_MIGRATIONS:-0} BENCH_PEERS_TRACE_MIGRATIONS=${BENCH_PEERS_TRACE_MIGRATIONS:-0} python3 /opt/t/bench/peers/guest_peers.py /opt/t" >"$result" || rc=$?
 # The agents' logs and configs, for a run that needs explaining (a failed one most of all).
 mkdir -p "$OUT/peers-$stamp"
 $LAB ssh "$NAME" 'tar -C /run/bench-peers -czf - --exclude=results.json .' | tar -xzf - -C "$OUT/peers-$stamp" || true

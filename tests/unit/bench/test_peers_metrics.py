@@ -183,3 +183,22 @@ def test_other_mappings_leaves_out_the_buffer_vsyscall_and_huge_reservations():
                         (0x7ffd00000000, 0x7ffd00021000, "[stack]")]
     # The 64 MiB anonymous mapping is the buffer here; as another mapping it is over max_pages.
     assert (0x7f0000000000, 0x7f0004000000, "anon") not in pm.other_mappings(MAPS, 0, 4096, max_pages=4096)
+
+
+def test_migrations_of_trace_sums_pages_by_reason_and_task():
+    trace = "\n".join([
+        "# tracer: nop",
+        "#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION",
+        "   python3-812     [001] ..... 101.5: mm_migrate_pages: nr_succeeded=3 nr_failed=0 nr_thp_succeeded=0 "
+        "nr_thp_failed=0 nr_thp_split=0 nr_split=0 mode=MIGRATE_ASYNC reason=numa_misplaced",
+        "   python3-812     [001] ..... 102.5: mm_migrate_pages: nr_succeeded=2 nr_failed=1 nr_thp_succeeded=0 "
+        "nr_thp_failed=0 nr_thp_split=0 nr_split=0 mode=MIGRATE_ASYNC reason=numa_misplaced",
+        " systemd-journal-201 [000] ..... 103.0: mm_migrate_pages: nr_succeeded=1 nr_failed=0 mode=MIGRATE_ASYNC "
+        "reason=numa_misplaced",
+        "   kswapd0-40      [000] ..... 104.0: mm_migrate_pages: nr_succeeded=0 nr_failed=4 mode=MIGRATE_ASYNC "
+        "reason=demotion",
+        "     <...>-999     [000] ..... 105.0: mm_migrate_pages: nr_succeeded=7 nr_failed=0 mode=MIGRATE_ASYNC "
+        "reason=demotion",
+    ])
+    assert pm.migrations_of_trace(trace) == {"numa_misplaced python3 812": 5,
+                                             "numa_misplaced systemd-journal 201": 1, "demotion <...> 999": 7}
