@@ -67,6 +67,8 @@ class Plan(object):
         self.result.update(result)
         self._steps = []
         self._finish = []
+        # Steps whose apply() has returned: a failure part-way tells from it whether the host changed.
+        self.applied_steps = 0
 
     @property
     def actions(self):
@@ -102,7 +104,11 @@ class Plan(object):
         if self.module.check_mode or not self.actions:
             return self.result
         for apply in self._steps:
-            if apply is not None and apply() is STOP:
+            if apply is None:
+                continue
+            stop = apply() is STOP
+            self.applied_steps += 1
+            if stop:
                 break
         for finish in self._finish:
             finish()

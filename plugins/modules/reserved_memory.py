@@ -398,11 +398,12 @@ class GrubFiles(object):
 
 
 def command_failure(plan, rc, out, err, msg):
-    """A failed boot-loader command, reported with the result as it stood before any step ran."""
-    # changed and reboot_required keep the values they had before the apply phase (issue #13 keeps
-    # the return values as they were).
+    """A failed boot-loader command, reported with the plan's result: changed when an earlier step
+    (a GRUB defaults file written, a first grubby command) was applied, since the host then differs
+    from before the run; reboot_required false, since a reboot would not bring the reservations
+    while the boot loader's configuration was not regenerated."""
     return _plan.ModuleError(msg, rc=rc, stdout=out, stderr=err,
-                             **dict(plan.result, changed=False, reboot_required=False))
+                             **dict(plan.result, changed=plan.applied_steps > 0, reboot_required=False))
 
 
 def run_step(plan, command, what):

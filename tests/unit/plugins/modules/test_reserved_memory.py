@@ -258,6 +258,28 @@ def test_update_grub_failure_is_reported_with_its_stderr(fresh, run_module):
     assert result.failed
     assert "update-grub failed (rc=1)" in result.msg and "grub-probe" in result.msg
     assert result.data["stderr"].startswith("/usr/sbin/grub-probe")
+    # The drop-in was written before update-grub ran: the host changed, and the result says so.
+    assert list(fresh.changed_files()) and result.data["changed"] is True
+    assert result.data["reboot_required"] is False
+
+
+def test_a_first_grubby_command_failing_reports_no_change(fresh, run_module):
+    fresh.binaries = {"grubby"}
+    fresh.responses["grubby --info DEFAULT"] = (0, GRUBBY_INFO, "")
+    fresh.responses["grubby --update-kernel=ALL --remove-args=memmap=1G!4G,256M$8G"] = (1, "", "grubby: no kernel")
+    result = run_module(reserved_memory, {"reservations": [WANTED], "bootloader": "grubby"}, fresh)
+    assert result.failed and "grubby: no kernel" in result.msg
+    assert result.data["changed"] is False
+    assert fresh.state_changing_calls() == ["grubby --update-kernel=ALL --remove-args=memmap=1G!4G,256M$8G"]
+
+
+def test_a_second_grubby_command_failing_reports_the_first_ones_change(fresh, run_module):
+    fresh.binaries = {"grubby"}
+    fresh.responses["grubby --info DEFAULT"] = (0, GRUBBY_INFO, "")
+    fresh.responses["grubby --update-kernel=ALL --remove-args=memmap=1G!4G,256M$8G"] = (0, "", "")
+    fresh.responses["grubby --update-kernel=ALL --args=memmap=256M$8G memmap=512M!0x80000000"] = (1, "", "grubby: bad")
+    result = run_module(reserved_memory, {"reservations": [WANTED], "bootloader": "grubby"}, fresh)
+    assert result.failed and result.data["changed"] is True
 
 
 # ---------------------------------------------------------------- bad input: nothing written, nothing run
