@@ -210,7 +210,7 @@ def start_kernel_tiering(_ctx):
     return None
 
 
-def write_damos_kdamond(index, operations_range, action, target_node, access, age):
+def write_damos_kdamond(index, operations_range, action, target_node, access, min_age):
     """One paddr kdamond over a physical range with one DAMOS scheme, limited to the bench memcg."""
     kd = os.path.join(DAMON, str(index))
     ctx = os.path.join(kd, "contexts", "0")
@@ -233,7 +233,7 @@ def write_damos_kdamond(index, operations_range, action, target_node, access, ag
     put(os.path.join(scheme, "target_nid"), target_node)
     pattern = os.path.join(scheme, "access_pattern")
     # Access-pattern ranges are 0 by default: nothing matches until the maxima are set (LAB-NOTES).
-    for key, (low, high) in (("sz", (PAGE, 1 << 40)), ("nr_accesses", access), ("age", age)):
+    for key, (low, high) in sorted(peers_metrics.damos_access_pattern(PAGE, access, min_age).items()):
         put(os.path.join(pattern, key, "max"), high)
         put(os.path.join(pattern, key, "min"), low)
     filters = os.path.join(scheme, "filters")
@@ -251,13 +251,36 @@ def write_damos_kdamond(index, operations_range, action, target_node, access, ag
     put(os.path.join(kd, "state"), "on")
 
 
+def damos_scheme_stats():
+    """{kdamond index: scheme 0's action, its stats (nr_tried, sz_tried, nr_applied, sz_applied,
+    qt_exceeds, ...) and the bytes its access pattern matches now (tried_regions/total_bytes)}, for
+    each running kdamond: whether a scheme that moved nothing matched nothing or was refused."""
+    stats = {}
+    for index in range(int(get(os.path.join(DAMON, "nr_kdamonds"), "0") or 0)):
+        kdamond = os.path.join(DAMON, str(index))
+        if get(os.path.join(kdamond, "state")) != "on":
+            continue
+        scheme = os.path.join(kdamond, "contexts", "0", "schemes", "0")
+        row = {"action": get(os.path.join(scheme, "action"))}
+        try:
+            put(os.path.join(kdamond, "state"), "update_schemes_stats")
+            for name in sorted(os.listdir(os.path.join(scheme, "stats"))):
+                row[name] = int(get(os.path.join(scheme, "stats", name), "0"))
+            put(os.path.join(kdamond, "state"), "update_schemes_tried_bytes")
+            row["matching_bytes_now"] = int(get(os.path.join(scheme, "tried_regions", "total_bytes"), "0"))
+        except (OSError, ValueError) as error:
+            row["error"] = str(error)
+        stats[index] = row
+    return stats
+
+
 def start_damos(ctx):
     put(os.path.join(DAMON, "nr_kdamonds"), 2)
     samples = AGGR_US // SAMPLE_US
     write_damos_kdamond(0, node_physical_range(ctx["pmem"]), "migrate_hot", DRAM,
-                        (DAMOS_HOT_MIN_ACCESSES, samples), (0, 1 << 32))
+                        (DAMOS_HOT_MIN_ACCESSES, samples), 0)
     write_damos_kdamond(1, node_physical_range(DRAM), "migrate_cold", ctx["pmem"], (0, 0),
-                        (DAMOS_COLD_MIN_AGE, 1 << 32))
+                        DAMOS_COLD_MIN_AGE)
     return None
 
 
@@ -633,6 +656,8 @@ def run_one(peer, workload_name, pmem):
         # Before the processes end (their counts go with them); the sampler's own too.
         sample_tasks()
         run["numa_migrations_by_task"] = by_task
+        if peer == "c":
+            run["damos_schemes"] = damos_scheme_stats()
         if trace is not None:
             run["migrations_traced"] = migration_trace_read(trace)
     finally:

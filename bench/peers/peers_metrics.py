@@ -305,3 +305,21 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+# Widths of struct damos_access_pattern's fields (include/linux/damon.h): the sizes are unsigned
+# long, the access counts and ages unsigned int. DAMON's sysfs files take an unsigned long for
+# each and the kernel narrows it when the scheme is made, so an age maximum of 2**32 became 0 and
+# only regions of age 0 matched (a migrate_cold with a minimum age never matched: 2026-12-06).
+DAMOS_UINT_MAX = (1 << 32) - 1
+DAMOS_ULONG_MAX = (1 << 64) - 1
+
+
+def damos_access_pattern(page_size, accesses, min_age):
+    """{"sz", "nr_accesses", "age": (min, max)} for a DAMOS scheme: any region size, ``accesses``
+    (min, max) per aggregation, at least ``min_age`` aggregations old; no bound wider than its field."""
+    low, high = accesses
+    return {"sz": (page_size, DAMOS_ULONG_MAX),
+            "nr_accesses": (low, min(high, DAMOS_UINT_MAX)),
+            "age": (min_age, DAMOS_UINT_MAX)}
+

@@ -202,3 +202,14 @@ def test_migrations_of_trace_sums_pages_by_reason_and_task():
     ])
     assert pm.migrations_of_trace(trace) == {"numa_misplaced python3 812": 5,
                                              "numa_misplaced systemd-journal 201": 1, "demotion <...> 999": 7}
+
+
+def test_a_damos_pattern_fits_the_kernels_fields():
+    pattern = pm.damos_access_pattern(4096, (4, 20), 5)
+    assert pattern["nr_accesses"] == (4, 20)
+    assert pattern["age"][0] == 5 and pattern["sz"][0] == 4096
+    # nr_accesses and age are unsigned int in struct damos_access_pattern: a wider maximum wraps.
+    assert pattern["age"][1] == 2 ** 32 - 1
+    assert pm.damos_access_pattern(4096, (0, 2 ** 40), 0)["nr_accesses"][1] == 2 ** 32 - 1
+    assert pattern["sz"][1] < 2 ** 64
+
