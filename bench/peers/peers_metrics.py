@@ -322,4 +322,3 @@ def damos_access_pattern(page_size, accesses, min_age):
     return {"sz": (page_size, DAMOS_ULONG_MAX),
             "nr_accesses": (low, min(high, DAMOS_UINT_MAX)),
             "age": (min_age, DAMOS_UINT_MAX)}
-

@@ -212,4 +212,3 @@ def test_a_damos_pattern_fits_the_kernels_fields():
     assert pattern["age"][1] == 2 ** 32 - 1
     assert pm.damos_access_pattern(4096, (0, 2 ** 40), 0)["nr_accesses"][1] == 2 ** 32 - 1
     assert pattern["sz"][1] < 2 ** 64
-
