@@ -31,10 +31,13 @@ class HeatMap:
         new = {}
         counts = {}
         for start, end, _name in vmas:
-            extents = old.get((start, end)) or [(start, end, self.initial)]
+            extents = old.get((start, end))
+            sampled = old_counts.get((start, end), 0)
+            if extents is None:
+                extents, sampled = carried_over(old, old_counts, start, end, self.initial)
             sample = (samples or {}).get(start)
             dirty = (writes or {}).get(start)
-            counts[(start, end)] = old_counts.get((start, end), 0) + (1 if sample is not None else 0)
+            counts[(start, end)] = sampled + (1 if sample is not None else 0)
             if sample or dirty:
                 extents = age_extents(extents, sample or [], dirty or [], self.decay, self.write_weight)
             new[(start, end)] = extents
@@ -66,6 +69,34 @@ class HeatMap:
             if pid not in live_pids:
                 del self.heat[pid]
                 self.samples.pop(pid, None)
+
+
+def carried_over(old, old_counts, start, end, initial):
+    """(extents, intervals sampled) of a mapping that is not one of ``old``'s: the heat of the pages
+    it shares with old mappings, ``initial`` for the rest.
+
+    A heap grown by brk, an mmap merged with its neighbour or split by mprotect changes its
+    (start, end); without this its pages would lose their heat and warm up again. The count is the
+    largest of the overlapping mappings': the new pages start at ``initial``, between the thresholds,
+    so they are neither promoted nor demoted before samples say so."""
+    pieces = []
+    sampled = 0
+    for (low, high), runs in old.items():
+        if low < end and high > start:
+            sampled = max(sampled, old_counts.get((low, high), 0))
+            pieces.extend((max(a, start), min(b, end), heat) for a, b, heat in runs if a < end and b > start)
+    pieces.sort()
+    extents = []
+    cursor = start
+    for low, high, heat in pieces:
+        if low > cursor:
+            extents.append((cursor, low, initial))
+        if high > cursor:
+            extents.append((max(low, cursor), high, heat))
+            cursor = high
+    if cursor < end:
+        extents.append((cursor, end, initial))
+    return extents, sampled
 
 
 def age_extents(extents, samples, writes, decay, write_weight, tolerance=HEAT_TOLERANCE):

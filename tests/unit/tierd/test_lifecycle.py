@@ -61,6 +61,30 @@ def test_heat_survives_a_restart_of_the_same_process(guest_root, tmp_path):
     again.close()
 
 
+def test_heat_survives_a_restart_after_the_mapping_grew(guest_root, tmp_path):
+    agent, _kernel, _placement, info, _stream = make_agent(guest_root, tmp_path, {"direction": "both"})
+    set_start_time(guest_root, info["pid"], 4242)
+    agent.run(max_intervals=3)
+    hottest, hot_address, (start, end) = max((heat, low, mapping) for mapping, extents in agent.heat.heat[info["pid"]].items()
+                                             for low, _high, heat in extents)
+    assert hottest > agent.heat.initial and hot_address < end - 16 * 4096
+    heat_file = tmp_path / "heat.json"
+    saved = json.load(open(str(heat_file)))
+    # Saved while the mapping was 16 pages shorter (a heap brk has grown since, or a merged mmap).
+    for mapping in saved["pids"][str(info["pid"])]["mappings"]:
+        if mapping[0] == start:
+            mapping[1] = end - 16 * 4096
+            mapping[3] = [[low, min(high, mapping[1]), heat] for low, high, heat in mapping[3] if low < mapping[1]]
+    heat_file.write_text(json.dumps(saved))
+
+    again, _kernel, _placement, _info, stream = make_agent(guest_root, tmp_path, {"direction": "both"})
+    again.step()
+    assert any("event=heat_restored pids=1 saved_pids=1" in line for line in stream.lines)
+    assert again.heat.heat_at(info["pid"], hot_address) > again.heat.initial  # its heat, not a new mapping's
+    assert again.heat.sampled(info["pid"], start, end) == 1  # the new kdamond's warm-up starts over all the same
+    again.close()
+
+
 def test_heat_of_a_reused_pid_or_another_workload_is_not_restored(guest_root, tmp_path):
     agent, _kernel, _placement, info, _stream = make_agent(guest_root, tmp_path, {"direction": "both"})
     set_start_time(guest_root, info["pid"], 4242)

@@ -50,11 +50,28 @@ def test_write_weight_and_forget():
     assert heat.extents(1, 0, 2 * P) is None
 
 
-def test_a_changed_mapping_starts_cold():
-    heat = HeatMap(decay=0.5)
-    heat.update(1, [(0, P, "")], {0: [(0, P, 1.0)]})
-    heat.update(1, [(0, 2 * P, "")], None)  # mapping grew: new extent, new heat
-    assert heat.extents(1, 0, 2 * P) == [(0, 2 * P, 0.0)]
+def test_a_grown_mapping_keeps_the_heat_of_its_old_pages():
+    heat = HeatMap(decay=0.5, initial=0.5)
+    for _interval in range(4):
+        heat.update(1, [(0, 2 * P, "")], {0: [(0, P, 1.0), (P, 2 * P, 0.0)]})
+    hot, cold = per_page(heat.extents(1, 0, 2 * P))
+    heat.update(1, [(0, 4 * P, "")], None)  # a heap grown by brk: the same start, a new end
+    assert per_page(heat.extents(1, 0, 4 * P)) == [hot, cold, 0.5, 0.5]
+    assert heat.sampled(1, 0, 4 * P) == 4  # the old pages' history counts; the new ones start between thresholds
+    assert heat.extents(1, 0, 2 * P) is None
+
+
+def test_a_split_or_merged_mapping_keeps_its_heat_and_a_new_one_starts_between_thresholds():
+    heat = HeatMap(decay=0.5, initial=0.5)
+    for _interval in range(3):
+        heat.update(1, [(0, 4 * P, ""), (8 * P, 9 * P, "")], {0: pages_to_runs(0, [1, 0, 1, 0]), 8 * P: [(8 * P, 9 * P, 1.0)]})
+    before = per_page(heat.extents(1, 0, 4 * P))
+    heat.update(1, [(0, 2 * P, ""), (2 * P, 4 * P, ""), (8 * P, 10 * P, ""), (20 * P, 21 * P, "")], None)
+    assert per_page(heat.extents(1, 0, 2 * P)) + per_page(heat.extents(1, 2 * P, 4 * P)) == before  # mprotect split it
+    assert per_page(heat.extents(1, 8 * P, 10 * P)) == [pytest.approx(0.9375), 0.5]  # grew into an unsampled page
+    assert heat.extents(1, 20 * P, 21 * P) == [(20 * P, 21 * P, 0.5)] and heat.sampled(1, 20 * P, 21 * P) == 0
+    heat.update(1, [(0, 4 * P, "")], None)  # merged again
+    assert per_page(heat.extents(1, 0, 4 * P)) == before and heat.sampled(1, 0, 4 * P) == 3
 
 
 def test_extents_follow_regions_not_pages():
