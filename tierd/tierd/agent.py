@@ -646,7 +646,7 @@ class Agent:
         for item in chosen:
             pid = item[0][0]
             if pid not in targets:
-                targets[pid] = self.topology.targets(pid)[0]
+                targets[pid] = self.topology.promotion_node(pid)
             node = targets[pid]
             if node is None:
                 fallback = self._pick_node(nodes) if fallback is None else fallback

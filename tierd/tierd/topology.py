@@ -47,18 +47,16 @@ class Topology:
     def _nearest(self, home, candidates):
         return min(candidates, key=lambda node: (self.distance(home, node), node)) if candidates else None
 
-    def targets(self, pid):
-        """(promotion node, demotion node) for ``pid``; either is None to leave it to the fallback."""
-        if len(self.dram_nodes) < 2 and len(self.pmem_nodes) < 2:
-            return None, None
+    def promotion_node(self, pid):
+        """The DRAM node ``pid``'s promotions go to, or None to leave it to the fallback."""
+        if len(self.dram_nodes) < 2:
+            return None
         home = self.home(pid)
         if home is None:
-            return None, None
+            return None
         allowed = self.kernel.task_mems_allowed(pid)
         dram = [n for n in self.dram_nodes if allowed is None or n in allowed]
-        pmem = [n for n in self.pmem_nodes if allowed is None or n in allowed]
-        promote = home if home in dram else self._nearest(home, dram)
-        return promote, self._nearest(home, pmem)
+        return home if home in dram else self._nearest(home, dram)
 
     def demotion_target(self, source, allowed=None):
         """The node a page on ``source`` is demoted to: the nearest allowed node of the tier below

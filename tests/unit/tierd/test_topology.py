@@ -37,28 +37,31 @@ def two_socket(tmp_path, threads, mems_allowed="0-3"):
 def test_a_task_on_socket_1_promotes_to_node_1_and_demotes_to_its_pmem(tmp_path):
     topology = two_socket(tmp_path, [(100, 1), (101, 1), (102, 0)])
     assert topology.home(100) == 1
-    assert topology.targets(100) == (1, 3)
+    assert topology.promotion_node(100) == 1
+    assert topology.demotion_target(1) == 3 and topology.demotion_target(0) == 2
 
 
 def test_a_task_on_socket_0_gets_socket_0s_nodes(tmp_path):
-    assert two_socket(tmp_path, [(100, 0)]).targets(100) == (0, 2)
+    assert two_socket(tmp_path, [(100, 0)]).promotion_node(100) == 0
 
 
 def test_the_cpuset_wins_over_where_the_task_runs(tmp_path):
     # Running on socket 1 but confined to node 0 and its PMEM: the nearest allowed nodes.
-    assert two_socket(tmp_path, [(100, 1)], mems_allowed="0,2").targets(100) == (0, 2)
+    topology = two_socket(tmp_path, [(100, 1)], mems_allowed="0,2")
+    assert topology.promotion_node(100) == 0
+    assert topology.demotion_target(1, allowed={0, 2}) == 2
 
 
 def test_unknown_task_leaves_the_choice_to_the_caller(tmp_path):
     topology = two_socket(tmp_path, [(100, 1)])
-    assert topology.targets(4242) == (None, None)
+    assert topology.promotion_node(4242) is None
 
 
 def test_one_dram_and_one_pmem_node_never_decides(tmp_path):
     root = str(tmp_path)
     _write(root, "/sys/devices/system/node/node0/cpulist", "0-1\n")
     _write(root, "/proc/100/task/100/stat", _stat(100, 1))
-    assert Topology(Kernel(root), [0], [1]).targets(100) == (None, None)
+    assert Topology(Kernel(root), [0], [1]).promotion_node(100) is None
 
 
 def test_promotions_fill_each_node_only_to_its_own_reserve_then_the_nearest_other(tmp_path):
