@@ -80,7 +80,7 @@ def test_a_cgroup_workload_with_demote_with_reclaim_is_demoted_by_memory_reclaim
     agent, kernel, info, stream = cgroup_agent(guest_root, tmp_path)
     agent.run(max_intervals=3)
     assert sum(1 for line in stream.lines
-               if "event=demotion_method workload=wl method=reclaim reason=configured" in line) == 1
+               if "event=demotion_method workload=wl method=reclaim reason=\"configured; from all of the cgroup's memory, not only the mappings its vmas select\"" in line) == 1
     assert not [call for call in kernel.calls if call[2] is not None]  # no move_pages of tierd's own
     total = info["length"] // 4096
     budget = 40 * 256
@@ -133,6 +133,9 @@ def test_auto_takes_lru_gen_beside_the_kernel_for_a_cgroup_workload(guest_root, 
     ({"demotion": False}, "move_pages", "memory.reclaim would swap out or drop pages"),
     ({"demotion": None}, "move_pages", "memory.reclaim would swap out or drop pages"),
     ({"has_file": False}, "move_pages", "no memory.reclaim"),
+    ({"wanted": "auto", "vmas": {"names": None, "min_size": 16 << 20}}, "lru_gen",
+     "from all of the cgroup's memory, not only the mappings its vmas select"),
+    ({"vmas": {"names": ["[heap]"], "min_size": 0}}, "reclaim", "configured; from all of the cgroup's memory"),
 ])
 def test_method_for(tmp_path, change, method, reason):
     root = str(tmp_path)
@@ -142,7 +145,8 @@ def test_method_for(tmp_path, change, method, reason):
         open(os.path.join(root, "sys/kernel/mm/lru_gen/enabled"), "w").write("0x0007\n")
         os.makedirs(os.path.join(root, "sys/kernel/debug"))
         open(os.path.join(root, "sys/kernel/debug/lru_gen"), "w").close()
-    workload = {"name": "wl", "match": change.get("match", {"cgroup": CGROUP})}
+    workload = {"name": "wl", "match": change.get("match", {"cgroup": CGROUP}),
+                "vmas": change.get("vmas", {"names": None, "min_size": 0})}
     found = reclaim.method_for(workload, change.get("wanted", "reclaim"), change.get("mode", "kernel_promotes"),
                                change.get("demotion", True), Kernel(root))
     assert found[0] == method and reason in found[1]
@@ -279,7 +283,7 @@ def test_lru_gen_demotes_the_pages_idle_for_three_intervals_and_keeps_the_hot_on
     assert agent.totals["wl"]["demoted_total"] == len(cold) == kernel.demoted
     assert any("event=evicted_idle workload=wl cgroup=%s demoted=%d" % (CGROUP, len(cold)) in line
                for line in stream.lines)
-    assert any("event=demotion_method workload=wl method=lru_gen reason=configured" in line for line in stream.lines)
+    assert any("event=demotion_method workload=wl method=lru_gen reason=\"configured; from all" in line for line in stream.lines)
     assert "wl: its pages idle for about 6 s demoted by the kernel's multi-gen LRU" in status.render(agent.state)
 
 
