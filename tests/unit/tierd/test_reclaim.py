@@ -79,8 +79,9 @@ def cgroup_agent(guest_root, tmp_path, match=None, dry_run=False, demote_with="r
 def test_a_cgroup_workload_with_demote_with_reclaim_is_demoted_by_memory_reclaim(guest_root, tmp_path):
     agent, kernel, info, stream = cgroup_agent(guest_root, tmp_path)
     agent.run(max_intervals=3)
-    assert sum(1 for line in stream.lines
-               if "event=demotion_method workload=wl method=reclaim reason=\"configured; from all of the cgroup's memory, not only the mappings its vmas select\"" in line) == 1
+    said = ("event=demotion_method workload=wl method=reclaim "
+            "reason=\"configured; from all of the cgroup's memory, not only the mappings its vmas select\"")
+    assert sum(1 for line in stream.lines if said in line) == 1
     assert not [call for call in kernel.calls if call[2] is not None]  # no move_pages of tierd's own
     total = info["length"] // 4096
     budget = 40 * 256
