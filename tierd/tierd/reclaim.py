@@ -58,15 +58,15 @@ def method_for(workload, wanted, mode, demotion_enabled, kernel):
         return "move_pages", ("the multi-gen LRU is off or its debugfs file missing (/sys/kernel/mm/lru_gen/enabled, "
                               "debugfs on /sys/kernel/debug)")
     if wanted == "auto":
-        reason = "kernel_promotes, a cgroup workload and the multi-gen LRU: idle pages demoted one by one"
+        method, reason = "lru_gen", "kernel_promotes, a cgroup workload and the multi-gen LRU: idle pages demoted one by one"
     else:
-        reason = "configured"
+        method, reason = wanted, "configured"
     vmas = workload.get("vmas") or {}
     if vmas.get("names") or vmas.get("min_size"):
         # Measured in bench/peers: beside W2's 64 MiB buffer (vmas.min_size 16M) lru_gen demoted
-        # 2,393-3,399 of the interpreter's and libraries' pages too (bench/RESULTS.md).
+        # 2,146-3,399 of the interpreter's and libraries' pages too (bench/RESULTS.md).
         reason += "; from all of the cgroup's memory, not only the mappings its vmas select"
-    return wanted if wanted != "auto" else "lru_gen", reason
+    return method, reason
 
 
 # Generations kept when evicting: a page is demoted after this many agings (intervals) without an
