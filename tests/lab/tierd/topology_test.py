@@ -19,7 +19,9 @@ Beside them two workloads start on DRAM, each on the socket it does not run on:
 Their cold pages must be demoted to the next tier, on the socket of the node each page is on
 (wl_d0 → node 4, wl_d1 → node 5), as the kernel's own demotion would: not to the middle tier near
 the CPU, and not past the middle tier to the PMEM, although by SLIT node 2 is nearer node 0 than
-node 4 is.
+node 4 is. The one exception is followed page by page: a cold page that a DAMON region straddling the
+hot set's edge promoted along with hot ones went to the DRAM of the CPU (the other socket), and from
+there belongs on that node's next tier (in one make test run 231 of wl_d1's 6,554 went 1 → 5 → 0 → 4).
 Then a budget on node 1 alone (dram_budget_per_node, by a config reload), smaller than the hot pages
 there (wl_s1's and wl_d1's), with wl_s1 of higher priority: the managed pages on node 1 must come
 within the budget, wl_s1 keeping its share of it and wl_d1 giving up node 1, and the hot pages that
@@ -142,31 +144,61 @@ def start_pinned(name, cpu, node, size_mib=SIZE_MIB):
     return info_file
 
 
-def where(info_file):
-    """{"hot": {node: pages}, "cold": {node: pages}} by move_pages status, independent of tierd."""
+def page_nodes(info_file):
+    """(node of each hot page, node of each cold page) by move_pages status, independent of tierd."""
     info = base.info(info_file)
     page = info["page_size"]
     count = info["length"] // page
     nodes = nodes_of(info["pid"], [info["address"] + i * page for i in range(count)])
-    split = {"hot": nodes[:info["hot_pages"]], "cold": nodes[info["hot_pages"]:]}
-    return {part: {n: sum(1 for x in values if x == n) for n in sorted(set(values))} for part, values in split.items()}
+    return nodes[:info["hot_pages"]], nodes[info["hot_pages"]:]
 
 
-def demoted(name, spread):
-    """True once ≥ 90 % of the cold pages are on the next tier's node near the DRAM node they started on."""
-    _cpu, _start_node, target = DEMOTE_LAYOUT[name]
-    cold = sum(spread["cold"].values())
-    elsewhere = {n: spread["cold"][n] for n in LOWER_NODES if n != target and spread["cold"].get(n)}
-    if sum(elsewhere.values()) > 0.02 * cold:
+def counted(hot, cold):
+    """{"hot": {node: pages}, "cold": {node: pages}}."""
+    return {part: {n: sum(1 for x in values if x == n) for n in sorted(set(values))}
+            for part, values in (("hot", hot), ("cold", cold))}
+
+
+def where(info_file):
+    return counted(*page_nodes(info_file))
+
+
+# DRAM node -> the node of the next tier on its socket (where the kernel's demotion sends its pages).
+NEXT_TIER = {0: 4, 1: 5}
+# workload -> indexes of its cold pages seen on a DRAM node other than the one they started on
+# (promoted along with hot neighbours by a DAMON region that straddled the hot set's edge).
+cold_seen_elsewhere = {}
+
+
+def demoted(name, cold_nodes):
+    """True once ≥ 90 % of the cold pages are on the next tier's node near the DRAM node they started
+    on. A cold page that was promoted to the other socket's DRAM on the way (the CPU's node, where
+    promotions go) belongs on that node's next tier instead; the samples each interval track that."""
+    _cpu, start_node, target = DEMOTE_LAYOUT[name]
+    seen = cold_seen_elsewhere.setdefault(name, {})
+    for index, node in enumerate(cold_nodes):
+        if node in NEXT_TIER and node != start_node:
+            seen[index] = node
+    misplaced = {}
+    for index, node in enumerate(cold_nodes):
+        allowed = {target} | ({NEXT_TIER[seen[index]]} if index in seen else set())
+        if node in LOWER_NODES and node not in allowed:
+            misplaced[node] = misplaced.get(node, 0) + 1
+    cold = len(cold_nodes)
+    results.setdefault("cold_via_other_dram", {})[name] = len(seen)
+    if sum(misplaced.values()) > 0.02 * cold:
         base.fail("%s's cold pages started on node %d, whose next tier is node %d, yet %d of %d went to %s "
-                  "(the other socket, or past the middle tier): %s"
-                  % (name, DEMOTE_LAYOUT[name][1], target, sum(elsewhere.values()), cold, elsewhere, spread))
-    return spread["cold"].get(target, 0) >= 0.9 * cold
+                  "(the other socket, or past the middle tier; %d had been promoted to the other DRAM "
+                  "node and may be on its next tier): %s"
+                  % (name, start_node, target, sum(misplaced.values()), cold, misplaced, len(seen),
+                     counted([], cold_nodes)["cold"]))
+    return sum(1 for index, node in enumerate(cold_nodes)
+               if node == target or (index in seen and node == NEXT_TIER[seen[index]])) >= 0.9 * cold
 
 
-def settled(name, spread):
+def settled(name, spread, cold_nodes):
     if name in DEMOTE_LAYOUT:
-        return demoted(name, spread)
+        return demoted(name, cold_nodes)
     _cpu, _start_node, home = LAYOUT[name]
     hot = sum(spread["hot"].values())
     cold = sum(spread["cold"].values())
@@ -271,9 +303,10 @@ def main():
     base.sh("systemctl start tierd-lab.service")
     began = time.time()
     while True:
-        spreads = {name: where(path) for name, path in files.items()}
+        nodes = {name: page_nodes(path) for name, path in files.items()}
+        spreads = {name: counted(*pages) for name, pages in nodes.items()}
         n = base.tierd_intervals()
-        done = {name: settled(name, spread) for name, spread in spreads.items()}
+        done = {name: settled(name, spreads[name], nodes[name][1]) for name in spreads}
         shown = "  ".join("%s hot %s cold %s" % (name, s["hot"], s["cold"]) for name, s in sorted(spreads.items()))
         base.log("interval %d  %s" % (n, shown))
         if all(done.values()):
