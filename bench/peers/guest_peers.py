@@ -58,7 +58,6 @@ DAMOS_COLD_MIN_AGE = 5  # aggregations (10 s) without access before a DRAM regio
 CGROUP = "/sys/fs/cgroup/bench-peers"
 PAGE_IDLE_BITMAP = "/sys/kernel/mm/page_idle/bitmap"
 THP = "/sys/kernel/mm/transparent_hugepage/enabled"
-PROMOTE_RATE_LIMIT = "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps"
 MEMTIERD = os.path.join(SRC, "memtierd", "memtierd")
 HERTZ = os.sysconf("SC_CLK_TCK")
 
@@ -93,11 +92,10 @@ PEER_NAMES = {"a": "nothing", "b": "kernel tiering", "c": "DAMOS migrate", "d": 
               "e": "tierd (page_idle)", "f": "memtierd (soft-dirty)",
               "g": "kernel promotes + tierd", "h": "kernel promotes + tierd (reclaim)",
               "i": "kernel promotes + tierd (lru_gen)",
-              "j": "kernel promotes + tierd (lru_gen, idle %g s)" % LRU_GEN_IDLE_SECONDS,
-              "k": "kernel promotes + tierd (lru_gen, kernel not bounded)"}
+              "j": "kernel promotes + tierd (lru_gen, idle %g s)" % LRU_GEN_IDLE_SECONDS}
 # Peer h's workloads: one cgroup each, beside CGROUP (a cgroup whose children have the memory
 # controller may hold no processes itself, and DAMOS's memcg filter matches one memcg exactly).
-OWN_CGROUPS = {"h": "reclaim", "i": "lru_gen", "j": "lru_gen", "k": "lru_gen"}  # peer: tierd's mover.demote_with
+OWN_CGROUPS = {"h": "reclaim", "i": "lru_gen", "j": "lru_gen"}  # peer: tierd's mover.demote_with
 
 
 def log(msg):
@@ -181,8 +179,6 @@ def read_vmstat():
 
 def reset_kernel(saved):
     put("/proc/sys/kernel/numa_balancing", 0)
-    if saved.get("promote_rate_limit") is not None:
-        put(PROMOTE_RATE_LIMIT, saved["promote_rate_limit"])
     if os.path.exists("/sys/kernel/mm/numa/demotion_enabled"):
         put("/sys/kernel/mm/numa/demotion_enabled", saved["demotion_enabled"])
     damon_off()
@@ -319,9 +315,6 @@ def tierd_config(ctx, backend, mode="tierd"):
         config["mover"]["demote_with"] = OWN_CGROUPS[ctx["peer"]]
     if ctx["peer"] == "j":
         config["mover"]["lru_gen_idle_seconds"] = LRU_GEN_IDLE_SECONDS
-    if ctx["peer"] == "k":
-        # i as it was before tierd bounded the kernel's promotion rate while a quota is contended.
-        config["kernel_promotion_bound"] = "off"
     return config
 
 
@@ -404,17 +397,16 @@ PEERS = {
     "h": lambda ctx: start_kernel_tiering(ctx) or start_tierd(ctx, "damon", "kernel_promotes"),
     "i": lambda ctx: start_kernel_tiering(ctx) or start_tierd(ctx, "damon", "kernel_promotes"),
     "j": lambda ctx: start_kernel_tiering(ctx) or start_tierd(ctx, "damon", "kernel_promotes"),
-    "k": lambda ctx: start_kernel_tiering(ctx) or start_tierd(ctx, "damon", "kernel_promotes"),
 }
 
 
 def why_skipped(peer):
-    if peer in ("b", "g", "h", "i", "j", "k") and not os.path.exists("/sys/kernel/mm/numa/demotion_enabled"):
+    if peer in ("b", "g", "h", "i", "j") and not os.path.exists("/sys/kernel/mm/numa/demotion_enabled"):
         return "kernel has no /sys/kernel/mm/numa/demotion_enabled"
-    if peer in ("i", "j", "k") and not (get("/sys/kernel/mm/lru_gen/enabled", "0x0000") != "0x0000"
-                                        and os.path.exists("/sys/kernel/debug/lru_gen")):
+    if peer in ("i", "j") and not (get("/sys/kernel/mm/lru_gen/enabled", "0x0000") != "0x0000"
+                                   and os.path.exists("/sys/kernel/debug/lru_gen")):
         return "kernel has no multi-gen LRU on, or no debugfs"
-    if peer in ("c", "d", "g", "h", "i", "j", "k") and not os.path.isdir(DAMON):
+    if peer in ("c", "d", "g", "h", "i", "j") and not os.path.isdir(DAMON):
         return "kernel has no DAMON sysfs"
     if peer == "e" and not os.path.exists(PAGE_IDLE_BITMAP):
         return "kernel has no page_idle"
@@ -627,7 +619,6 @@ def run_one(peer, workload_name, pmem):
             sample = {"t": round(tick - began, 1)}
             if has_agent:
                 sample["agent_cpu_s"] = round(peers_metrics.cpu_seconds(ticks, HERTZ, ticks_before), 2)
-            sample["promote_rate_limit_mbps"] = get(PROMOTE_RATE_LIMIT, None)
             per_proc = []
             for index, ((_p, info_file), proc) in enumerate(zip(procs, workload["procs"])):
                 info = read_info(info_file)
@@ -679,8 +670,6 @@ def run_one(peer, workload_name, pmem):
             except OSError as error:
                 log("cgroup %s not removed: %s" % (own_cgroup(proc), error))
     run["elapsed"] = round(time.time() - began, 1)
-    # What the agent left behind: tierd puts back the kernel's promotion rate limit when it stops.
-    run["promote_rate_limit_after"] = get(PROMOTE_RATE_LIMIT, None)
     run["vmstat_with_teardown"] = peers_metrics.vmstat_delta(vmstat_before, read_vmstat())
     if trace is not None:
         run["migrations_traced_with_teardown"] = migration_trace_stop(trace)
@@ -724,8 +713,7 @@ def main():
     pmem = pmem_node()
     ensure_cgroup()
     saved = {"thp": next(w.strip("[]") for w in get(THP).split() if w.startswith("[")),
-             "demotion_enabled": get("/sys/kernel/mm/numa/demotion_enabled", "false"),
-             "promote_rate_limit": get(PROMOTE_RATE_LIMIT, None)}
+             "demotion_enabled": get("/sys/kernel/mm/numa/demotion_enabled", "false")}
     plan = [(w, p) for w in workloads for p in peers]
     estimate = sum(WORKLOADS[w]["seconds"] + OVERHEAD_SECONDS for w, p in plan if not why_skipped(p))
     log("%d runs, estimated %d s (bound %d s, BENCH_PEERS_MAX_SECONDS); kernel %s, PMEM node %d" % (

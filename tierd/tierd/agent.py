@@ -10,7 +10,6 @@ from .mover import Mover, NodeError, RateLimiter, discover_nodes
 from .placement import Placement, RecentMoves, pick_pages
 from .heat import HeatMap
 from .mode import TieringMode
-from .promotion_bound import PromotionBound
 from .tracker import PagemapReads
 from .tracker_soft_dirty import SoftDirtyTracker
 from .tracking import choose_backend
@@ -44,9 +43,6 @@ class Agent:
                     **self.mode.log_fields(), demote_with=cfg["mover"]["demote_with"],
                     lower_tiers=_tiers(self.topology.lower_tiers))
         self.mode.announce()
-        self.promotion_bound = PromotionBound(kernel, logger, cfg["state_file"])
-        if not dry_run:
-            self.promotion_bound.recover()
         if self.nodes_missing:
             logger.warning("nodes_missing", reason=self.nodes_missing, action="looking again every interval")
         self.heat = HeatMap(cfg["heat"]["decay"], cfg["heat"]["write_weight"],
@@ -224,7 +220,6 @@ class Agent:
         started = self.clock()
         self.intervals += 1
         self.dry_run_moved = {}
-        self.demoted_for_quota = False  # set by _hold_node_budgets; read by the promotion bound
         self.mode.recheck(self.intervals)
         if self.nodes_missing and not self._find_nodes():
             self._report_waiting(started)
@@ -253,11 +248,6 @@ class Agent:
                                     self.block_pages, heat_promotions=self.mode.heat_promotions)
         self._limit_moves(views, decisions)
         stopped = self._move_decided(views, decisions, report, assignment, methods)
-        if not self.dry_run:
-            self.promotion_bound.update(
-                self.cfg["kernel_promotion_bound"], self.mode.mode,
-                self.demoted_for_quota or any(d.forced_demote for d in decisions.values()),
-                self.cfg["mover"]["batch_pages"], self.cfg["interval_seconds"], len(self.dram_nodes))
         self._report(started, views, decisions, report)
         self.heat_owners = {pid: name for name, pids in assignment.items() for pid in pids}
         if self.intervals % heat_store.SAVE_INTERVALS == 0:
@@ -430,7 +420,6 @@ class Agent:
                     continue
                 self.logger.info("node_budget_exceeded", workload=view.name, node=node, over_pages=pages,
                                  budget_pages=budgets[node], action="demoting its coldest pages there")
-                self.demoted_for_quota = True
                 if self._leave_node(view, node, pages, report):
                     return True
         return False
@@ -679,7 +668,6 @@ class Agent:
         self.state = {
             "time": time.time(), "backend": self.backend.name, "intervals": self.intervals,
             "tiering": self.mode.state(),
-            "kernel_promotion_bound": self.promotion_bound.state(),
             "dram_nodes": self.dram_nodes, "pmem_nodes": self.pmem_nodes, "page_size": PAGE_SIZE,
             "interval_seconds": round(self.clock() - started, 4), "dry_run": self.dry_run,
             "unmanaged_workloads": [w["name"] for w in self.cfg["workloads"] if w["policy"] is None],
@@ -825,7 +813,6 @@ class Agent:
 
     def close(self):
         self._save_heat()
-        self.promotion_bound.release("tierd stops")
         self.backend.close()
         if self.http:
             self.http.close()

@@ -16,7 +16,6 @@ import stat
 
 BACKENDS = ("auto", "damon", "page_idle")
 TIERING_MODES = ("auto", "tierd", "kernel_promotes")  # see mode.py
-KERNEL_PROMOTION_BOUNDS = ("auto", "off")  # see promotion_bound.py
 DEMOTE_WITH = ("auto", "move_pages", "reclaim", "lru_gen")  # see reclaim.py
 DIRECTIONS = ("promote", "demote", "both")
 # At most 19 digits: int() refuses longer digit strings only past 4300 digits, and no size needs more.
@@ -28,8 +27,6 @@ DEFAULTS = {
     "interval_seconds": 5.0,
     "backend": "auto",
     "tiering_mode": "auto",
-    # kernel_promotes: bound the kernel's host-wide promotion rate while tierd demotes for a quota (promotion_bound.py)
-    "kernel_promotion_bound": "auto",
     "nodes": {"dram": None, "pmem": None},
     "dram_budget": None,
     # {DRAM node: size}: what the managed workloads together may hold on that node (two sockets:
@@ -270,9 +267,6 @@ def validate(data):
     if cfg["tiering_mode"] not in TIERING_MODES:
         raise ConfigError("tiering_mode: %s is not valid; choose one of: %s"
                           % (excerpt(cfg["tiering_mode"]), ", ".join(TIERING_MODES)))
-    if cfg["kernel_promotion_bound"] not in KERNEL_PROMOTION_BOUNDS:
-        raise ConfigError("kernel_promotion_bound: %s is not valid; choose one of: %s"
-                          % (excerpt(cfg["kernel_promotion_bound"]), ", ".join(KERNEL_PROMOTION_BOUNDS)))
 
     nodes = _merge(DEFAULTS["nodes"], cfg["nodes"], "nodes")
     nodes["dram"] = _node_list(nodes["dram"], "nodes.dram")

@@ -300,14 +300,6 @@ class Kernel:
         value = self.read_text(NUMA_BALANCING, default="")
         return int(value) if value.isdigit() else None
 
-    def promote_rate_limit(self):
-        """kernel.numa_balancing_promote_rate_limit_MBps, or None without it (before Linux 6.1)."""
-        value = self.read_text(PROMOTE_RATE_LIMIT, default="")
-        return int(value) if value.isdigit() else None
-
-    def set_promote_rate_limit(self, mbps):
-        self.write_text(PROMOTE_RATE_LIMIT, int(mbps))
-
     def memory_tiering_balancing_supported(self):
         """True when numa_balancing accepts 2: the memory-tiering mode came with its promote rate
         limit sysctl and the memory_tiering sysfs directory, so either tells without writing 2."""

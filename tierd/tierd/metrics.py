@@ -11,8 +11,6 @@ HELP = {
     "tierd_mode": ("gauge", "1 for the tiering mode in use: tierd (tierd promotes) or kernel_promotes"),
     "tierd_mode_conflict": ("gauge", "1 while kernel.numa_balancing contradicts the tiering mode (see the log)"),
     "tierd_kernel_numa_balancing": ("gauge", "kernel.numa_balancing as last read (-1: missing)"),
-    "tierd_kernel_promotion_bound_mbps": ("gauge", "numa_balancing_promote_rate_limit_MBps tierd set while it "
-                                          "demotes for a quota (0: not bounded)"),
     "tierd_intervals_total": ("counter", "tracking intervals completed"),
     "tierd_interval_seconds": ("gauge", "wall time of the last interval's scan and moves"),
     "tierd_workload_pids": ("gauge", "processes matched by the workload"),
@@ -47,8 +45,6 @@ def render(state):
         samples["tierd_mode_conflict"].append(({}, 1 if tiering.get("warning") else 0))
         balancing = tiering.get("numa_balancing")
         samples["tierd_kernel_numa_balancing"].append(({}, -1 if balancing is None else balancing))
-    bound = (state.get("kernel_promotion_bound") or {}).get("bound_mbps")
-    samples["tierd_kernel_promotion_bound_mbps"].append(({}, bound or 0))
     samples["tierd_intervals_total"].append(({}, state.get("intervals", 0)))
     samples["tierd_interval_seconds"].append(({}, state.get("interval_seconds", 0.0)))
     for name, wl in sorted(state.get("workloads", {}).items()):

@@ -31,10 +31,6 @@ def render(state, now=None):
             tiering["mode"], tiering["reason"], _knob(tiering["numa_balancing"]), _knob(tiering["demotion_enabled"])))
         if tiering.get("warning"):
             lines.append("warning: %s" % tiering["warning"])
-    bound = state.get("kernel_promotion_bound") or {}
-    if bound.get("bound_mbps") is not None:
-        lines.append("kernel promotions bounded at %s MB/s per node (was %s) while tierd demotes for a quota" % (
-            bound["bound_mbps"], bound["original_mbps"]))
     if state.get("waiting_for_nodes"):
         lines.append("waiting for the PMEM node: %s" % state["waiting_for_nodes"])
     for node, budget in sorted(state.get("node_budgets", {}).items()):
