@@ -164,8 +164,8 @@ def where(info_file):
 
 
 # DRAM node -> the node of the next tier on its socket (where the kernel's demotion sends its pages).
-NEXT_TIER = {0: 4, 1: 5}
-# workload -> indexes of its cold pages seen on a DRAM node other than the one they started on
+NEXT_TIER = {start: target for _cpu, start, target in DEMOTE_LAYOUT.values()}
+# workload -> {index of a cold page: the DRAM node other than its start where it was seen}
 # (promoted along with hot neighbours by a DAMON region that straddled the hot set's edge).
 cold_seen_elsewhere = {}
 
@@ -176,13 +176,14 @@ def demoted(name, cold_nodes):
     promotions go) belongs on that node's next tier instead; the samples each interval track that."""
     _cpu, start_node, target = DEMOTE_LAYOUT[name]
     seen = cold_seen_elsewhere.setdefault(name, {})
+    placed, misplaced = 0, {}
     for index, node in enumerate(cold_nodes):
         if node in NEXT_TIER and node != start_node:
             seen[index] = node
-    misplaced = {}
-    for index, node in enumerate(cold_nodes):
-        allowed = {target} | ({NEXT_TIER[seen[index]]} if index in seen else set())
-        if node in LOWER_NODES and node not in allowed:
+        allowed = (target, NEXT_TIER[seen[index]]) if index in seen else (target,)
+        if node in allowed:
+            placed += 1
+        elif node in LOWER_NODES:
             misplaced[node] = misplaced.get(node, 0) + 1
     cold = len(cold_nodes)
     results.setdefault("cold_via_other_dram", {})[name] = len(seen)
@@ -192,8 +193,7 @@ def demoted(name, cold_nodes):
                   "node and may be on its next tier): %s"
                   % (name, start_node, target, sum(misplaced.values()), cold, misplaced, len(seen),
                      counted([], cold_nodes)["cold"]))
-    return sum(1 for index, node in enumerate(cold_nodes)
-               if node == target or (index in seen and node == NEXT_TIER[seen[index]])) >= 0.9 * cold
+    return placed >= 0.9 * cold
 
 
 def settled(name, spread, cold_nodes):
